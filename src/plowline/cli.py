@@ -1,0 +1,162 @@
+"""The ``plowline`` command: each sub-command is a thin call into the library."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from plowline import __version__
+
+
+@click.group()
+@click.version_option(__version__, prog_name="plowline")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Plowline: collect, enrich and load behavioural events."""
+    level = logging.WARNING - 10 * min(verbose + 1, 2)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@cli.command()
+@click.option("--good", required=True, metavar="FILE",
+              help="Where enriched events go, as TSV (- for standard output).")
+@click.option("--bad", required=True, metavar="FILE",
+              help="Where failed events go, as JSON lines (- for standard output).")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+def enrich(good: str, bad: str, inputs: tuple[str, ...]) -> None:
+    """Enrich raw logs (files, folders or - for standard input)."""
+    from plowline.enrich.files import enrich_files
+    from plowline.errors import PlowlineError
+
+    try:
+        stats = enrich_files(inputs, good, bad)
+    except PlowlineError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"Read {stats.lines} raw records: {stats.enriched} enriched events, "
+        f"{stats.failed} failed events.",
+        err=True,
+    )
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              envvar="PLOWLINE_COLLECTOR_HOST", help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              envvar="PLOWLINE_COLLECTOR_PORT", help="TCP port to listen on.")
+@click.option("--raw-dir", default="./plowline-data/raw", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              envvar="PLOWLINE_COLLECTOR_RAW_DIR", help="Folder of the raw log.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+              envvar="PLOWLINE_COLLECTOR_WORKERS", help="Worker processes.")
+def collector(host: str, port: int, raw_dir: Path, workers: int) -> None:
+    """Run the collector: record tracker requests into the raw log.
+
+    Other settings (cookie, body limit, rotation) come from PLOWLINE_COLLECTOR_*
+    environment variables; see docs/raw-log.md for the log it writes.
+    """
+    from dataclasses import replace
+
+    from plowline.collector.config import CollectorConfig
+    from plowline.collector.server import serve
+    from plowline.errors import PlowlineError
+
+    try:
+        config = replace(
+            CollectorConfig.from_env(),
+            host=host, port=port, raw_dir=raw_dir, workers=workers,
+        )
+        serve(config)
+    except PlowlineError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address the collector listens on (0.0.0.0 for every interface).")
+@click.option("--port", default=8080, show_default=True, type=int,
+              help="Port the collector listens on.")
+@click.option("--data-dir", default="plowline-data", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the raw log (DATA_DIR/raw).")
+@click.option("--duckdb", "duckdb_path", default="plowline.duckdb", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="DuckDB database the events are loaded into.")
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="Collector worker processes.")
+def up(host: str, port: int, data_dir: Path, duckdb_path: Path, workers: int) -> None:
+    """Run the collector and load what it receives into DuckDB, until stopped."""
+    from plowline.errors import PlowlineError
+    from plowline.up import UpConfig, run_up
+
+    config = UpConfig(host=host, port=port, data_dir=data_dir,
+                      duckdb_path=duckdb_path, workers=workers)
+    try:
+        code = run_up(config)
+    except PlowlineError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sys.exit(code)
+
+
+@cli.command()
+@click.option("--duckdb", "duckdb_path", required=True, metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="DuckDB database to load into (created if missing).")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+def load(duckdb_path: Path, inputs: tuple[str, ...]) -> None:
+    """Load enriched TSV files (.gz too, - for standard input) into DuckDB.
+
+    Every input is loaded, or none: a bad line stops the load and names it.
+    """
+    from plowline.errors import PlowlineError
+    from plowline.storage.duckdb import load_files
+
+    try:
+        result = load_files(duckdb_path, inputs)
+    except PlowlineError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Loaded {result.events} events into {duckdb_path}")
+
+
+@cli.command()
+@click.option("--duckdb", "duckdb_path", default="plowline.duckdb", show_default=True,
+              metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+              help="DuckDB database to query.")
+@click.option("--format", "output_format", default="table", show_default=True,
+              type=click.Choice(["table", "csv", "json"]),
+              help="table for people; csv or json for scripts.")
+@click.argument("sql")
+def query(duckdb_path: Path, output_format: str, sql: str) -> None:
+    """Run SQL on the DuckDB database, also while `plowline up` writes to it.
+
+    While `plowline up` runs, the query goes through its socket (FILE.sock);
+    otherwise the file is opened read-only.
+    """
+    from rich.console import Console
+
+    from plowline.errors import PlowlineError
+    from plowline.storage.query import (
+        format_csv,
+        format_json,
+        rich_table,
+        run_query,
+    )
+
+    try:
+        result = run_query(duckdb_path, sql)
+    except PlowlineError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if output_format == "csv":
+        click.echo(format_csv(result), nl=False)
+    elif output_format == "json":
+        click.echo(format_json(result))
+    else:
+        Console().print(rich_table(result))
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,250 @@
+"""Adapters: from one collected request to the tracker-protocol events in it.
+
+The request path names the API: ``/i`` and ``/ice.png`` are the pixel (tp1),
+``/{vendor}/{version}`` anything else. The Snowplow tracker protocol 2 carries one
+event in a GET querystring or a batch in a POST ``payload_data`` body, where the
+querystring is merged into every event and wins. ``/r/tp2`` is a click redirect.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from plowline.enrich.failed import FailedEvent, Message, request_failure
+from plowline.enrich.urls import querystring_params
+from plowline.rawlog.record import RawRecord
+
+SNOWPLOW = "com.snowplowanalytics.snowplow"
+PAYLOAD_DATA_RE = re.compile(
+    r"iglu:com\.snowplowanalytics\.snowplow/payload_data/jsonschema/1-0-([0-9]+)"
+)
+URI_REDIRECT = "iglu:com.snowplowanalytics.snowplow/uri_redirect/jsonschema/1-0-0"
+UNSTRUCT_EVENT = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0"
+
+# payload_data 1-0-4 allows exactly these keys (its additionalProperties is false).
+_PAYLOAD_KEYS_1_0_0 = frozenset(
+    "tna aid p dtm tz e tid eid tv duid nuid uid vid ip res url page refr fp ctype "
+    "cookie lang f_pdf f_qt f_realp f_wma f_dir f_fla f_java f_gears f_ag cd ds cs vp "
+    "mac pp_mix pp_max pp_miy pp_may ad_ba ad_ca ad_ad ad_uid tr_id tr_af tr_tt tr_tx "
+    "tr_sh tr_ci tr_st tr_co tr_cu ti_id ti_sk ti_nm ti_na ti_ca ti_pr ti_qu ti_cu sa "
+    "sn st sp se_ca se_ac se_la se_pr se_va ue_na ue_pr ue_px co cx".split()
+)
+PAYLOAD_KEYS = {
+    0: _PAYLOAD_KEYS_1_0_0,
+    1: _PAYLOAD_KEYS_1_0_0 | {"ua"},
+    2: _PAYLOAD_KEYS_1_0_0 | {"ua", "tnuid"},
+    3: _PAYLOAD_KEYS_1_0_0 | {"ua", "tnuid", "stm", "sid"},
+    4: _PAYLOAD_KEYS_1_0_0 | {"ua", "tnuid", "stm", "sid", "ttm"},
+}
+REQUIRED_PAYLOAD_KEYS = ("tv", "p", "e")
+
+
+@dataclass(slots=True)
+class RawEvent:
+    """One tracker-protocol event: its parameters and the request it came in."""
+
+    vendor: str
+    version: str
+    params: dict[str, str]
+    record: RawRecord
+
+
+Outcome = RawEvent | FailedEvent
+
+
+def api_of(path: str) -> tuple[str, str] | None:
+    """The (vendor, version) a request path addresses, or None."""
+    if path == "/i" or path.startswith("/ice.png"):
+        return SNOWPLOW, "tp1"
+    parts = path.strip("/").split("/")
+    if len(parts) == 2 and all(parts) and path.count("//") == 0:
+        return parts[0], parts[1]
+    return None
+
+
+def to_raw_events(record: RawRecord, now_ms: int) -> list[Outcome]:
+    """Every event in ``record``, or the failure that stops reading it."""
+    api = api_of(record.path)
+    if api is None:
+        message = {
+            "field": "path",
+            "value": record.path,
+            "expectation": "/i, /ice.png or a /vendor/version path",
+        }
+        return [request_failure("adapter_failures", record, [message], now_ms=now_ms)]
+    adapter = _ADAPTERS.get(api)
+    if adapter is None:
+        message = {
+            "field": "path",
+            "value": record.path,
+            "expectation": f"a supported vendor/version; {api[0]}/{api[1]} is not",
+        }
+        return [request_failure("adapter_failures", record, [message], now_ms=now_ms)]
+    return adapter(record, api, now_ms)
+
+
+def _querystring(record: RawRecord) -> dict[str, str]:
+    if not record.querystring:
+        return {}
+    return querystring_params(record.querystring.decode("utf-8", "replace"))
+
+
+def _tp1(record: RawRecord, api: tuple[str, str], now_ms: int) -> list[Outcome]:
+    params = _querystring(record)
+    if not params:
+        message = {"field": "querystring", "value": None,
+                   "expectation": "tracker-protocol parameters; the querystring is empty"}
+        return [request_failure("adapter_failures", record, [message], now_ms=now_ms)]
+    return [RawEvent(api[0], api[1], params, record)]
+
+
+def _tp2(record: RawRecord, api: tuple[str, str], now_ms: int) -> list[Outcome]:
+    params = _querystring(record)
+    if not record.body:
+        if not params:
+            message = {"field": "body", "value": None,
+                       "expectation": "a payload_data body or a querystring; "
+                                      "the request has neither"}
+            return [request_failure("tracker_protocol_violations", record,
+                                    [message], now_ms=now_ms)]
+        return [RawEvent(api[0], api[1], params, record)]
+
+    items, problem = _payload_items(record)
+    if problem is not None:
+        return [request_failure("tracker_protocol_violations", record, [problem],
+                                now_ms=now_ms)]
+    outcomes: list[Outcome] = []
+    for index, (item, allowed) in enumerate(items):
+        messages = _item_problems(item, allowed, index)
+        if messages:
+            outcomes.append(_item_failure(record, item, messages, now_ms))
+        else:
+            outcomes.append(RawEvent(api[0], api[1], {**item, **params}, record))
+    return outcomes
+
+
+def _payload_items(record: RawRecord
+                   ) -> tuple[list[tuple[dict[str, Any], frozenset[str]]], Message | None]:
+    content_type = (record.content_type or "").split(";")[0].strip().lower()
+    # Snowplow accepts only application/json; beacons send text/plain.
+    if content_type not in ("application/json", "text/plain"):
+        return [], {"field": "contentType", "value": record.content_type,
+                    "expectation": "application/json (or text/plain from a beacon)"}
+    body = _decompressed(record.body or b"")
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return [], {"field": "body", "value": _preview(body),
+                    "error": f"the body is not JSON: {exc}"}
+    if not isinstance(document, dict):
+        return [], {"field": "body", "value": _preview(body),
+                    "expectation": "a payload_data self-describing JSON object"}
+    schema = document.get("schema")
+    match = PAYLOAD_DATA_RE.fullmatch(schema) if isinstance(schema, str) else None
+    if match is None:
+        return [], {"field": "schema", "value": schema,
+                    "expectation": "iglu:com.snowplowanalytics.snowplow/payload_data/"
+                                   "jsonschema/1-0-*"}
+    data = document.get("data")
+    if not isinstance(data, list) or not data:
+        return [], {"field": "data", "value": _preview(orjson.dumps(data)),
+                    "expectation": "a non-empty array of events"}
+    allowed = PAYLOAD_KEYS.get(int(match[1]), PAYLOAD_KEYS[4])
+    return [(item, allowed) for item in data], None
+
+
+def _decompressed(body: bytes) -> bytes:
+    if body[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(body)
+        except (OSError, EOFError, zlib.error):
+            return body
+    return body
+
+
+def _preview(data: bytes, limit: int = 200) -> str:
+    text = data.decode("utf-8", "replace")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _item_problems(item: Any, allowed: frozenset[str], index: int) -> list[Message]:
+    where = f"data[{index}]"
+    if not isinstance(item, dict):
+        return [{"field": where, "value": _preview(orjson.dumps(item)),
+                 "expectation": "an object of string parameters"}]
+    messages: list[Message] = []
+    for key, value in item.items():
+        if not isinstance(value, str):
+            messages.append({"field": f"{where}.{key}", "value": value,
+                             "expectation": "a string"})
+        elif key not in allowed:
+            messages.append({"field": f"{where}.{key}", "value": value,
+                             "expectation": "a parameter that payload_data allows"})
+    for key in REQUIRED_PAYLOAD_KEYS:
+        if key not in item:
+            messages.append({"field": f"{where}.{key}", "value": None,
+                             "expectation": "a value: this parameter is required"})
+    return messages
+
+
+def _item_failure(record: RawRecord, item: Any, messages: list[Message],
+                  now_ms: int) -> FailedEvent:
+    failed = request_failure("tracker_protocol_violations", record, messages,
+                             now_ms=now_ms)
+    # A batch may hold good and bad events: keep only this one event in the
+    # payload, so a replay does not duplicate the good ones.
+    failed.payload["body"] = orjson.dumps(
+        {"schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",
+         "data": [item]}
+    ).decode()
+    failed.payload["rawRecord"]["body"] = failed.payload["body"]
+    failed.payload["rawRecord"].pop("body_base64", None)
+    return failed
+
+
+def _redirect(record: RawRecord, api: tuple[str, str], now_ms: int) -> list[Outcome]:
+    params = _querystring(record)
+    target = params.pop("u", None)
+    if not target:
+        message = {"field": "u", "value": None,
+                   "expectation": "the redirect target URL in parameter u"}
+        return [request_failure("tracker_protocol_violations", record, [message],
+                                now_ms=now_ms)]
+    redirect = {"schema": URI_REDIRECT, "data": {"uri": target}}
+    if "e" in params:
+        params["co"] = _add_context(params, redirect)
+        params.pop("cx", None)
+    else:
+        params["e"] = "ue"
+        params["ue_pr"] = orjson.dumps({"schema": UNSTRUCT_EVENT, "data": redirect}).decode()
+    params["tv"] = "r-tp2"
+    params.setdefault("p", "web")
+    return [RawEvent(api[0], api[1], params, record)]
+
+
+def _add_context(params: dict[str, str], entity: dict[str, Any]) -> str:
+    from plowline.enrich.selfdesc import decode_contexts_param
+
+    contexts = decode_contexts_param(params) or {
+        "schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1",
+        "data": [],
+    }
+    if isinstance(contexts.get("data"), list):
+        contexts["data"].append(entity)
+    return orjson.dumps(contexts).decode()
+
+
+Adapter = Callable[[RawRecord, tuple[str, str], int], list[Outcome]]
+
+_ADAPTERS: dict[tuple[str, str], Adapter] = {
+    (SNOWPLOW, "tp1"): _tp1,
+    (SNOWPLOW, "tp2"): _tp2,
+    ("r", "tp2"): _redirect,
+}

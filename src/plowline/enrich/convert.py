@@ -1,0 +1,131 @@
+"""Converters from tracker-protocol text to enriched-field text.
+
+Each converter takes the decoded parameter value and returns the text that goes
+into the enriched TSV, or ``None`` for an empty field. A value that cannot be
+converted raises :class:`ConversionError` carrying what was expected; the caller
+turns it into a failed-event message naming the field and the value.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+from decimal import Decimal, InvalidOperation
+
+INT_MIN = -(2**31)
+INT_MAX = 2**31 - 1
+
+# Snowplow enrich keeps timestamps that Redshift can hold: years 1 to 9999 here,
+# because Python cannot represent year 0.
+_MS_MIN = -62135596800000
+_MS_MAX = 253402300799999
+
+_INT_RE = re.compile(r"[+-]?[0-9]+", re.ASCII)
+# The syntax of Java's BigDecimal(String): sign, digits with an optional point,
+# optional exponent. Python's Decimal also takes "NaN", "Infinity" and "1_000".
+_DECIMAL_RE = re.compile(
+    r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII
+)
+_DIMENSIONS_RE = re.compile(r"([0-9]+)x([0-9]+)", re.ASCII)
+_UUID_RE = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class ConversionError(ValueError):
+    """A parameter value that does not have the form its field needs."""
+
+    def __init__(self, expectation: str) -> None:
+        super().__init__(expectation)
+        self.expectation = expectation
+
+
+def tsv_safe(value: str) -> str | None:
+    """Make free text fit in one TSV field: tabs become four spaces, other
+    control characters (newlines included) are removed, and empty means null."""
+    if "\t" in value:
+        value = value.replace("\t", "    ")
+    if _CONTROL_RE.search(value):
+        value = _CONTROL_RE.sub("", value)
+    return value or None
+
+
+def to_int(value: str) -> str | None:
+    """A 32-bit integer, as Java's ``Integer`` reads it; ``null`` means null."""
+    if value == "null":
+        return None
+    if not _INT_RE.fullmatch(value):
+        raise ConversionError("a whole number (32-bit integer)")
+    number = int(value)
+    if not INT_MIN <= number <= INT_MAX:
+        raise ConversionError("a whole number within the 32-bit integer range")
+    return str(number)
+
+
+def to_decimal(value: str) -> str | None:
+    """A decimal number written out in plain notation (never ``1E+7``)."""
+    if value == "null":
+        return None
+    if not _DECIMAL_RE.fullmatch(value):
+        raise ConversionError("a decimal number such as 42.5")
+    try:
+        number = Decimal(value)
+    except InvalidOperation as exc:  # pragma: no cover - the regex guards this
+        raise ConversionError("a decimal number such as 42.5") from exc
+    if number.as_tuple().exponent > 0:  # type: ignore[operator]
+        number = number.quantize(Decimal(1))
+    return format(number, "f")
+
+
+def to_bool(value: str) -> str:
+    """``1`` or ``0``, exactly."""
+    if value not in ("1", "0"):
+        raise ConversionError("1 or 0")
+    return value
+
+
+def to_dimensions(value: str) -> tuple[str, str]:
+    """A ``WIDTHxHEIGHT`` pair of non-negative 32-bit integers."""
+    match = _DIMENSIONS_RE.fullmatch(value)
+    if match is None:
+        raise ConversionError("two whole numbers as WIDTHxHEIGHT, such as 1280x720")
+    width, height = int(match[1]), int(match[2])
+    if width > INT_MAX or height > INT_MAX:
+        raise ConversionError("dimensions within the 32-bit integer range")
+    return str(width), str(height)
+
+
+def to_uuid(value: str) -> str:
+    """A UUID in its canonical 8-4-4-4-12 form, stored lower-case."""
+    if not _UUID_RE.fullmatch(value):
+        raise ConversionError("a UUID such as 0b0b0b0b-1111-4222-8333-444444444444")
+    return value.lower()
+
+
+def ms_to_tstamp(ms: int) -> str:
+    """Milliseconds since the epoch as ``yyyy-MM-dd HH:mm:ss.SSS`` (UTC)."""
+    if not _MS_MIN <= ms <= _MS_MAX:
+        raise ConversionError("a time between the years 1 and 9999")
+    seconds, millis = divmod(ms, 1000)
+    t = time.gmtime(seconds)
+    # strftime's %Y does not zero-pad years below 1000 on every platform.
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{millis:03d}"
+    )
+
+
+def to_tstamp(value: str) -> str:
+    """A tracker timestamp: whole milliseconds since the epoch."""
+    if not _INT_RE.fullmatch(value):
+        raise ConversionError("milliseconds since the epoch, as a whole number")
+    return ms_to_tstamp(int(value))
+
+
+def tstamp_to_ms(text: str) -> int:
+    """The inverse of :func:`ms_to_tstamp`."""
+    base, _, millis = text.partition(".")
+    seconds = calendar.timegm(time.strptime(base, "%Y-%m-%d %H:%M:%S"))
+    return seconds * 1000 + int(millis or 0)

@@ -1,0 +1,251 @@
+"""The enrichment function: one raw record in, enriched and failed events out.
+
+``Enricher.enrich_record`` is pure apart from the clock and a random event id
+for events that came without one: the same function runs in ``plowline enrich``,
+in ``plowline up`` and anywhere else enrichment is needed.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from plowline import __version__
+from plowline.enrich import selfdesc
+from plowline.enrich.adapters import RawEvent, to_raw_events
+from plowline.enrich.convert import ConversionError, ms_to_tstamp, tsv_safe
+from plowline.enrich.failed import (
+    FailedEvent,
+    Message,
+    event_failure,
+    field_message,
+    unreadable_input,
+)
+from plowline.enrich.fields import FIELD_NAMES
+from plowline.enrich.transform import Event, apply_params
+from plowline.enrich.urls import UrlParts, split_url
+from plowline.errors import BadInputError
+from plowline.rawlog.record import RawRecord, decode_record
+
+V_ETL = f"plowline-{__version__}"
+
+# event -> (event_vendor, event_name, event_format, event_version)
+EVENT_SCHEMAS: dict[str, tuple[str, str, str, str]] = {
+    "page_view": ("com.snowplowanalytics.snowplow", "page_view", "jsonschema", "1-0-0"),
+    "page_ping": ("com.snowplowanalytics.snowplow", "page_ping", "jsonschema", "1-0-0"),
+    "struct": ("com.google.analytics", "event", "jsonschema", "1-0-0"),
+    "transaction": (
+        "com.snowplowanalytics.snowplow", "transaction", "jsonschema", "1-0-0"
+    ),
+    "transaction_item": (
+        "com.snowplowanalytics.snowplow", "transaction_item", "jsonschema", "1-0-0"
+    ),
+}
+
+PAGE_PARTS = ("scheme", "host", "port", "path", "query", "fragment")
+
+
+@dataclass(slots=True)
+class EnrichedEvent:
+    """The 131 fields of one enriched event, as TSV text (None = empty)."""
+
+    fields: Event
+
+    def to_tsv(self) -> str:
+        get = self.fields.get
+        return "\t".join(get(name) or "" for name in FIELD_NAMES)
+
+    def __getitem__(self, name: str) -> str | None:
+        return self.fields.get(name)
+
+
+Outcome = EnrichedEvent | FailedEvent
+
+
+class Enricher:
+    """Turns raw records into enriched events; configuration is fixed at creation."""
+
+    def __init__(self, *, v_etl: str = V_ETL,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.v_etl = v_etl
+        self.clock = clock
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def enrich_line(self, line: bytes, *, source: str | None = None,
+                    line_number: int | None = None) -> list[Outcome]:
+        """Enrich one raw-log line; a line that is not a record is a failed event."""
+        try:
+            record = decode_record(line)
+        except BadInputError as exc:
+            return [unreadable_input(line, str(exc), loader="plowline",
+                                     now_ms=self.now_ms(), source=source,
+                                     line_number=line_number)]
+        return self.enrich_record(record)
+
+    def enrich_record(self, record: RawRecord) -> list[Outcome]:
+        now_ms = self.now_ms()
+        outcomes: list[Outcome] = []
+        for item in to_raw_events(record, now_ms):
+            if isinstance(item, FailedEvent):
+                outcomes.append(item)
+            else:
+                outcomes.append(self.enrich_event(item, now_ms))
+        return outcomes
+
+    def enrich_event(self, raw: RawEvent, now_ms: int) -> Outcome:
+        record, params = raw.record, raw.params
+        event: Event = {
+            "v_collector": record.collector,
+            "v_etl": self.v_etl,
+            "etl_tstamp": ms_to_tstamp(now_ms),
+            "network_userid": record.network_userid,
+            "user_ipaddress": record.ip,
+            "useragent": tsv_safe(record.useragent) if record.useragent else None,
+        }
+        problems: list[Message] = []
+        try:
+            event["collector_tstamp"] = ms_to_tstamp(record.tstamp)
+        except ConversionError as exc:
+            problems.append(field_message("collector_tstamp", str(record.tstamp),
+                                          exc.expectation))
+        problems.extend(apply_params(event, params))
+        schema_parts = _self_describing(event, params, problems)
+        if problems:
+            return self._failure("schema_violations", problems, raw, event, now_ms)
+
+        problems = _derived_fields(event, params, record, schema_parts)
+        if problems:
+            return self._failure("enrichment_failures", problems, raw, event, now_ms)
+        if event.get("event_id") is None:
+            event["event_id"] = str(uuid.uuid4())
+        return EnrichedEvent(event)
+
+    def _failure(self, kind: str, problems: list[Message], raw: RawEvent,
+                 event: Event, now_ms: int) -> FailedEvent:
+        enriched = {k: v for k, v in event.items() if v is not None}
+        return event_failure(kind, problems, raw_payload(raw), enriched, now_ms=now_ms)
+
+
+def _self_describing(event: Event, params: dict[str, str],
+                     problems: list[Message]) -> tuple[str, ...] | None:
+    try:
+        event["contexts"] = selfdesc.contexts(params)
+    except selfdesc.SelfDescribingError as exc:
+        problems.append(exc.message)
+    try:
+        unstruct = selfdesc.unstruct_event(params)
+    except selfdesc.SelfDescribingError as exc:
+        problems.append(exc.message)
+        return None
+    if unstruct is None:
+        return None
+    event["unstruct_event"] = unstruct[0]
+    return unstruct[1]
+
+
+def _derived_fields(event: Event, params: dict[str, str], record: RawRecord,
+                    schema_parts: tuple[str, ...] | None) -> list[Message]:
+    problems: list[Message] = []
+    page_url = event.get("page_url") or (tsv_safe(record.referer)
+                                         if record.referer else None)
+    if page_url:
+        _set_url(event, "page_url", "page_url", split_url(page_url))
+    referrer = event.get("page_referrer")
+    if referrer:
+        _set_url(event, "page_referrer", "refr_url", split_url(referrer))
+    event["derived_tstamp"] = derived_tstamp(params, record.tstamp)
+
+    kind = event.get("event")
+    if kind == "unstruct":
+        if schema_parts is None:
+            problems.append(field_message(
+                "ue_pr", None, "a self-describing event: e=ue needs ue_pr or ue_px"))
+        else:
+            _set_schema(event, schema_parts)
+    elif kind in EVENT_SCHEMAS:
+        _set_schema(event, EVENT_SCHEMAS[kind])
+    elif kind is None:
+        problems.append(field_message("e", None, "an event type: the e parameter "
+                                      "is missing"))
+    else:
+        problems.append(field_message("e", params.get("e"), "an event type that "
+                                      "current trackers send; this one is retired"))
+    return problems
+
+
+def _set_url(event: Event, full: str, stem: str, parts: UrlParts) -> None:
+    event[full] = parts.url
+    for name in PAGE_PARTS:
+        value = getattr(parts, name)
+        event[stem + name] = tsv_safe(value) if value else None
+
+
+def _set_schema(event: Event, parts: tuple[str, ...]) -> None:
+    (event["event_vendor"], event["event_name"], event["event_format"],
+     event["event_version"]) = parts
+
+
+def derived_tstamp(params: dict[str, str], collector_ms: int) -> str:
+    """True timestamp if sent; else the collector time minus the device's send
+    delay (when the device clock says created < sent); else the collector time."""
+    if "ttm" in params:
+        return ms_to_tstamp(int(params["ttm"]))
+    created, sent = params.get("dtm"), params.get("stm")
+    if created is not None and sent is not None:
+        created_ms, sent_ms = int(created), int(sent)
+        if created_ms < sent_ms:
+            try:
+                return ms_to_tstamp(collector_ms - (sent_ms - created_ms))
+            except ConversionError:
+                pass  # a device clock far off: fall back to the collector's time
+    return ms_to_tstamp(collector_ms)
+
+
+def raw_payload(raw: RawEvent) -> dict[str, Any]:
+    """The input of one event, in the shape of Snowplow's ``raw`` payload."""
+    from plowline.enrich.failed import iso_tstamp
+
+    record = raw.record
+    return {
+        "vendor": raw.vendor,
+        "version": raw.version,
+        "parameters": [{"name": k, "value": v} for k, v in raw.params.items()],
+        "contentType": record.content_type,
+        "loaderName": record.collector,
+        "encoding": "UTF-8",
+        "hostname": record.host,
+        "timestamp": iso_tstamp(record.tstamp),
+        "ipAddress": record.ip,
+        "useragent": record.useragent,
+        "refererUri": record.referer,
+        "headers": [f"{name}: {value}" for name, value in record.headers],
+        "userId": record.network_userid,
+        "rawRecordId": record.id,
+    }
+
+
+def enrich_lines(enricher: Enricher, lines: Iterable[tuple[str, int, bytes]]
+                 ) -> Iterator[Outcome]:
+    """Enrich (source, line number, line) triples in order."""
+    for source, number, line in lines:
+        yield from enricher.enrich_line(line, source=source, line_number=number)
+
+
+@dataclass(slots=True)
+class EnrichStats:
+    """What one enrichment run read and wrote."""
+
+    lines: int = 0
+    enriched: int = 0
+    failed: int = 0
+
+    def add(self, outcome: Outcome) -> None:
+        if isinstance(outcome, EnrichedEvent):
+            self.enriched += 1
+        else:
+            self.failed += 1

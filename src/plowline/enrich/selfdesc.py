@@ -1,0 +1,149 @@
+"""Self-describing JSON: the ``co``/``cx`` contexts and ``ue_pr``/``ue_px`` events.
+
+The tracker sends each either as plain JSON or as base64 of the same JSON. Both
+alphabets occur (the JavaScript tracker uses the URL-safe one without padding,
+the Python tracker keeps the padding), so decoding accepts all of them.
+Entities are checked for the self-describing shape here; checking them against
+their JSON Schemas is the job of schema validation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+import orjson
+
+from plowline.enrich.failed import Message
+
+CONTEXTS_RE = re.compile(
+    r"iglu:com\.snowplowanalytics\.snowplow/contexts/jsonschema/1-0-[0-9]+"
+)
+UNSTRUCT_RE = re.compile(
+    r"iglu:com\.snowplowanalytics\.snowplow/unstruct_event/jsonschema/1-0-[0-9]+"
+)
+IGLU_URI_RE = re.compile(
+    r"iglu:([a-zA-Z0-9\-_.]+)/([a-zA-Z0-9\-_]+)/([a-zA-Z0-9\-_]+)/([0-9]+-[0-9]+-[0-9]+)"
+)
+CONTEXTS_SCHEMA = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1"
+UNSTRUCT_SCHEMA = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0"
+
+_BASE64_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
+class SelfDescribingError(ValueError):
+    def __init__(self, message: Message) -> None:
+        super().__init__(str(message))
+        self.message = message
+
+
+def decode_base64(text: str) -> bytes:
+    """Base64 in either alphabet, with or without ``=`` padding."""
+    data = text.strip().encode("ascii", "strict").translate(_BASE64_URLSAFE)
+    data = data.rstrip(b"=")
+    data += b"=" * (-len(data) % 4)
+    return base64.b64decode(data, validate=True)
+
+
+def _load(params: dict[str, str], plain: str, encoded: str, field: str) -> Any:
+    if encoded in params:
+        name, text = encoded, params[encoded]
+        try:
+            raw = decode_base64(text)
+            text = raw.decode("utf-8")
+        except (UnicodeError, binascii.Error, ValueError) as exc:
+            raise SelfDescribingError(
+                {"field": name, "value": text, "error": f"not valid base64 UTF-8: {exc}"}
+            ) from exc
+    elif plain in params:
+        name, text = plain, params[plain]
+    else:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise SelfDescribingError(
+            {"field": name, "value": text, "error": f"not valid JSON: {exc}"}
+        ) from exc
+
+
+def decode_contexts_param(params: dict[str, str]) -> dict[str, Any] | None:
+    """The contexts envelope as sent, without checks; None when absent or broken."""
+    try:
+        value = _load(params, "co", "cx", "contexts")
+    except SelfDescribingError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _entity_problem(entity: Any, where: str) -> Message | None:
+    if not isinstance(entity, dict) or not {"schema", "data"} <= entity.keys():
+        return {"field": where, "value": _short(entity),
+                "expectation": "a self-describing JSON object {schema, data}"}
+    schema = entity["schema"]
+    if not isinstance(schema, str) or not IGLU_URI_RE.fullmatch(schema):
+        return {"field": f"{where}.schema", "value": schema,
+                "expectation": "an Iglu URI iglu:vendor/name/format/M-R-A"}
+    return None
+
+
+def _short(value: Any) -> str:
+    text = orjson.dumps(value).decode()
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def contexts(params: dict[str, str]) -> str | None:
+    """The enriched ``contexts`` column: the entities re-wrapped in contexts 1-0-1."""
+    document = _load(params, "co", "cx", "contexts")
+    if document is None:
+        return None
+    field = "cx" if "cx" in params else "co"
+    if not isinstance(document, dict) or not isinstance(document.get("schema"), str) \
+            or not CONTEXTS_RE.fullmatch(document["schema"]):
+        raise SelfDescribingError(
+            {"field": field, "value": _short(document),
+             "expectation": "a contexts envelope with schema "
+                            "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-*"}
+        )
+    entities = document.get("data")
+    if not isinstance(entities, list):
+        raise SelfDescribingError(
+            {"field": f"{field}.data", "value": _short(entities),
+             "expectation": "an array of self-describing entities"}
+        )
+    for index, entity in enumerate(entities):
+        problem = _entity_problem(entity, f"{field}.data[{index}]")
+        if problem is not None:
+            raise SelfDescribingError(problem)
+    if not entities:
+        return None
+    wrapped = [{"schema": e["schema"], "data": e["data"]} for e in entities]
+    return orjson.dumps({"schema": CONTEXTS_SCHEMA, "data": wrapped}).decode()
+
+
+def unstruct_event(params: dict[str, str]) -> tuple[str, tuple[str, ...]] | None:
+    """The enriched ``unstruct_event`` column and the inner event's schema parts
+    (vendor, name, format, version)."""
+    document = _load(params, "ue_pr", "ue_px", "unstruct_event")
+    if document is None:
+        return None
+    field = "ue_px" if "ue_px" in params else "ue_pr"
+    if not isinstance(document, dict) or not isinstance(document.get("schema"), str) \
+            or not UNSTRUCT_RE.fullmatch(document["schema"]):
+        raise SelfDescribingError(
+            {"field": field, "value": _short(document),
+             "expectation": "an unstruct_event envelope with schema "
+                            "iglu:com.snowplowanalytics.snowplow/unstruct_event/"
+                            "jsonschema/1-0-*"}
+        )
+    inner = document.get("data")
+    problem = _entity_problem(inner, f"{field}.data")
+    if problem is not None:
+        raise SelfDescribingError(problem)
+    match = IGLU_URI_RE.fullmatch(inner["schema"])
+    assert match is not None
+    wrapped = {"schema": UNSTRUCT_SCHEMA,
+               "data": {"schema": inner["schema"], "data": inner["data"]}}
+    return orjson.dumps(wrapped).decode(), match.groups()

@@ -1,0 +1,178 @@
+"""From tracker-protocol parameters to enriched-event fields (spec section 1.3).
+
+Every parameter that has a column is converted by the rule of its field; a value
+that does not convert becomes a message naming the parameter, the value and what
+was expected, and the event fails with all such messages at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from plowline.enrich.convert import (
+    ConversionError,
+    to_bool,
+    to_decimal,
+    to_dimensions,
+    to_int,
+    to_tstamp,
+    to_uuid,
+    tsv_safe,
+)
+from plowline.enrich.failed import Message, field_message
+
+Converter = Callable[[str], str | None]
+Event = dict[str, str | None]
+
+# Parameters copied as free text. Legacy aliases come before the current names so
+# that the current name wins when a tracker sends both.
+STRING_PARAMS: tuple[tuple[str, str], ...] = (
+    ("aid", "app_id"),
+    ("tna", "name_tracker"),
+    ("tv", "v_tracker"),
+    ("cv", "v_collector"),
+    ("uid", "user_id"),
+    ("fp", "user_fingerprint"),
+    ("duid", "domain_userid"),
+    ("nuid", "network_userid"),
+    ("ua", "useragent"),
+    ("page", "page_title"),
+    ("refr", "page_referrer"),
+    ("url", "page_url"),
+    ("lang", "br_lang"),
+    ("cd", "br_colordepth"),
+    ("cs", "doc_charset"),
+    ("tz", "os_timezone"),
+    ("ev_ca", "se_category"),
+    ("ev_ac", "se_action"),
+    ("ev_la", "se_label"),
+    ("ev_pr", "se_property"),
+    ("se_ca", "se_category"),
+    ("se_ac", "se_action"),
+    ("se_la", "se_label"),
+    ("se_pr", "se_property"),
+    ("tr_id", "tr_orderid"),
+    ("tr_af", "tr_affiliation"),
+    ("tr_ci", "tr_city"),
+    ("tr_st", "tr_state"),
+    ("tr_co", "tr_country"),
+    ("tr_cu", "tr_currency"),
+    ("ti_id", "ti_orderid"),
+    ("ti_sk", "ti_sku"),
+    ("ti_na", "ti_name"),
+    ("ti_nm", "ti_name"),
+    ("ti_ca", "ti_category"),
+    ("ti_cu", "ti_currency"),
+)
+
+CONVERTED_PARAMS: tuple[tuple[str, str, Converter], ...] = (
+    ("tid", "txn_id", to_int),
+    ("vid", "domain_sessionidx", to_int),
+    ("ti_qu", "ti_quantity", to_int),
+    ("pp_mix", "pp_xoffset_min", to_int),
+    ("pp_max", "pp_xoffset_max", to_int),
+    ("pp_miy", "pp_yoffset_min", to_int),
+    ("pp_may", "pp_yoffset_max", to_int),
+    ("ev_va", "se_value", to_decimal),
+    ("se_va", "se_value", to_decimal),
+    ("tr_tt", "tr_total", to_decimal),
+    ("tr_tx", "tr_tax", to_decimal),
+    ("tr_sh", "tr_shipping", to_decimal),
+    ("ti_pr", "ti_price", to_decimal),
+    ("f_pdf", "br_features_pdf", to_bool),
+    ("f_fla", "br_features_flash", to_bool),
+    ("f_java", "br_features_java", to_bool),
+    ("f_dir", "br_features_director", to_bool),
+    ("f_qt", "br_features_quicktime", to_bool),
+    ("f_realp", "br_features_realplayer", to_bool),
+    ("f_wma", "br_features_windowsmedia", to_bool),
+    ("f_gears", "br_features_gears", to_bool),
+    ("f_ag", "br_features_silverlight", to_bool),
+    ("cookie", "br_cookies", to_bool),
+    ("eid", "event_id", to_uuid),
+    ("sid", "domain_sessionid", to_uuid),
+    ("dtm", "dvce_created_tstamp", to_tstamp),
+    ("stm", "dvce_sent_tstamp", to_tstamp),
+    ("ttm", "true_tstamp", to_tstamp),
+)
+
+DIMENSION_PARAMS: tuple[tuple[str, str, str], ...] = (
+    ("res", "dvce_screenwidth", "dvce_screenheight"),
+    ("vp", "br_viewwidth", "br_viewheight"),
+    ("ds", "doc_width", "doc_height"),
+)
+
+EVENT_TYPES = {
+    "pv": "page_view",
+    "pp": "page_ping",
+    "se": "struct",
+    "ev": "struct",
+    "ue": "unstruct",
+    "tr": "transaction",
+    "ti": "transaction_item",
+    "ad": "ad_impression",
+}
+
+PLATFORMS = frozenset(
+    {"web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot", "headset"}
+)
+
+
+def apply_params(event: Event, params: dict[str, str]) -> list[Message]:
+    """Set every field that a parameter maps to; return the conversion problems."""
+    problems: list[Message] = []
+    for param, name in STRING_PARAMS:
+        value = params.get(param)
+        if value is not None:
+            event[name] = tsv_safe(value)
+    for param, name, convert in CONVERTED_PARAMS:
+        value = params.get(param)
+        if value is None:
+            continue
+        try:
+            event[name] = convert(value)
+        except ConversionError as exc:
+            problems.append(field_message(param, value, exc.expectation))
+    for param, width, height in DIMENSION_PARAMS:
+        value = params.get(param)
+        if value is None:
+            continue
+        try:
+            event[width], event[height] = to_dimensions(value)
+        except ConversionError as exc:
+            problems.append(field_message(param, value, exc.expectation))
+    problems.extend(_apply_special(event, params))
+    return problems
+
+
+def _apply_special(event: Event, params: dict[str, str]) -> list[Message]:
+    problems: list[Message] = []
+    code = params.get("e")
+    if code is not None:
+        if code in EVENT_TYPES:
+            event["event"] = EVENT_TYPES[code]
+        else:
+            problems.append(field_message("e", code, "an event type: one of "
+                                          + ", ".join(EVENT_TYPES)))
+    platform = params.get("p")
+    if platform is not None:
+        if platform in PLATFORMS:
+            event["platform"] = platform
+        else:
+            problems.append(field_message("p", platform, "a platform: one of "
+                                          + ", ".join(sorted(PLATFORMS))))
+    ip = params.get("ip")
+    if ip is not None:
+        event["user_ipaddress"] = tsv_safe(first_ip_token(ip))
+    # tnuid is applied last: it beats both nuid and the collector's cookie.
+    tnuid = params.get("tnuid")
+    if tnuid is not None:
+        event["network_userid"] = tsv_safe(tnuid)
+    return problems
+
+
+def first_ip_token(value: str) -> str:
+    """The first address of a list such as ``203.0.113.9, 10.0.0.1``."""
+    for separator in (",", "|", " "):
+        value = value.split(separator, 1)[0]
+    return value.strip()

@@ -1,0 +1,102 @@
+"""Querystrings and URLs, read the way Snowplow reads them.
+
+Querystrings: both ``&`` and ``;`` separate pairs, ``+`` is a space, ``%XX`` is
+UTF-8; a ``%`` not followed by two hex digits is kept as it is (browsers send
+``50%off``), and a name without ``=`` has no value.
+
+URLs are split into scheme, host, port, path, query and fragment. Path, query
+and fragment stay percent-encoded, as in Snowplow's ``page_url*`` columns; a
+missing port is 443 for https and 80 otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+from urllib.parse import unquote_plus
+
+_PAIR_SEPARATORS = re.compile(r"[&;]")
+_SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(.*)", re.DOTALL)
+
+
+def parse_querystring(querystring: str) -> list[tuple[str, str | None]]:
+    """Name-value pairs in order; repeated names are kept."""
+    pairs: list[tuple[str, str | None]] = []
+    if not querystring:
+        return pairs
+    for token in _PAIR_SEPARATORS.split(querystring):
+        if not token:
+            continue
+        name, sep, value = token.partition("=")
+        decoded_name = unquote_plus(name, errors="replace")
+        decoded_value = unquote_plus(value, errors="replace") if sep else None
+        pairs.append((decoded_name, decoded_value))
+    return pairs
+
+
+def querystring_params(querystring: str) -> dict[str, str]:
+    """The querystring as a map: the last occurrence of a name wins and names
+    without a value are dropped."""
+    pairs = parse_querystring(querystring)
+    return {name: value for name, value in pairs if value is not None}
+
+
+class UrlParts(NamedTuple):
+    url: str
+    scheme: str | None
+    host: str | None
+    port: str | None
+    path: str | None
+    query: str | None
+    fragment: str | None
+
+
+def split_url(url: str) -> UrlParts:
+    """Split ``url`` without decoding any part of it.
+
+    Browsers and trackers send URLs that strict parsers refuse (raw spaces, ``|``,
+    unescaped ``%``); none of that stops the split. Spaces are encoded as ``%20``
+    first, as Snowplow does, and the result is what ``page_url`` stores.
+    """
+    url = url.replace(" ", "%20")
+    rest, has_fragment, fragment = url.partition("#")
+    rest, has_query, query = rest.partition("?")
+
+    scheme: str | None = None
+    match = _SCHEME_RE.fullmatch(rest)
+    if match is not None:
+        scheme, rest = match[1], match[2]
+
+    host: str | None = None
+    port: str | None = None
+    if rest.startswith("//"):
+        authority, slash, path = rest[2:].partition("/")
+        path = slash + path
+        host, port = _split_authority(authority)
+    else:
+        path = rest
+    if scheme is not None and host is not None and port is None:
+        port = "443" if scheme.lower() == "https" else "80"
+
+    return UrlParts(
+        url=url,
+        scheme=scheme,
+        host=host,
+        port=port,
+        path=path or None,
+        query=query if has_query and query else None,
+        fragment=fragment if has_fragment and fragment else None,
+    )
+
+
+def _split_authority(authority: str) -> tuple[str | None, str | None]:
+    hostport = authority.rpartition("@")[2]
+    if hostport.startswith("["):
+        # An IPv6 literal keeps its brackets, as in Snowplow's output.
+        end = hostport.find("]")
+        if end != -1:
+            host, after = hostport[: end + 1], hostport[end + 1 :]
+            port = after[1:] if after.startswith(":") else ""
+            return host or None, port if port.isdigit() else None
+    host, _, port = hostport.partition(":")
+    return host or None, port if port.isascii() and port.isdigit() else None

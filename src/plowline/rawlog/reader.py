@@ -1,0 +1,74 @@
+"""Reading raw logs: files, folders of files, gzip, and standard input."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from plowline.errors import BadInputError
+
+logger = logging.getLogger(__name__)
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def expand_inputs(inputs: Iterable[str]) -> list[str]:
+    """Files as given, folders replaced by the files in them (sorted, recursive,
+    hidden files skipped), ``-`` kept for standard input."""
+    paths: list[str] = []
+    for item in inputs:
+        if item == "-":
+            paths.append(item)
+            continue
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in
+                                           p.relative_to(path).parts)
+            )
+            paths.extend(str(p) for p in found)
+        elif path.is_file():
+            paths.append(item)
+        else:
+            raise BadInputError(f"Input {item!r} does not exist.", source=item)
+    return paths
+
+
+def _open(path: str) -> BinaryIO:
+    if path == "-":
+        stream: BinaryIO = sys.stdin.buffer
+        head = stream.peek(2)[:2] if hasattr(stream, "peek") else b""
+        return gzip.GzipFile(fileobj=stream) if head == GZIP_MAGIC else stream
+    handle = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    if handle.read(2) == GZIP_MAGIC:
+        handle.close()
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    handle.seek(0)
+    return handle
+
+
+def iter_lines(inputs: Iterable[str]) -> Iterator[tuple[str, int, bytes]]:
+    """(source, line number, line without its newline) for every non-blank line.
+
+    A final line with no newline is returned too: in a finished file it is a
+    record like any other, and enrich reports it as failed if it is torn.
+    """
+    for source in expand_inputs(inputs):
+        name = "<stdin>" if source == "-" else source
+        logger.info("Reading %s", name)
+        handle = _open(source)
+        try:
+            for number, line in enumerate(handle, start=1):
+                line = line.rstrip(b"\r\n")
+                if line.strip():
+                    yield name, number, line
+        except (OSError, EOFError) as exc:
+            raise BadInputError(f"Could not read {name}: {exc}", source=name) from exc
+        finally:
+            if source != "-":
+                handle.close()

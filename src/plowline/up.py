@@ -1,0 +1,225 @@
+"""``plowline up``: the collector, live enrichment and loading into DuckDB.
+
+The collector runs as a child process (granian and its workers) and writes the
+raw log. This process follows the raw log, enriches new records and loads them
+into DuckDB in one transaction together with the raw-log offsets they came from,
+so a restart neither loses nor repeats a record. Because DuckDB lets only one
+process open a database for writing, this process also answers live queries on
+a Unix socket next to the database (see :mod:`plowline.storage.query`).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import duckdb
+
+from plowline.enrich.fields import FIELD_NAMES
+from plowline.enrich.pipeline import EnrichedEvent, Enricher
+from plowline.errors import ConfigurationError
+from plowline.rawlog.follow import Batch, RawLogFollower
+from plowline.storage import duckdb as store
+from plowline.storage.query import QueryServer, socket_path_for
+
+logger = logging.getLogger(__name__)
+
+OFFSETS_DDL = """
+CREATE SCHEMA IF NOT EXISTS plowline;
+CREATE TABLE IF NOT EXISTS plowline.raw_offsets (
+    raw_file VARCHAR PRIMARY KEY,
+    byte_offset BIGINT NOT NULL,
+    updated_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class UpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("plowline-data")
+    duckdb_path: Path = Path("plowline.duckdb")
+    workers: int = 1
+    poll_seconds: float = 0.5
+    startup_timeout: float = 30.0
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+
+class LiveLoader:
+    """Moves new raw records into DuckDB: follow, enrich, load, remember offsets."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, raw_dir: Path,
+                 enricher: Enricher | None = None) -> None:
+        self.conn = conn
+        self.enricher = enricher or Enricher()
+        conn.execute(OFFSETS_DDL)
+        offsets = dict(conn.execute(
+            "SELECT raw_file, byte_offset FROM plowline.raw_offsets").fetchall())
+        self.follower = RawLogFollower(raw_dir, offsets)
+        self.events_loaded = 0
+        self.failed_loaded = 0
+
+    def step(self) -> int:
+        """Load what is new; return the number of raw records taken."""
+        batch = self.follower.poll()
+        if not batch:
+            return 0
+        rows, failed = self._enrich(batch)
+        self.conn.begin()
+        try:
+            store.insert_rows(self.conn, rows)
+            store.insert_failed(self.conn, failed)
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO plowline.raw_offsets (raw_file, byte_offset) "
+                "VALUES (?, ?)", list(batch.offsets.items()))
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        self.follower.commit(batch)
+        self.events_loaded += len(rows)
+        self.failed_loaded += len(failed)
+        logger.info("Loaded %d events and %d failed events from %d raw records",
+                    len(rows), len(failed), len(batch))
+        return len(batch)
+
+    def _enrich(self, batch: Batch) -> tuple[list[list[str]], list[bytes]]:
+        rows: list[list[str]] = []
+        failed: list[bytes] = []
+        for name, offset, line in batch.lines:
+            for outcome in self.enricher.enrich_line(line, source=f"{name}@{offset}"):
+                if isinstance(outcome, EnrichedEvent):
+                    get = outcome.fields.get
+                    rows.append([get(field) or "" for field in FIELD_NAMES])
+                else:
+                    failed.append(outcome.to_json())
+        return rows, failed
+
+    def drain(self) -> None:
+        while self.step():
+            pass
+
+
+class Stopper:
+    """Turns SIGTERM and SIGINT into a flag the main loop checks."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        logger.info("Received %s: stopping", signal.Signals(signum).name)
+        self.event.set()
+
+
+def start_collector(config: UpConfig) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "plowline", "collector",
+        "--host", config.host, "--port", str(config.port),
+        "--raw-dir", str(config.raw_dir), "--workers", str(config.workers),
+    ]
+    # Its own process group: a Ctrl-C in the terminal reaches only this process,
+    # which then stops the collector first and loads what it received.
+    return subprocess.Popen(command, start_new_session=True)
+
+
+def wait_until_healthy(config: UpConfig, process: subprocess.Popen[bytes]) -> None:
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+    if ":" in host:
+        host = f"[{host}]"
+    url = f"http://{host}:{config.port}/health"
+    deadline = time.monotonic() + config.startup_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ConfigurationError(
+                f"The collector exited with code {process.returncode} while "
+                f"starting on {config.host}:{config.port}; is the port in use?")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+    raise ConfigurationError(
+        f"The collector did not answer {url} within {config.startup_timeout:.0f} s.")
+
+
+def stop_collector(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            logger.error("The collector did not stop within 30 s; killing it")
+            process.kill()
+            process.wait()
+    if process.returncode not in (0, -signal.SIGTERM):
+        logger.warning("The collector exited with code %s", process.returncode)
+
+
+def banner(config: UpConfig) -> str:
+    base = f"http://{config.host}:{config.port}"
+    return (
+        "Plowline is up.\n"
+        f"  Send events to  {base}  (pixel GET {base}/i, "
+        f"batches POST {base}/com.snowplowanalytics.snowplow/tp2)\n"
+        f"  Raw log         {config.raw_dir}\n"
+        f"  Events          {config.duckdb_path}  "
+        "(tables atomic.events and atomic.failed_events)\n"
+        "  Query live      plowline query "
+        f"--duckdb {config.duckdb_path} \"select count(*) from atomic.events\"\n"
+        "Stop with Ctrl-C; everything received is loaded before it exits."
+    )
+
+
+def run_up(config: UpConfig, *, announce: bool = True) -> int:
+    """Run until SIGTERM or SIGINT, then stop the collector and load the rest.
+
+    Returns the exit code: 0 after a requested stop, 1 if the collector died."""
+    stopper = Stopper()
+    stopper.install()
+    config.raw_dir.mkdir(parents=True, exist_ok=True)
+    conn = store.connect(config.duckdb_path)
+    store.ensure_schema(conn)
+    loader = LiveLoader(conn, config.raw_dir)
+    loader.drain()
+    server = QueryServer(conn, socket_path_for(config.duckdb_path))
+    server.start()
+    collector = start_collector(config)
+    code = 0
+    try:
+        wait_until_healthy(config, collector)
+        if announce:
+            print(banner(config), flush=True)
+        while not stopper.event.is_set():
+            if collector.poll() is not None:
+                logger.error("The collector stopped unexpectedly (exit code %s)",
+                             collector.returncode)
+                code = 1
+                break
+            if not loader.step():
+                stopper.event.wait(config.poll_seconds)
+    finally:
+        stop_collector(collector)
+        loader.drain()
+        server.stop()
+        conn.close()
+    logger.info("Stopped: %d events and %d failed events loaded in this run",
+                loader.events_loaded, loader.failed_loaded)
+    return code

@@ -1,0 +1,631 @@
+"""Loading enriched and failed events into a real DuckDB file."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from plowline.enrich.fields import FIELD_INDEX, FIELD_NAMES, FIELDS, REQUIRED_FIELDS
+from plowline.errors import BadInputError
+from plowline.storage.duckdb import (
+    connect,
+    ensure_schema,
+    load_failed,
+    load_files,
+    load_rows,
+    read_tsv,
+)
+
+REQUIRED = {
+    "collector_tstamp": "2026-12-04 15:29:10.526",
+    "event_id": "c6ef3124-b53a-4b13-a233-0088f79dcbcb",
+    "v_collector": "ssc-3.2.0-kinesis",
+    "v_etl": "plowline-0.1.0",
+}
+
+CONTEXTS = (
+    '{"schema":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1",'
+    '"data":[{"schema":"iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/'
+    '1-0-0","data":{"id":"a1b2c3d4-web-page"}}]}'
+)
+UNSTRUCT = (
+    '{"schema":"iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0",'
+    '"data":{"schema":"iglu:com.snowplowanalytics.snowplow/link_click/jsonschema/'
+    '1-0-1","data":{"targetUrl":"https://example.com/ä"}}}'
+)
+
+
+def enriched_row(values: dict[str, str] | None = None, **more: str) -> list[str]:
+    """A 131-field enriched row: the required fields, then the given ones."""
+    given_values = {**REQUIRED, **(values or {}), **more}
+    unknown = set(given_values) - set(FIELD_NAMES)
+    assert not unknown, f"not enriched fields: {unknown}"
+    return [given_values.get(name, "") for name in FIELD_NAMES]
+
+
+def tsv_line(row: list[str]) -> str:
+    return "\t".join(row) + "\n"
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = connect(tmp_path / "plowline.duckdb")
+    ensure_schema(connection)
+    yield connection
+    connection.close()
+
+
+def event_count(conn: duckdb.DuckDBPyConnection) -> int:
+    row = conn.execute("SELECT count(*) FROM atomic.events").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def fetch_one(conn: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    row = conn.execute(sql).fetchone()
+    assert row is not None
+    return row
+
+
+# The schema
+
+
+EXPECTED_TYPES = {
+    "str": "VARCHAR",
+    "int": "INTEGER",
+    "bool": "BOOLEAN",
+    "tstamp": "TIMESTAMP",
+    "dec": "DECIMAL(18,2)",
+    "float": "DOUBLE",
+    "json": "JSON",
+}
+
+
+def test_events_table_has_every_field_in_order(conn: duckdb.DuckDBPyConnection) -> None:
+    columns = conn.execute(
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_schema = 'atomic' AND table_name = 'events' "
+        "ORDER BY ordinal_position"
+    ).fetchall()
+
+    assert [name for name, _, _ in columns] == list(FIELD_NAMES)
+    assert [kind for _, kind, _ in columns] == [
+        EXPECTED_TYPES[field.kind] for field in FIELDS
+    ]
+    not_null = {name for name, _, nullable in columns if nullable == "NO"}
+    assert not_null == REQUIRED_FIELDS == set(REQUIRED)
+
+
+def test_failed_events_table_columns(conn: duckdb.DuckDBPyConnection) -> None:
+    columns = conn.execute(
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_schema = 'atomic' AND table_name = 'failed_events' "
+        "ORDER BY ordinal_position"
+    ).fetchall()
+
+    assert columns == [
+        ("failed_at", "TIMESTAMP", "NO"),
+        ("failure_type", "VARCHAR", "NO"),
+        ("message", "VARCHAR", "YES"),
+        ("failed_event", "JSON", "NO"),
+    ]
+
+
+def test_ensure_schema_twice_keeps_rows(conn: duckdb.DuckDBPyConnection) -> None:
+    load_rows(conn, [enriched_row()])
+    ensure_schema(conn)
+    assert event_count(conn) == 1
+
+
+def test_json_extension_is_built_in() -> None:
+    mode = fetch_one(
+        duckdb.connect(),
+        "SELECT install_mode FROM duckdb_extensions() WHERE extension_name = 'json'",
+    )
+    assert mode == ("STATICALLY_LINKED",)
+
+
+# Values of every kind
+
+
+def test_every_kind_round_trips(conn: duckdb.DuckDBPyConnection) -> None:
+    row = enriched_row(
+        app_id='Café ✓ "quoted" & <tag>',
+        txn_id="2147483647",
+        domain_sessionidx="-2147483648",
+        br_features_pdf="1",
+        br_cookies="0",
+        dvce_created_tstamp="1970-01-01 00:00:00.001",
+        true_tstamp="9999-12-31 23:59:59.999",
+        tr_total="59.97",
+        tr_tax="-0.05",
+        geo_latitude="47.2513",
+        se_value="1.0E-7",
+        contexts=CONTEXTS,
+        unstruct_event=UNSTRUCT,
+    )
+
+    assert load_rows(conn, [row]) == 1
+
+    assert fetch_one(
+        conn,
+        "SELECT app_id, txn_id, domain_sessionidx, br_features_pdf, br_cookies, "
+        "collector_tstamp, dvce_created_tstamp, true_tstamp, tr_total, tr_tax, "
+        "geo_latitude, se_value FROM atomic.events",
+    ) == (
+        'Café ✓ "quoted" & <tag>',
+        2147483647,
+        -2147483648,
+        True,
+        False,
+        datetime(2026, 12, 4, 15, 29, 10, 526000),
+        datetime(1970, 1, 1, 0, 0, 0, 1000),
+        datetime(9999, 12, 31, 23, 59, 59, 999000),
+        Decimal("59.97"),
+        Decimal("-0.05"),
+        47.2513,
+        1.0e-7,
+    )
+
+
+def test_json_columns_answer_json_operators(conn: duckdb.DuckDBPyConnection) -> None:
+    load_rows(conn, [enriched_row(contexts=CONTEXTS, unstruct_event=UNSTRUCT)])
+
+    assert fetch_one(
+        conn,
+        "SELECT contexts ->> '$.data[0].data.id', "
+        "unstruct_event -> 'data' ->> '$.data.targetUrl', "
+        "json_array_length(contexts -> 'data') FROM atomic.events",
+    ) == ("a1b2c3d4-web-page", "https://example.com/ä", 1)
+
+
+def test_empty_fields_load_as_null(conn: duckdb.DuckDBPyConnection) -> None:
+    load_rows(conn, [enriched_row()])
+
+    non_null = fetch_one(
+        conn,
+        "SELECT "
+        + ", ".join(f'count("{name}")' for name in FIELD_NAMES)
+        + " FROM atomic.events",
+    )
+    filled = {name for name, count in zip(FIELD_NAMES, non_null, strict=True) if count}
+    assert filled == set(REQUIRED)
+
+
+def test_timestamp_in_iso_form_with_z_is_utc(conn: duckdb.DuckDBPyConnection) -> None:
+    load_rows(conn, [enriched_row(etl_tstamp="2026-12-04T15:29:10.526Z")])
+
+    assert fetch_one(conn, "SELECT etl_tstamp FROM atomic.events") == (
+        datetime(2026, 12, 4, 15, 29, 10, 526000),
+    )
+
+
+def test_load_of_no_rows_returns_zero(conn: duckdb.DuckDBPyConnection) -> None:
+    assert load_rows(conn, []) == 0
+    assert event_count(conn) == 0
+
+
+def test_rows_across_batches_all_load(conn: duckdb.DuckDBPyConnection) -> None:
+    rows = [enriched_row(txn_id=str(i)) for i in range(7)]
+
+    assert load_rows(conn, iter(rows), batch_size=3) == 7
+    assert fetch_one(conn, "SELECT sum(txn_id) FROM atomic.events") == (21,)
+
+
+# Rejected rows: the message names row, field and value, and nothing is loaded
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("txn_id", "abc", "is not a whole number"),
+        ("txn_id", "1.5", "is not a whole number"),
+        ("txn_id", "2147483648", "is not a whole number in the 32-bit range"),
+        ("br_cookies", "true", "is not 1 or 0"),
+        ("dvce_created_tstamp", "2026-12-04 15:29:10+02:00", "is not a UTC timestamp"),
+        ("dvce_created_tstamp", "yesterday", "is not a UTC timestamp"),
+        ("tr_total", "ten", "is not a decimal number"),
+        ("tr_total", "1E+20", "fits DECIMAL(18,2)"),
+        ("geo_latitude", "north", "is not a number"),
+        ("contexts", '{"schema": ', "is not valid JSON"),
+    ],
+    ids=[
+        "int-text",
+        "int-fraction",
+        "int-overflow",
+        "bool-word",
+        "tstamp-offset",
+        "tstamp-word",
+        "dec-text",
+        "dec-overflow",
+        "float-text",
+        "json-truncated",
+    ],
+)
+def test_bad_value_names_row_field_and_value(
+    conn: duckdb.DuckDBPyConnection, field: str, value: str, problem: str
+) -> None:
+    rows = [enriched_row(), enriched_row(), enriched_row({field: value})]
+
+    with pytest.raises(BadInputError) as caught:
+        load_rows(conn, rows)
+
+    message = str(caught.value)
+    assert message.startswith(f"Row 3: field {field} ")
+    assert problem in message
+    assert repr(value) in message
+    assert caught.value.line == 3
+    assert event_count(conn) == 0
+
+
+@pytest.mark.parametrize("field", sorted(REQUIRED_FIELDS))
+def test_missing_required_field_is_rejected(
+    conn: duckdb.DuckDBPyConnection, field: str
+) -> None:
+    with pytest.raises(BadInputError, match=f"Row 2: field {field} is empty"):
+        load_rows(conn, [enriched_row(), enriched_row({field: ""})])
+    assert event_count(conn) == 0
+
+
+def test_bad_row_in_later_batch_undoes_earlier_batches(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
+    load_rows(conn, [enriched_row(app_id="before")])
+    rows = [enriched_row(txn_id=str(i)) for i in range(6)]
+    rows.append(enriched_row(txn_id="seven"))
+
+    with pytest.raises(BadInputError, match="Row 7: field txn_id"):
+        load_rows(conn, rows, batch_size=2)
+
+    assert fetch_one(conn, "SELECT count(*), min(app_id) FROM atomic.events") == (
+        1,
+        "before",
+    )
+
+
+def test_row_with_wrong_field_count_is_rejected(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
+    short = enriched_row()[:-1]
+
+    with pytest.raises(BadInputError, match="Row 2 has 130 fields; .* has 131"):
+        load_rows(conn, [enriched_row(), short])
+    assert event_count(conn) == 0
+
+
+@pytest.mark.parametrize("separator", ["\t", "\n", "\r"], ids=["tab", "lf", "cr"])
+def test_value_with_tab_or_line_break_is_rejected(
+    conn: duckdb.DuckDBPyConnection, separator: str
+) -> None:
+    row = enriched_row(page_title=f"two{separator}parts")
+
+    with pytest.raises(BadInputError, match="Row 1: field page_title contains a tab"):
+        load_rows(conn, [row])
+    assert event_count(conn) == 0
+
+
+def test_tabs_and_newline_forging_two_rows_are_rejected(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
+    # Regression: 130 tabs and a newline inside one row's values make two lines
+    # of 131 fields each, which must not load as two events.
+    forged = enriched_row()
+    forged[-1] = "\n" + "\t".join(enriched_row())
+
+    with pytest.raises(BadInputError, match="Row 1: field true_tstamp"):
+        load_rows(conn, [forged])
+    assert event_count(conn) == 0
+
+
+def test_value_that_is_not_text_is_rejected(conn: duckdb.DuckDBPyConnection) -> None:
+    row: list[Any] = enriched_row()
+    row[FIELD_INDEX["txn_id"]] = 5
+
+    with pytest.raises(BadInputError, match="Row 1: field txn_id is not text but int"):
+        load_rows(conn, [row])
+
+
+# Reading enriched TSV files
+
+
+def test_read_tsv_keeps_empty_trailing_fields(tmp_path: Path) -> None:
+    path = tmp_path / "good.tsv"
+    rows = [enriched_row(), enriched_row(app_id="shop", true_tstamp="")]
+    path.write_text("".join(map(tsv_line, rows)), encoding="utf-8")
+
+    assert list(read_tsv(path)) == rows
+
+
+def test_read_tsv_unpacks_gzip_and_crlf(tmp_path: Path) -> None:
+    path = tmp_path / "good.tsv.gz"
+    row = enriched_row(page_title="Café ✓")
+    with gzip.open(path, "wt", encoding="utf-8", newline="") as out:
+        out.write("\t".join(row) + "\r\n")
+
+    assert list(read_tsv(str(path))) == [row]
+
+
+def test_read_tsv_names_file_and_line_of_short_row(tmp_path: Path) -> None:
+    path = tmp_path / "bad.tsv"
+    path.write_text(tsv_line(enriched_row()) + "a\tb\n", encoding="utf-8")
+
+    with pytest.raises(BadInputError, match=r"bad\.tsv, line 2 has 2 fields") as caught:
+        list(read_tsv(path))
+    assert (caught.value.source, caught.value.line) == (str(path), 2)
+
+
+def test_read_tsv_of_missing_file_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="Cannot read .*missing.tsv"):
+        list(read_tsv(tmp_path / "missing.tsv"))
+
+
+# Loading files
+
+
+def write_tsv(path: Path, rows: list[list[str]]) -> Path:
+    data = "".join(map(tsv_line, rows)).encode("utf-8")
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+def test_load_files_loads_plain_and_gzip(tmp_path: Path) -> None:
+    db = tmp_path / "events.duckdb"
+    first = write_tsv(tmp_path / "a.tsv", [enriched_row(app_id="a")] * 2)
+    second = write_tsv(tmp_path / "b.tsv.gz", [enriched_row(app_id="b")] * 3)
+
+    result = load_files(db, [str(first), str(second)])
+
+    assert result.events == 5
+    assert result.inputs == ((str(first), 2), (str(second), 3))
+    with connect(db, read_only=True) as check:
+        assert check.execute(
+            "SELECT app_id, count(*) FROM atomic.events GROUP BY 1 ORDER BY 1"
+        ).fetchall() == [("a", 2), ("b", 3)]
+
+
+def test_load_files_names_file_and_line_of_bad_value(tmp_path: Path) -> None:
+    db = tmp_path / "events.duckdb"
+    good = write_tsv(tmp_path / "good.tsv", [enriched_row()])
+    bad = write_tsv(
+        tmp_path / "bad.tsv.gz",
+        [enriched_row(), enriched_row(), enriched_row(br_cookies="yes")],
+    )
+
+    with pytest.raises(BadInputError) as caught:
+        load_files(db, [str(good), str(bad)])
+
+    assert str(caught.value) == (
+        f"{bad}, line 3: field br_cookies is not 1 or 0: 'yes'. Nothing was loaded."
+    )
+    with connect(db, read_only=True) as check:
+        assert fetch_one(check, "SELECT count(*) FROM atomic.events") == (0,)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"a\tb\n", "line 2 has 2 fields"),
+        (b"\n", "line 2 has 1 fields"),
+        (b"\xff\xfe\n", "line 2: not valid UTF-8"),
+        (b"x\ry\n", "line 2: a field contains a carriage return"),
+    ],
+    ids=["short", "blank", "not-utf8", "lone-cr"],
+)
+def test_load_files_names_line_arrow_cannot_read(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    path = tmp_path / "bad.tsv"
+    path.write_bytes(tsv_line(enriched_row()).encode() + content)
+
+    with pytest.raises(BadInputError, match=f"bad.tsv, {problem}"):
+        load_files(tmp_path / "events.duckdb", [str(path)])
+
+
+def test_load_files_reads_last_line_without_newline(tmp_path: Path) -> None:
+    path = tmp_path / "events.tsv"
+    path.write_text(
+        tsv_line(enriched_row()) + "\t".join(enriched_row(app_id="last")),
+        encoding="utf-8",
+    )
+
+    result = load_files(tmp_path / "events.duckdb", [str(path)])
+
+    assert result.events == 2
+
+
+# Failed events
+
+
+def bad_row(kind: str, version: str, failure: dict[str, Any]) -> str:
+    return orjson.dumps(
+        {
+            "schema": (
+                f"iglu:com.snowplowanalytics.snowplow.badrows/{kind}/jsonschema/"
+                f"{version}"
+            ),
+            "data": {
+                "processor": {"artifact": "plowline", "version": "0.1.0"},
+                "failure": failure,
+                "payload": {"raw": {"vendor": "com.snowplowanalytics.snowplow"}},
+            },
+        }
+    ).decode()
+
+
+FAILED_EVENTS = [
+    bad_row(
+        "schema_violations",
+        "2-0-1",
+        {
+            "timestamp": "2026-12-04T15:29:10.526Z",
+            "messages": [
+                {
+                    "schemaKey": "iglu:com.acme/checkout/jsonschema/1-0-0",
+                    "error": {
+                        "error": "ValidationError",
+                        "dataReports": [{"message": "$.total: is missing"}],
+                    },
+                }
+            ],
+        },
+    ),
+    bad_row(
+        "adapter_failures",
+        "1-0-0",
+        {
+            "timestamp": "2026-12-04T16:00:00.000+01:00",
+            "vendor": "com.acme",
+            "version": "v1",
+            "messages": [
+                {"field": "e", "value": "lol", "expectation": "not a known event"}
+            ],
+        },
+    ),
+    bad_row(
+        "size_violation",
+        "1-0-0",
+        {
+            "timestamp": "2026-12-04T15:29:11Z",
+            "maximumAllowedSizeBytes": 10,
+            "actualSizeBytes": 20,
+            "expectation": "the event is too big",
+        },
+    ),
+]
+
+
+def test_failed_events_load_with_type_time_and_message(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
+    lines = [FAILED_EVENTS[0].encode(), "", *FAILED_EVENTS[1:]]
+
+    assert load_failed(conn, lines) == 3
+
+    assert conn.execute(
+        "SELECT failure_type, failed_at, message, "
+        "failed_event ->> '$.data.processor.artifact' "
+        "FROM atomic.failed_events ORDER BY failed_at"
+    ).fetchall() == [
+        (
+            "adapter_failures",
+            datetime(2026, 12, 4, 15, 0),
+            'e "lol": not a known event',
+            "plowline",
+        ),
+        (
+            "schema_violations",
+            datetime(2026, 12, 4, 15, 29, 10, 526000),
+            "iglu:com.acme/checkout/jsonschema/1-0-0: $.total: is missing",
+            "plowline",
+        ),
+        (
+            "size_violation",
+            datetime(2026, 12, 4, 15, 29, 11),
+            "the event is too big",
+            "plowline",
+        ),
+    ]
+
+
+def test_failed_event_json_is_kept_whole(conn: duckdb.DuckDBPyConnection) -> None:
+    load_failed(conn, FAILED_EVENTS[:1])
+
+    stored = fetch_one(conn, "SELECT failed_event FROM atomic.failed_events")[0]
+    assert orjson.loads(stored) == orjson.loads(FAILED_EVENTS[0])
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("{not json", "Failed event 2 is not JSON"),
+        ('{"schema": "iglu:com.acme/x/jsonschema/1-0-0", "data": {}}', "has schema"),
+        (bad_row("generic_error", "1-0-0", {"errors": ["x"]}), "has no data.failure.t"),
+        (bad_row("generic_error", "1-0-0", {"timestamp": "soon"}), "not ISO 8601"),
+    ],
+    ids=["not-json", "not-badrow", "no-timestamp", "bad-timestamp"],
+)
+def test_bad_failed_event_loads_nothing(
+    conn: duckdb.DuckDBPyConnection, line: str, problem: str
+) -> None:
+    with pytest.raises(BadInputError, match=problem):
+        load_failed(conn, [FAILED_EVENTS[0], line])
+    assert fetch_one(conn, "SELECT count(*) FROM atomic.failed_events") == (0,)
+
+
+# Property: whatever fits the enriched TSV comes back equal
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cc", "Cs")), max_size=30)
+_INT = st.integers(-(2**31), 2**31 - 1).map(str)
+_TSTAMP = st.datetimes(
+    min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)
+).map(lambda moment: moment.replace(microsecond=moment.microsecond // 1000 * 1000))
+_DEC = st.decimals(
+    min_value=Decimal("-9999999999999999.99"),
+    max_value=Decimal("9999999999999999.99"),
+    places=2,
+    allow_nan=False,
+    allow_infinity=False,
+)
+_FLOAT = st.floats(allow_nan=False, allow_infinity=False)
+_JSON = st.dictionaries(_TEXT, _TEXT | st.integers(-(2**53), 2**53), max_size=3)
+
+_VALUES: dict[str, st.SearchStrategy[tuple[str, Any]]] = {
+    "str": _TEXT.map(lambda text: (text, text or None)),
+    "int": _INT.map(lambda text: (text, int(text))),
+    "bool": st.sampled_from([("1", True), ("0", False)]),
+    "tstamp": _TSTAMP.map(
+        lambda moment: (moment.isoformat(sep=" ", timespec="milliseconds"), moment)
+    ),
+    "dec": _DEC.map(lambda number: (format(number, "f"), number)),
+    "float": _FLOAT.map(lambda number: (repr(number), number)),
+    "json": _JSON.map(lambda doc: (orjson.dumps(doc).decode(), doc)),
+}
+
+
+@st.composite
+def random_events(draw: st.DrawFn) -> list[tuple[list[str], list[Any]]]:
+    """Rows of random values, each with the values DuckDB should give back."""
+    events = []
+    for number in range(draw(st.integers(1, 4))):
+        texts, expected = [], []
+        for field in FIELDS:
+            text, value = draw(_VALUES[field.kind])
+            if field.name == "event_id":
+                text, value = f"{number:02d}{text}", f"{number:02d}{text}"
+            elif field.name not in REQUIRED_FIELDS and draw(st.booleans()):
+                text, value = "", None
+            elif text == "":
+                text, value = "required", "required"
+            texts.append(text)
+            expected.append(value)
+        events.append((texts, expected))
+    return events
+
+
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(random_events())
+def test_random_rows_read_back_equal(
+    events: list[tuple[list[str], list[Any]]],
+) -> None:
+    memory = duckdb.connect()
+    ensure_schema(memory)
+
+    load_rows(memory, [texts for texts, _ in events])
+
+    stored = memory.execute("SELECT * FROM atomic.events ORDER BY event_id").fetchall()
+    for row, (_, expected) in zip(stored, events, strict=True):
+        for field, got, want in zip(FIELDS, row, expected, strict=True):
+            if field.kind == "json" and got is not None:
+                got = orjson.loads(got)
+            assert got == want, field.name
