@@ -20,7 +20,11 @@ from plowline.rawlog.record import RawRecord
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("PLOWLINE_SHARED", REPO.parent / "shared"))
 TRAFFIC = SHARED / "fixtures" / "traffic"
-CAPTURE_FILES = ("python_tracker.jsonl", "js_tracker_get.jsonl", "js_tracker_post.jsonl")
+CAPTURE_FILES = (
+    "python_tracker.jsonl",
+    "js_tracker_get.jsonl",
+    "js_tracker_post.jsonl",
+)
 
 # The README of the captures: 55 + 15 + 11 requests carrying 68 + 15 + 15 events.
 EVENTS_PER_FILE = {
@@ -47,8 +51,9 @@ def all_captured_requests() -> Iterator[dict[str, Any]]:
         yield from captured_requests(name)
 
 
-def record_from_capture(request: dict[str, Any], tstamp: int = 1796398150600
-                        ) -> RawRecord:
+def record_from_capture(
+    request: dict[str, Any], tstamp: int = 1796398150600
+) -> RawRecord:
     """A raw record as the collector would write it for a captured request."""
     headers = tuple((name, value) for name, value in request["headers"])
     lower = {name.lower(): value for name, value in headers}

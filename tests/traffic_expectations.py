@@ -98,10 +98,23 @@ def check_python_tracker(events: list[Event]) -> None:
 
 def check_python_scenario(events: list[Event]) -> None:
     assert [event_kind(e) for e in events] == [
-        "page_view", "page_ping", "struct", "button_press", "screen_view",
-        "screen_view", "timing", "transaction", "transaction_item",
-        "transaction_item", "link_click", "add_to_cart", "remove_from_cart",
-        "change_form", "submit_form", "site_search", "struct",
+        "page_view",
+        "page_ping",
+        "struct",
+        "button_press",
+        "screen_view",
+        "screen_view",
+        "timing",
+        "transaction",
+        "transaction_item",
+        "transaction_item",
+        "link_click",
+        "add_to_cart",
+        "remove_from_cart",
+        "change_form",
+        "submit_form",
+        "site_search",
+        "struct",
     ]
     for event in events:
         assert event["app_id"] == "acc-py"
@@ -141,80 +154,163 @@ def check_python_scenario(events: list[Event]) -> None:
     assert contexts_of(page_view) == [
         ("iglu:com.example.acceptance/page_context/jsonschema/1-0-0", PY_PAGE_CONTEXT)
     ]
-    assert (page_ping["pp_xoffset_min"], page_ping["pp_xoffset_max"],
-            page_ping["pp_yoffset_min"], page_ping["pp_yoffset_max"]) == (0, 1280, 10, 900)
-    assert (struct["se_category"], struct["se_action"], struct["se_label"],
-            struct["se_property"], struct["se_value"]) == (
-        "acc-category", "acc-action", "acc-label", "acc-property", Decimal("42.5"))
-    assert (struct["event_vendor"], struct["event_name"]) == ("com.google.analytics",
-                                                              "event")
+    assert (
+        page_ping["pp_xoffset_min"],
+        page_ping["pp_xoffset_max"],
+        page_ping["pp_yoffset_min"],
+        page_ping["pp_yoffset_max"],
+    ) == (0, 1280, 10, 900)
+    assert (
+        struct["se_category"],
+        struct["se_action"],
+        struct["se_label"],
+        struct["se_property"],
+        struct["se_value"],
+    ) == ("acc-category", "acc-action", "acc-label", "acc-property", Decimal("42.5"))
+    assert (struct["event_vendor"], struct["event_name"]) == (
+        "com.google.analytics",
+        "event",
+    )
 
     button = events[3]
     assert unstruct_of(button) == (
-        "iglu:com.example.acceptance/button_press/jsonschema/1-0-0", BUTTON_PRESS)
-    assert (button["event_vendor"], button["event_name"], button["event_format"],
-            button["event_version"]) == ("com.example.acceptance", "button_press",
-                                         "jsonschema", "1-0-0")
+        "iglu:com.example.acceptance/button_press/jsonschema/1-0-0",
+        BUTTON_PRESS,
+    )
+    assert (
+        button["event_vendor"],
+        button["event_name"],
+        button["event_format"],
+        button["event_version"],
+    ) == ("com.example.acceptance", "button_press", "jsonschema", "1-0-0")
     assert contexts_of(button) == [
         ("iglu:com.example.acceptance/page_context/jsonschema/1-0-0", PY_PAGE_CONTEXT),
         ("iglu:com.example.acceptance/user_context/jsonschema/1-0-0", USER_CONTEXT),
     ]
     assert unstruct_of(events[4]) == (
         "iglu:com.snowplowanalytics.mobile/screen_view/jsonschema/1-0-0",
-        {"id": "2c5a4a36-6f5c-4a4e-9a5e-0d7e7c1f0a01", "name": "acc-screen",
-         "type": "feed", "previousName": "acc-home",
-         "previousId": "2c5a4a36-6f5c-4a4e-9a5e-0d7e7c1f0a00",
-         "previousType": "home", "transitionType": "push"})
+        {
+            "id": "2c5a4a36-6f5c-4a4e-9a5e-0d7e7c1f0a01",
+            "name": "acc-screen",
+            "type": "feed",
+            "previousName": "acc-home",
+            "previousId": "2c5a4a36-6f5c-4a4e-9a5e-0d7e7c1f0a00",
+            "previousType": "home",
+            "transitionType": "push",
+        },
+    )
     assert unstruct_of(events[5]) == (
         f"{SP}/screen_view/jsonschema/1-0-0",
-        {"name": "acc-legacy-screen", "id": "acc-legacy-screen-id"})
+        {"name": "acc-legacy-screen", "id": "acc-legacy-screen-id"},
+    )
     assert unstruct_of(events[6]) == (
         f"{SP}/timing/jsonschema/1-0-0",
-        {"category": "acc-timing-category", "variable": "acc-timing-variable",
-         "timing": 1234, "label": "acc-timing-label"})
+        {
+            "category": "acc-timing-category",
+            "variable": "acc-timing-variable",
+            "timing": 1234,
+            "label": "acc-timing-label",
+        },
+    )
 
     transaction, item1, item2 = events[7], events[8], events[9]
-    assert (transaction["tr_orderid"], transaction["tr_total"],
-            transaction["tr_affiliation"], transaction["tr_tax"],
-            transaction["tr_shipping"], transaction["tr_city"],
-            transaction["tr_state"], transaction["tr_country"],
-            transaction["tr_currency"]) == (
-        "order-py-1001", Decimal("59.97"), "acc-store", Decimal("5.0"),
-        Decimal("3.5"), "London", "England", "GB", "GBP")
-    assert (item1["ti_orderid"], item1["ti_sku"], item1["ti_name"],
-            item1["ti_category"], item1["ti_price"], item1["ti_quantity"],
-            item1["ti_currency"]) == (
-        "order-py-1001", "SKU-PY-1", "Acceptance Widget", "widgets",
-        Decimal("19.99"), 2, "GBP")
-    assert (item2["ti_sku"], item2["ti_name"], item2["ti_category"],
-            item2["ti_price"], item2["ti_quantity"]) == (
-        "SKU-PY-2", "Acceptance Gadget", "gadgets", Decimal("11.49"), 1)
+    assert (
+        transaction["tr_orderid"],
+        transaction["tr_total"],
+        transaction["tr_affiliation"],
+        transaction["tr_tax"],
+        transaction["tr_shipping"],
+        transaction["tr_city"],
+        transaction["tr_state"],
+        transaction["tr_country"],
+        transaction["tr_currency"],
+    ) == (
+        "order-py-1001",
+        Decimal("59.97"),
+        "acc-store",
+        Decimal("5.0"),
+        Decimal("3.5"),
+        "London",
+        "England",
+        "GB",
+        "GBP",
+    )
+    assert (
+        item1["ti_orderid"],
+        item1["ti_sku"],
+        item1["ti_name"],
+        item1["ti_category"],
+        item1["ti_price"],
+        item1["ti_quantity"],
+        item1["ti_currency"],
+    ) == (
+        "order-py-1001",
+        "SKU-PY-1",
+        "Acceptance Widget",
+        "widgets",
+        Decimal("19.99"),
+        2,
+        "GBP",
+    )
+    assert (
+        item2["ti_sku"],
+        item2["ti_name"],
+        item2["ti_category"],
+        item2["ti_price"],
+        item2["ti_quantity"],
+    ) == ("SKU-PY-2", "Acceptance Gadget", "gadgets", Decimal("11.49"), 1)
 
     assert unstruct_of(events[10]) == (
         f"{SP}/link_click/jsonschema/1-0-1",
-        {"targetUrl": "http://www.example.com/target-page", "elementId": "acc-link",
-         "elementClasses": ["btn", "primary"], "elementTarget": "_blank",
-         "elementContent": "Acceptance link"})
+        {
+            "targetUrl": "http://www.example.com/target-page",
+            "elementId": "acc-link",
+            "elementClasses": ["btn", "primary"],
+            "elementTarget": "_blank",
+            "elementContent": "Acceptance link",
+        },
+    )
     assert unstruct_of(events[11])[1] == {
-        "sku": "SKU-PY-1", "quantity": 2, "name": "Acceptance Widget",
-        "category": "widgets", "unitPrice": 19.99, "currency": "GBP"}
+        "sku": "SKU-PY-1",
+        "quantity": 2,
+        "name": "Acceptance Widget",
+        "category": "widgets",
+        "unitPrice": 19.99,
+        "currency": "GBP",
+    }
     assert unstruct_of(events[12])[1]["sku"] == "SKU-PY-2"
     assert unstruct_of(events[13])[1] == {
-        "formId": "acc-form", "elementId": "acc-email", "nodeName": "INPUT",
-        "value": "user@example.com", "type": "email",
-        "elementClasses": ["field", "email"]}
+        "formId": "acc-form",
+        "elementId": "acc-email",
+        "nodeName": "INPUT",
+        "value": "user@example.com",
+        "type": "email",
+        "elementClasses": ["field", "email"],
+    }
     assert unstruct_of(events[14])[1]["elements"] == [
-        {"name": "email", "value": "user@example.com", "nodeName": "INPUT",
-         "type": "email"}]
+        {
+            "name": "email",
+            "value": "user@example.com",
+            "nodeName": "INPUT",
+            "type": "email",
+        }
+    ]
     assert unstruct_of(events[15]) == (
         f"{SP}/site_search/jsonschema/1-0-0",
-        {"terms": ["acceptance", "widget"],
-         "filters": {"category": "widgets", "inStock": True},
-         "totalResults": 12, "pageResults": 10})
+        {
+            "terms": ["acceptance", "widget"],
+            "filters": {"category": "widgets", "inStock": True},
+            "totalResults": 12,
+            "pageResults": 10,
+        },
+    )
 
     last = events[16]
     assert (last["se_category"], last["se_action"], last["se_value"]) == (
-        "acc-ttm", "acc-true-timestamp", Decimal("7"))
+        "acc-ttm",
+        "acc-true-timestamp",
+        Decimal("7"),
+    )
     assert last["user_id"] == "py-user-override"
     assert last["platform"] == "pc"
     assert last["true_tstamp"] == "2023-11-14 22:13:20.000"
@@ -225,16 +321,25 @@ def check_js_tracker(events: list[Event], method: str) -> None:
     """The 15 events of one JavaScript tracker (v3) capture."""
     counts = Counter(event_kind(e) for e in events)
     assert counts == {
-        "page_view": 1, "struct": 1, "button_press": 1, "transaction": 1,
-        "transaction_item": 2, "page_ping": 5, "link_click": 1, "focus_form": 1,
-        "change_form": 1, "submit_form": 1,
+        "page_view": 1,
+        "struct": 1,
+        "button_press": 1,
+        "transaction": 1,
+        "transaction_item": 2,
+        "page_ping": 5,
+        "link_click": 1,
+        "focus_form": 1,
+        "change_form": 1,
+        "submit_form": 1,
     }
     page_url = (
         f"http://127.0.0.1:8000/acceptance.html?method={method}&utm_source="
         "acceptance&utm_medium=browser&utm_campaign=js-capture"
     )
-    page_context = ("iglu:com.example.acceptance/page_context/jsonschema/1-0-0",
-                    {"pageType": "acceptance", "section": "js", "version": 3})
+    page_context = (
+        "iglu:com.example.acceptance/page_context/jsonschema/1-0-0",
+        {"pageType": "acceptance", "section": "js", "version": 3},
+    )
     for event in events:
         assert event["app_id"] == "acc-js"
         assert event["platform"] == "web"
@@ -259,7 +364,8 @@ def check_js_tracker(events: list[Event], method: str) -> None:
     page_view = by_kind["page_view"]
     assert page_view["page_title"] == "Acceptance page view"
     assert page_view["page_referrer"] == (
-        "http://search.example.org/results?q=snowplow+acceptance")
+        "http://search.example.org/results?q=snowplow+acceptance"
+    )
     assert page_view["refr_urlhost"] == "search.example.org"
     assert page_view["refr_urlquery"] == "q=snowplow+acceptance"
     schemas = [schema for schema, _ in contexts_of(page_view)]
@@ -271,39 +377,97 @@ def check_js_tracker(events: list[Event], method: str) -> None:
             assert event["pp_yoffset_max"] is not None
 
     struct = by_kind["struct"]
-    assert (struct["se_category"], struct["se_action"], struct["se_label"],
-            struct["se_property"], struct["se_value"]) == (
-        "acc-category", "acc-action", "acc-label", "acc-property", Decimal("42.5"))
+    assert (
+        struct["se_category"],
+        struct["se_action"],
+        struct["se_label"],
+        struct["se_property"],
+        struct["se_value"],
+    ) == ("acc-category", "acc-action", "acc-label", "acc-property", Decimal("42.5"))
     button = by_kind["button_press"]
     assert unstruct_of(button)[1] == BUTTON_PRESS
-    assert ("iglu:com.example.acceptance/user_context/jsonschema/1-0-0",
-            USER_CONTEXT) in contexts_of(button)
+    assert (
+        "iglu:com.example.acceptance/user_context/jsonschema/1-0-0",
+        USER_CONTEXT,
+    ) in contexts_of(button)
     transaction = by_kind["transaction"]
-    assert (transaction["tr_orderid"], transaction["tr_total"],
-            transaction["tr_tax"], transaction["tr_shipping"],
-            transaction["tr_affiliation"], transaction["tr_city"],
-            transaction["tr_state"], transaction["tr_country"],
-            transaction["tr_currency"]) == (
-        "order-js-2001", Decimal("59.97"), Decimal("5"), Decimal("3.5"),
-        "acc-store", "London", "England", "GB", "GBP")
-    items = sorted((e for e in events if e["event"] == "transaction_item"),
-                   key=lambda e: e["ti_sku"])
-    assert [(i["ti_orderid"], i["ti_sku"], i["ti_name"], i["ti_category"],
-             i["ti_price"], i["ti_quantity"], i["ti_currency"]) for i in items] == [
-        ("order-js-2001", "SKU-JS-1", "Acceptance Widget", "widgets",
-         Decimal("19.99"), 2, "GBP"),
-        ("order-js-2001", "SKU-JS-2", "Acceptance Gadget", "gadgets",
-         Decimal("11.49"), 1, "GBP"),
+    assert (
+        transaction["tr_orderid"],
+        transaction["tr_total"],
+        transaction["tr_tax"],
+        transaction["tr_shipping"],
+        transaction["tr_affiliation"],
+        transaction["tr_city"],
+        transaction["tr_state"],
+        transaction["tr_country"],
+        transaction["tr_currency"],
+    ) == (
+        "order-js-2001",
+        Decimal("59.97"),
+        Decimal("5"),
+        Decimal("3.5"),
+        "acc-store",
+        "London",
+        "England",
+        "GB",
+        "GBP",
+    )
+    items = sorted(
+        (e for e in events if e["event"] == "transaction_item"),
+        key=lambda e: e["ti_sku"],
+    )
+    assert [
+        (
+            i["ti_orderid"],
+            i["ti_sku"],
+            i["ti_name"],
+            i["ti_category"],
+            i["ti_price"],
+            i["ti_quantity"],
+            i["ti_currency"],
+        )
+        for i in items
+    ] == [
+        (
+            "order-js-2001",
+            "SKU-JS-1",
+            "Acceptance Widget",
+            "widgets",
+            Decimal("19.99"),
+            2,
+            "GBP",
+        ),
+        (
+            "order-js-2001",
+            "SKU-JS-2",
+            "Acceptance Gadget",
+            "gadgets",
+            Decimal("11.49"),
+            1,
+            "GBP",
+        ),
     ]
     assert unstruct_of(by_kind["link_click"])[1] == {
-        "targetUrl": page_url + "#acc-anchor", "elementId": "acc-link",
-        "elementClasses": ["acc-link", "nav-link"], "elementTarget": "",
-        "elementContent": "Acceptance link"}
+        "targetUrl": page_url + "#acc-anchor",
+        "elementId": "acc-link",
+        "elementClasses": ["acc-link", "nav-link"],
+        "elementTarget": "",
+        "elementContent": "Acceptance link",
+    }
     change = unstruct_of(by_kind["change_form"])[1]
     assert (change["value"], change["type"], change["elementId"]) == (
-        "user@example.com", "email", "email")
+        "user@example.com",
+        "email",
+        "email",
+    )
     submit = unstruct_of(by_kind["submit_form"])[1]
     assert submit["formClasses"] == ["acc-form", "signup"]
-    assert submit["elements"] == [{"name": "email", "value": "user@example.com",
-                                   "nodeName": "INPUT", "type": "email"}]
+    assert submit["elements"] == [
+        {
+            "name": "email",
+            "value": "user@example.com",
+            "nodeName": "INPUT",
+            "type": "email",
+        }
+    ]
     assert unstruct_of(by_kind["focus_form"])[1]["elementId"] == "email"

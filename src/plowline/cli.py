@@ -23,10 +23,18 @@ def cli(verbose: int) -> None:
 
 
 @cli.command()
-@click.option("--good", required=True, metavar="FILE",
-              help="Where enriched events go, as TSV (- for standard output).")
-@click.option("--bad", required=True, metavar="FILE",
-              help="Where failed events go, as JSON lines (- for standard output).")
+@click.option(
+    "--good",
+    required=True,
+    metavar="FILE",
+    help="Where enriched events go, as TSV (- for standard output).",
+)
+@click.option(
+    "--bad",
+    required=True,
+    metavar="FILE",
+    help="Where failed events go, as JSON lines (- for standard output).",
+)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 def enrich(good: str, bad: str, inputs: tuple[str, ...]) -> None:
     """Enrich raw logs (files, folders or - for standard input)."""
@@ -45,15 +53,37 @@ def enrich(good: str, bad: str, inputs: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              envvar="PLOWLINE_COLLECTOR_HOST", help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
-              envvar="PLOWLINE_COLLECTOR_PORT", help="TCP port to listen on.")
-@click.option("--raw-dir", default="./plowline-data/raw", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              envvar="PLOWLINE_COLLECTOR_RAW_DIR", help="Folder of the raw log.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
-              envvar="PLOWLINE_COLLECTOR_WORKERS", help="Worker processes.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="PLOWLINE_COLLECTOR_HOST",
+    help="Address to listen on.",
+)
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar="PLOWLINE_COLLECTOR_PORT",
+    help="TCP port to listen on.",
+)
+@click.option(
+    "--raw-dir",
+    default="./plowline-data/raw",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="PLOWLINE_COLLECTOR_RAW_DIR",
+    help="Folder of the raw log.",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    envvar="PLOWLINE_COLLECTOR_WORKERS",
+    help="Worker processes.",
+)
 def collector(host: str, port: int, raw_dir: Path, workers: int) -> None:
     """Run the collector: record tracker requests into the raw log.
 
@@ -69,32 +99,64 @@ def collector(host: str, port: int, raw_dir: Path, workers: int) -> None:
     try:
         config = replace(
             CollectorConfig.from_env(),
-            host=host, port=port, raw_dir=raw_dir, workers=workers,
+            host=host,
+            port=port,
+            raw_dir=raw_dir,
+            workers=workers,
         )
         serve(config)
     except PlowlineError as exc:
         raise click.ClickException(str(exc)) from exc
 
+
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address the collector listens on (0.0.0.0 for every interface).")
-@click.option("--port", default=8080, show_default=True, type=int,
-              help="Port the collector listens on.")
-@click.option("--data-dir", default="plowline-data", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the raw log (DATA_DIR/raw).")
-@click.option("--duckdb", "duckdb_path", default="plowline.duckdb", show_default=True,
-              type=click.Path(dir_okay=False, path_type=Path),
-              help="DuckDB database the events are loaded into.")
-@click.option("--workers", default=1, show_default=True, type=int,
-              help="Collector worker processes.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the collector listens on (0.0.0.0 for every interface).",
+)
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=int,
+    help="Port the collector listens on.",
+)
+@click.option(
+    "--data-dir",
+    default="plowline-data",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the raw log (DATA_DIR/raw).",
+)
+@click.option(
+    "--duckdb",
+    "duckdb_path",
+    default="plowline.duckdb",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="DuckDB database the events are loaded into.",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Collector worker processes.",
+)
 def up(host: str, port: int, data_dir: Path, duckdb_path: Path, workers: int) -> None:
     """Run the collector and load what it receives into DuckDB, until stopped."""
     from plowline.errors import PlowlineError
     from plowline.up import UpConfig, run_up
 
-    config = UpConfig(host=host, port=port, data_dir=data_dir,
-                      duckdb_path=duckdb_path, workers=workers)
+    config = UpConfig(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        duckdb_path=duckdb_path,
+        workers=workers,
+    )
     try:
         code = run_up(config)
     except PlowlineError as exc:
@@ -103,9 +165,14 @@ def up(host: str, port: int, data_dir: Path, duckdb_path: Path, workers: int) ->
 
 
 @cli.command()
-@click.option("--duckdb", "duckdb_path", required=True, metavar="FILE",
-              type=click.Path(dir_okay=False, path_type=Path),
-              help="DuckDB database to load into (created if missing).")
+@click.option(
+    "--duckdb",
+    "duckdb_path",
+    required=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="DuckDB database to load into (created if missing).",
+)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 def load(duckdb_path: Path, inputs: tuple[str, ...]) -> None:
     """Load enriched TSV files (.gz too, - for standard input) into DuckDB.
@@ -123,12 +190,23 @@ def load(duckdb_path: Path, inputs: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.option("--duckdb", "duckdb_path", default="plowline.duckdb", show_default=True,
-              metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
-              help="DuckDB database to query.")
-@click.option("--format", "output_format", default="table", show_default=True,
-              type=click.Choice(["table", "csv", "json"]),
-              help="table for people; csv or json for scripts.")
+@click.option(
+    "--duckdb",
+    "duckdb_path",
+    default="plowline.duckdb",
+    show_default=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="DuckDB database to query.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    default="table",
+    show_default=True,
+    type=click.Choice(["table", "csv", "json"]),
+    help="table for people; csv or json for scripts.",
+)
 @click.argument("sql")
 def query(duckdb_path: Path, output_format: str, sql: str) -> None:
     """Run SQL on the DuckDB database, also while `plowline up` writes to it.

@@ -10,8 +10,9 @@ class PlowlineError(Exception):
 class BadInputError(PlowlineError):
     """Input that can never be processed as it is: fix the data, not the setup."""
 
-    def __init__(self, message: str, *, source: str | None = None,
-                 line: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, source: str | None = None, line: int | None = None
+    ) -> None:
         super().__init__(message)
         self.source = source
         self.line = line

@@ -33,9 +33,10 @@ from plowline.storage.query import QueryServer, socket_path_for
 
 logger = logging.getLogger(__name__)
 
+# Not "plowline": the default database file plowline.duckdb is a catalog of that name.
 OFFSETS_DDL = """
-CREATE SCHEMA IF NOT EXISTS plowline;
-CREATE TABLE IF NOT EXISTS plowline.raw_offsets (
+CREATE SCHEMA IF NOT EXISTS plowline_meta;
+CREATE TABLE IF NOT EXISTS plowline_meta.raw_offsets (
     raw_file VARCHAR PRIMARY KEY,
     byte_offset BIGINT NOT NULL,
     updated_at TIMESTAMP NOT NULL DEFAULT current_timestamp
@@ -61,13 +62,20 @@ class UpConfig:
 class LiveLoader:
     """Moves new raw records into DuckDB: follow, enrich, load, remember offsets."""
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection, raw_dir: Path,
-                 enricher: Enricher | None = None) -> None:
+    def __init__(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        raw_dir: Path,
+        enricher: Enricher | None = None,
+    ) -> None:
         self.conn = conn
         self.enricher = enricher or Enricher()
         conn.execute(OFFSETS_DDL)
-        offsets = dict(conn.execute(
-            "SELECT raw_file, byte_offset FROM plowline.raw_offsets").fetchall())
+        offsets = dict(
+            conn.execute(
+                "SELECT raw_file, byte_offset FROM plowline_meta.raw_offsets"
+            ).fetchall()
+        )
         self.follower = RawLogFollower(raw_dir, offsets)
         self.events_loaded = 0
         self.failed_loaded = 0
@@ -80,11 +88,13 @@ class LiveLoader:
         rows, failed = self._enrich(batch)
         self.conn.begin()
         try:
-            store.insert_rows(self.conn, rows)
-            store.insert_failed(self.conn, failed)
+            store.load_rows(self.conn, rows, transaction=False)
+            store.load_failed(self.conn, failed, transaction=False)
             self.conn.executemany(
-                "INSERT OR REPLACE INTO plowline.raw_offsets (raw_file, byte_offset) "
-                "VALUES (?, ?)", list(batch.offsets.items()))
+                "INSERT OR REPLACE INTO plowline_meta.raw_offsets "
+                "(raw_file, byte_offset) VALUES (?, ?)",
+                list(batch.offsets.items()),
+            )
             self.conn.commit()
         except BaseException:
             self.conn.rollback()
@@ -92,8 +102,12 @@ class LiveLoader:
         self.follower.commit(batch)
         self.events_loaded += len(rows)
         self.failed_loaded += len(failed)
-        logger.info("Loaded %d events and %d failed events from %d raw records",
-                    len(rows), len(failed), len(batch))
+        logger.info(
+            "Loaded %d events and %d failed events from %d raw records",
+            len(rows),
+            len(failed),
+            len(batch),
+        )
         return len(batch)
 
     def _enrich(self, batch: Batch) -> tuple[list[list[str]], list[bytes]]:
@@ -130,9 +144,18 @@ class Stopper:
 
 def start_collector(config: UpConfig) -> subprocess.Popen[bytes]:
     command = [
-        sys.executable, "-m", "plowline", "collector",
-        "--host", config.host, "--port", str(config.port),
-        "--raw-dir", str(config.raw_dir), "--workers", str(config.workers),
+        sys.executable,
+        "-m",
+        "plowline",
+        "collector",
+        "--host",
+        config.host,
+        "--port",
+        str(config.port),
+        "--raw-dir",
+        str(config.raw_dir),
+        "--workers",
+        str(config.workers),
     ]
     # Its own process group: a Ctrl-C in the terminal reaches only this process,
     # which then stops the collector first and loads what it received.
@@ -149,7 +172,8 @@ def wait_until_healthy(config: UpConfig, process: subprocess.Popen[bytes]) -> No
         if process.poll() is not None:
             raise ConfigurationError(
                 f"The collector exited with code {process.returncode} while "
-                f"starting on {config.host}:{config.port}; is the port in use?")
+                f"starting on {config.host}:{config.port}; is the port in use?"
+            )
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
@@ -157,7 +181,8 @@ def wait_until_healthy(config: UpConfig, process: subprocess.Popen[bytes]) -> No
         except (urllib.error.URLError, OSError):
             time.sleep(0.1)
     raise ConfigurationError(
-        f"The collector did not answer {url} within {config.startup_timeout:.0f} s.")
+        f"The collector did not answer {url} within {config.startup_timeout:.0f} s."
+    )
 
 
 def stop_collector(process: subprocess.Popen[bytes]) -> None:
@@ -183,7 +208,7 @@ def banner(config: UpConfig) -> str:
         f"  Events          {config.duckdb_path}  "
         "(tables atomic.events and atomic.failed_events)\n"
         "  Query live      plowline query "
-        f"--duckdb {config.duckdb_path} \"select count(*) from atomic.events\"\n"
+        f'--duckdb {config.duckdb_path} "select count(*) from atomic.events"\n'
         "Stop with Ctrl-C; everything received is loaded before it exits."
     )
 
@@ -209,8 +234,10 @@ def run_up(config: UpConfig, *, announce: bool = True) -> int:
             print(banner(config), flush=True)
         while not stopper.event.is_set():
             if collector.poll() is not None:
-                logger.error("The collector stopped unexpectedly (exit code %s)",
-                             collector.returncode)
+                logger.error(
+                    "The collector stopped unexpectedly (exit code %s)",
+                    collector.returncode,
+                )
                 code = 1
                 break
             if not loader.step():
@@ -220,6 +247,9 @@ def run_up(config: UpConfig, *, announce: bool = True) -> int:
         loader.drain()
         server.stop()
         conn.close()
-    logger.info("Stopped: %d events and %d failed events loaded in this run",
-                loader.events_loaded, loader.failed_loaded)
+    logger.info(
+        "Stopped: %d events and %d failed events loaded in this run",
+        loader.events_loaded,
+        loader.failed_loaded,
+    )
     return code

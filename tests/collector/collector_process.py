@@ -85,8 +85,14 @@ def start_collector(
     }
     child_env.update(env or {})
     command = [
-        sys.executable, "-c", "from plowline.cli import main; main()",
-        "collector", "--port", str(port), "--raw-dir", str(raw_dir),
+        sys.executable,
+        "-c",
+        "from plowline.cli import main; main()",
+        "collector",
+        "--port",
+        str(port),
+        "--raw-dir",
+        str(raw_dir),
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -180,8 +180,11 @@ def test_raw_utf8_querystring_and_header_bytes_are_kept(
 @pytest.mark.parametrize(
     ("body", "content_type"),
     [
-        (b'{"schema":"iglu:x","data":[{"e":"pv","page":"Caf\xc3\xa9 \xe2\x9c\x93"}]}',
-         "application/json; charset=UTF-8"),
+        (
+            b'{"schema":"iglu:x","data":[{"e":"pv",'
+            b'"page":"Caf\xc3\xa9 \xe2\x9c\x93"}]}',
+            "application/json; charset=UTF-8",
+        ),
         (gzip.compress(b'{"data":[{"e":"pv"}]}'), "application/json"),
         (b"\xff\xfe\x00 not UTF-8 \x80", "application/octet-stream"),
         (b"e=pv&page=50%off", "Application/X-WWW-Form-URLencoded"),
@@ -568,9 +571,16 @@ class Exchange:
 
 def asgi_scope(scheme: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     return {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-        "method": "GET", "scheme": scheme, "path": "/i", "raw_path": b"/i",
-        "query_string": b"e=pv", "headers": headers, "client": ("::1", 5555),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": scheme,
+        "path": "/i",
+        "raw_path": b"/i",
+        "query_string": b"e=pv",
+        "headers": headers,
+        "client": ("::1", 5555),
         "server": ("::1", 443),
     }
 

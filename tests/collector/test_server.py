@@ -153,8 +153,14 @@ def test_unusable_raw_dir_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("")
     result = subprocess.run(
         [
-            sys.executable, "-c", "from plowline.cli import main; main()",
-            "collector", "--port", "1", "--raw-dir", str(blocker / "raw"),
+            sys.executable,
+            "-c",
+            "from plowline.cli import main; main()",
+            "collector",
+            "--port",
+            "1",
+            "--raw-dir",
+            str(blocker / "raw"),
         ],
         capture_output=True,
         text=True,
@@ -172,8 +178,14 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         result = subprocess.run(
             [
-                sys.executable, "-c", "from plowline.cli import main; main()",
-                "collector", "--port", str(port), "--raw-dir", str(tmp_path / "raw"),
+                sys.executable,
+                "-c",
+                "from plowline.cli import main; main()",
+                "collector",
+                "--port",
+                str(port),
+                "--raw-dir",
+                str(tmp_path / "raw"),
             ],
             capture_output=True,
             text=True,

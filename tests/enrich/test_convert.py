@@ -24,7 +24,13 @@ from plowline.enrich.urls import parse_querystring, querystring_params, split_ur
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("42", "42"), ("-7", "-7"), ("+5", "5"), ("null", None), ("2147483647", "2147483647")],
+    [
+        ("42", "42"),
+        ("-7", "-7"),
+        ("+5", "5"),
+        ("null", None),
+        ("2147483647", "2147483647"),
+    ],
 )
 def test_int_accepts_java_integers(text: str, expected: str | None) -> None:
     assert to_int(text) == expected
@@ -38,10 +44,20 @@ def test_int_rejects_non_integers(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("42.5", "42.5"), ("5.0", "5.0"), ("1E7", "10000000"), ("3.57E7", "35700000"),
-     ("1e-05", "0.00001"), ("-0.5", "-0.5"), (".5", "0.5"), ("null", None)],
+    [
+        ("42.5", "42.5"),
+        ("5.0", "5.0"),
+        ("1E7", "10000000"),
+        ("3.57E7", "35700000"),
+        ("1e-05", "0.00001"),
+        ("-0.5", "-0.5"),
+        (".5", "0.5"),
+        ("null", None),
+    ],
 )
-def test_decimals_are_written_in_plain_notation(text: str, expected: str | None) -> None:
+def test_decimals_are_written_in_plain_notation(
+    text: str, expected: str | None
+) -> None:
     assert to_decimal(text) == expected
 
 
@@ -74,15 +90,24 @@ def test_dimensions_and_uuid() -> None:
     with pytest.raises(ConversionError):
         to_dimensions("-1x20")
     assert to_uuid("A729D278-110A-4AC6-845B-D1F12CE45AC7") == (
-        "a729d278-110a-4ac6-845b-d1f12ce45ac7")
+        "a729d278-110a-4ac6-845b-d1f12ce45ac7"
+    )
     with pytest.raises(ConversionError):
         to_uuid("a729d278110a4ac6845bd1f12ce45ac7")
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("\t", "    "), ("\\\t", "\\    "), ("\b", None), ("Hello\n", "Hello"),
-     ("\u0002", None), (" ", " "), ("\ufffd", "\ufffd"), ("a\r\nb", "ab")],
+    [
+        ("\t", "    "),
+        ("\\\t", "\\    "),
+        ("\b", None),
+        ("Hello\n", "Hello"),
+        ("\u0002", None),
+        (" ", " "),
+        ("\ufffd", "\ufffd"),
+        ("a\r\nb", "ab"),
+    ],
 )
 def test_tsv_safe_text(text: str, expected: str | None) -> None:
     assert tsv_safe(text) == expected
@@ -96,29 +121,67 @@ def test_base64_in_both_alphabets_with_or_without_padding() -> None:
 
 def test_querystring_follows_snowplow_rules() -> None:
     pairs = parse_querystring("e=pv&page=50%off&a=%b;x=1+2&n&q=%E2%9C%93&e=pp")
-    assert pairs == [("e", "pv"), ("page", "50%off"), ("a", "%b"), ("x", "1 2"),
-                     ("n", None), ("q", "✓"), ("e", "pp")]
+    assert pairs == [
+        ("e", "pv"),
+        ("page", "50%off"),
+        ("a", "%b"),
+        ("x", "1 2"),
+        ("n", None),
+        ("q", "✓"),
+        ("e", "pp"),
+    ]
     assert querystring_params("e=pv&e=pp&n") == {"e": "pp"}
 
 
 @pytest.mark.parametrize(
     ("url", "parts"),
     [
-        ("http://www.psychicbazaar.com/oracles/119-psycards-deck.html?view=print#detail",
-         ("http", "www.psychicbazaar.com", "80", "/oracles/119-psycards-deck.html",
-          "view=print", "detail")),
-        ("http://www.nbnz.co.nz:440/login.asp",
-         ("http", "www.nbnz.co.nz", "440", "/login.asp", None, None)),
-        ("https://www.example.com", ("https", "www.example.com", "443", None, None, None)),
-        ("http://shop.example.org/category/20%-off-selected/",
-         ("http", "shop.example.org", "80", "/category/20%-off-selected/", None, None)),
-        ("www.example.com/page", (None, None, None, "www.example.com/page", None, None)),
+        (
+            "http://www.psychicbazaar.com/oracles/119-psycards-deck.html?view=print#detail",
+            (
+                "http",
+                "www.psychicbazaar.com",
+                "80",
+                "/oracles/119-psycards-deck.html",
+                "view=print",
+                "detail",
+            ),
+        ),
+        (
+            "http://www.nbnz.co.nz:440/login.asp",
+            ("http", "www.nbnz.co.nz", "440", "/login.asp", None, None),
+        ),
+        (
+            "https://www.example.com",
+            ("https", "www.example.com", "443", None, None, None),
+        ),
+        (
+            "http://shop.example.org/category/20%-off-selected/",
+            (
+                "http",
+                "shop.example.org",
+                "80",
+                "/category/20%-off-selected/",
+                None,
+                None,
+            ),
+        ),
+        (
+            "www.example.com/page",
+            (None, None, None, "www.example.com/page", None, None),
+        ),
     ],
 )
 def test_urls_split_without_decoding(url: str, parts: tuple) -> None:
     split = split_url(url)
-    assert (split.scheme, split.host, split.port, split.path, split.query,
-            split.fragment) == parts
+    assert (
+        split.scheme,
+        split.host,
+        split.port,
+        split.path,
+        split.query,
+        split.fragment,
+    ) == parts
 
 
 def test_spaces_in_urls_are_encoded() -> None:

@@ -17,13 +17,23 @@ TP2 = "/com.snowplowanalytics.snowplow/tp2"
 PAYLOAD_DATA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
 
 
-def record(path: str = "/i", query: str | None = None, body: bytes | None = None,
-           content_type: str | None = None) -> RawRecord:
+def record(
+    path: str = "/i",
+    query: str | None = None,
+    body: bytes | None = None,
+    content_type: str | None = None,
+) -> RawRecord:
     return RawRecord(
-        id=str(uuid.uuid4()), tstamp=1796398150600, collector="plowline-test",
-        method="POST" if body is not None else "GET", path=path,
-        querystring=query.encode() if query is not None else None, body=body,
-        content_type=content_type, ip="203.0.113.9", useragent="test-agent",
+        id=str(uuid.uuid4()),
+        tstamp=1796398150600,
+        collector="plowline-test",
+        method="POST" if body is not None else "GET",
+        path=path,
+        querystring=query.encode() if query is not None else None,
+        body=body,
+        content_type=content_type,
+        ip="203.0.113.9",
+        useragent="test-agent",
         network_userid="c5f3a09f-75f8-4309-bec5-fea560f78455",
     )
 
@@ -62,8 +72,10 @@ def test_unknown_event_type_is_a_schema_violation() -> None:
 def test_unsupported_platform_is_rejected() -> None:
     failed = only_failure(record(query="e=pv&p=mobile&tv=t"))
     assert failed.failure["messages"][0] == {
-        "field": "p", "value": "mobile",
-        "expectation": failed.failure["messages"][0]["expectation"]}
+        "field": "p",
+        "value": "mobile",
+        "expectation": failed.failure["messages"][0]["expectation"],
+    }
 
 
 def test_missing_event_type_fails_enrichment() -> None:
@@ -114,7 +126,9 @@ def test_post_with_html_content_type_is_a_protocol_violation() -> None:
 
 
 def test_post_body_that_is_not_json_keeps_the_body() -> None:
-    failed = only_failure(record(TP2, body=b"{not json", content_type="application/json"))
+    failed = only_failure(
+        record(TP2, body=b"{not json", content_type="application/json")
+    )
     assert failed.type == "tracker_protocol_violations"
     assert failed.payload["body"] == "{not json"
     assert decode_record(orjson.dumps(failed.payload["rawRecord"])).body == b"{not json"
@@ -129,14 +143,19 @@ def test_one_bad_event_in_a_batch_fails_alone() -> None:
     failed = outcomes[1]
     assert isinstance(failed, FailedEvent)
     assert failed.failure["messages"] == [
-        {"field": "data[1].vid", "value": 3, "expectation": "a string"}]
+        {"field": "data[1].vid", "value": 3, "expectation": "a string"}
+    ]
     # The failed event carries only its own event, ready to replay alone.
     assert orjson.loads(failed.payload["body"])["data"] == [bad]
 
 
 def test_querystring_wins_over_body_in_a_post() -> None:
-    body = orjson.dumps({"schema": PAYLOAD_DATA,
-                         "data": [{"e": "pv", "p": "web", "tv": "t", "aid": "body"}]})
+    body = orjson.dumps(
+        {
+            "schema": PAYLOAD_DATA,
+            "data": [{"e": "pv", "p": "web", "tv": "t", "aid": "body"}],
+        }
+    )
     raw = record(TP2, query="aid=query", body=body, content_type="application/json")
     [event] = enrich(raw)
     assert isinstance(event, EnrichedEvent)
@@ -144,34 +163,59 @@ def test_querystring_wins_over_body_in_a_post() -> None:
 
 
 def test_gzip_post_body_is_read() -> None:
-    body = gzip.compress(orjson.dumps(
-        {"schema": PAYLOAD_DATA, "data": [{"e": "pv", "p": "web", "tv": "t"}]}))
+    body = gzip.compress(
+        orjson.dumps(
+            {"schema": PAYLOAD_DATA, "data": [{"e": "pv", "p": "web", "tv": "t"}]}
+        )
+    )
     [event] = enrich(record(TP2, body=body, content_type="text/plain;charset=UTF-8"))
     assert isinstance(event, EnrichedEvent)
     assert event["event"] == "page_view"
 
 
 def test_line_that_is_not_a_record_keeps_its_text() -> None:
-    [failed] = Enricher().enrich_line(b"garbage\tline", source="raw.jsonl",
-                                      line_number=7)
+    [failed] = Enricher().enrich_line(
+        b"garbage\tline", source="raw.jsonl", line_number=7
+    )
     assert isinstance(failed, FailedEvent)
     assert failed.type == "collector_payload_format_violation"
     document = orjson.loads(failed.to_json())
     assert document["data"]["payload"] == "garbage\tline"
     assert document["data"]["failure"]["source"] == {"file": "raw.jsonl", "line": 7}
     assert document["schema"].startswith(
-        "iglu:com.snowplowanalytics.snowplow.badrows/collector_payload_format_violation/")
+        "iglu:com.snowplowanalytics.snowplow.badrows/collector_payload_format_violation/"
+    )
 
 
 events_strategy = st.lists(
     st.dictionaries(
-        st.sampled_from(["e", "p", "tv", "aid", "vid", "res", "se_va", "eid", "dtm",
-                         "ue_pr", "cx", "url", "zz"]),
-        st.one_of(st.text(max_size=20), st.integers(-(2**63), 2**63 - 1), st.none(),
-                  st.sampled_from(["pv", "se", "web", "1", "3x4", "1700000000000"])),
+        st.sampled_from(
+            [
+                "e",
+                "p",
+                "tv",
+                "aid",
+                "vid",
+                "res",
+                "se_va",
+                "eid",
+                "dtm",
+                "ue_pr",
+                "cx",
+                "url",
+                "zz",
+            ]
+        ),
+        st.one_of(
+            st.text(max_size=20),
+            st.integers(-(2**63), 2**63 - 1),
+            st.none(),
+            st.sampled_from(["pv", "se", "web", "1", "3x4", "1700000000000"]),
+        ),
         max_size=8,
     ),
-    min_size=1, max_size=6,
+    min_size=1,
+    max_size=6,
 )
 
 
@@ -188,10 +232,14 @@ def test_each_event_of_a_batch_gives_one_outcome(events: list[dict]) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(line=st.binary(max_size=300), query=st.text(max_size=80),
-       path=st.sampled_from(["/i", TP2, "/r/tp2", "/x", "/a/b/c"]))
-def test_any_input_gives_outcomes_and_never_raises(line: bytes, query: str,
-                                                    path: str) -> None:
+@given(
+    line=st.binary(max_size=300),
+    query=st.text(max_size=80),
+    path=st.sampled_from(["/i", TP2, "/r/tp2", "/x", "/a/b/c"]),
+)
+def test_any_input_gives_outcomes_and_never_raises(
+    line: bytes, query: str, path: str
+) -> None:
     assert len(Enricher().enrich_line(line)) == 1
     raw = record(path, query=query, body=line or None, content_type="application/json")
     outcomes = enrich(raw)

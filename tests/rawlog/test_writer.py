@@ -103,7 +103,9 @@ def test_a_record_bigger_than_max_bytes_gets_a_file_of_its_own(
         writer.write(make_record(3))
 
     assert [[r.id[-1] for r in records] for records in read_dir(tmp_path)] == [
-        ["1"], ["2"], ["3"]
+        ["1"],
+        ["2"],
+        ["3"],
     ]
 
 
@@ -139,7 +141,8 @@ def test_names_sort_in_write_order_when_clock_steps_back(tmp_path: Path) -> None
         writer.write(make_record(2))
 
     assert [records[0].tstamp for records in read_dir(tmp_path)] == [
-        1796398275793, 1796398275794
+        1796398275793,
+        1796398275794,
     ]
 
 

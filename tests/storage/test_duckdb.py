@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plowline.enrich.fields import FIELD_INDEX, FIELD_NAMES, FIELDS, REQUIRED_FIELDS
@@ -284,8 +284,10 @@ def test_bad_row_in_later_batch_undoes_earlier_batches(
     rows = [enriched_row(txn_id=str(i)) for i in range(6)]
     rows.append(enriched_row(txn_id="seven"))
 
-    with pytest.raises(BadInputError, match="Row 7: field txn_id"):
+    with pytest.raises(BadInputError, match="Row 7: field txn_id") as caught:
         load_rows(conn, rows, batch_size=2)
+
+    assert caught.value.line == 7
 
     assert fetch_one(conn, "SELECT count(*), min(app_id) FROM atomic.events") == (
         1,
@@ -298,7 +300,7 @@ def test_row_with_wrong_field_count_is_rejected(
 ) -> None:
     short = enriched_row()[:-1]
 
-    with pytest.raises(BadInputError, match="Row 2 has 130 fields; .* has 131"):
+    with pytest.raises(BadInputError, match=r"Row 2 has 130 fields; .* has 131"):
         load_rows(conn, [enriched_row(), short])
     assert event_count(conn) == 0
 
@@ -365,7 +367,7 @@ def test_read_tsv_names_file_and_line_of_short_row(tmp_path: Path) -> None:
 
 
 def test_read_tsv_of_missing_file_is_bad_input(tmp_path: Path) -> None:
-    with pytest.raises(BadInputError, match="Cannot read .*missing.tsv"):
+    with pytest.raises(BadInputError, match=r"Cannot read .*missing\.tsv"):
         list(read_tsv(tmp_path / "missing.tsv"))
 
 
@@ -407,6 +409,7 @@ def test_load_files_names_file_and_line_of_bad_value(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"{bad}, line 3: field br_cookies is not 1 or 0: 'yes'. Nothing was loaded."
     )
+    assert (caught.value.source, caught.value.line) == (str(bad), 3)
     with connect(db, read_only=True) as check:
         assert fetch_one(check, "SELECT count(*) FROM atomic.events") == (0,)
 
@@ -429,6 +432,29 @@ def test_load_files_names_line_arrow_cannot_read(
 
     with pytest.raises(BadInputError, match=f"bad.tsv, {problem}"):
         load_files(tmp_path / "events.duckdb", [str(path)])
+
+
+def test_small_chunks_keep_line_numbers(tmp_path: Path) -> None:
+    rows = [enriched_row(txn_id=str(i)) for i in range(9)]
+    rows[7] = enriched_row(txn_id="8.5")
+    path = write_tsv(tmp_path / "events.tsv", rows)
+
+    # Chunks smaller than a line and chunks of a few lines both occur here.
+    for chunk_bytes in (100, 1500):
+        with pytest.raises(BadInputError, match="line 8: field txn_id") as caught:
+            load_files(tmp_path / "x.duckdb", [str(path)], chunk_bytes=chunk_bytes)
+        assert caught.value.line == 8
+
+
+def test_small_chunks_load_every_line(tmp_path: Path) -> None:
+    rows = [enriched_row(txn_id=str(i)) for i in range(9)]
+    path = write_tsv(tmp_path / "events.tsv", rows)
+
+    result = load_files(tmp_path / "x.duckdb", [str(path)], chunk_bytes=300)
+
+    assert result.events == 9
+    with connect(tmp_path / "x.duckdb", read_only=True) as check:
+        assert fetch_one(check, "SELECT sum(txn_id) FROM atomic.events") == (36,)
 
 
 def test_load_files_reads_last_line_without_newline(tmp_path: Path) -> None:
@@ -613,19 +639,57 @@ def random_events(draw: st.DrawFn) -> list[tuple[list[str], list[Any]]]:
     return events
 
 
-@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@pytest.fixture(scope="module")
+def memory_db() -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = duckdb.connect()
+    ensure_schema(connection)
+    yield connection
+    connection.close()
+
+
+@settings(deadline=None, max_examples=60)
 @given(random_events())
 def test_random_rows_read_back_equal(
+    memory_db: duckdb.DuckDBPyConnection,
     events: list[tuple[list[str], list[Any]]],
 ) -> None:
-    memory = duckdb.connect()
-    ensure_schema(memory)
+    memory_db.execute("DELETE FROM atomic.events")
 
-    load_rows(memory, [texts for texts, _ in events])
+    load_rows(memory_db, [texts for texts, _ in events])
 
-    stored = memory.execute("SELECT * FROM atomic.events ORDER BY event_id").fetchall()
+    stored = memory_db.execute(
+        "SELECT * FROM atomic.events ORDER BY event_id"
+    ).fetchall()
     for row, (_, expected) in zip(stored, events, strict=True):
         for field, got, want in zip(FIELDS, row, expected, strict=True):
             if field.kind == "json" and got is not None:
                 got = orjson.loads(got)
             assert got == want, field.name
+
+
+@settings(deadline=None, max_examples=30)
+@given(random_events())
+def test_random_rows_written_as_tsv_load_equal(
+    tmp_path_factory: pytest.TempPathFactory,
+    events: list[tuple[list[str], list[Any]]],
+) -> None:
+    folder = tmp_path_factory.mktemp("tsv")
+    rows = [texts for texts, _ in events]
+    path = write_tsv(folder / "events.tsv", rows)
+
+    assert list(read_tsv(path)) == rows
+    assert load_files(folder / "events.duckdb", [str(path)]).events == len(rows)
+    with connect(folder / "events.duckdb", read_only=True) as check:
+        stored = check.execute("SELECT * FROM atomic.events ORDER BY event_id")
+        assert [list(row) for row in stored.fetchall()] == [
+            _as_stored(expected) for _, expected in events
+        ]
+
+
+def _as_stored(expected: list[Any]) -> list[Any]:
+    return [
+        orjson.dumps(value).decode()
+        if field.kind == "json" and value is not None
+        else value
+        for field, value in zip(FIELDS, expected, strict=True)
+    ]

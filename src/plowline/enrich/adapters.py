@@ -26,16 +26,24 @@ PAYLOAD_DATA_RE = re.compile(
     r"iglu:com\.snowplowanalytics\.snowplow/payload_data/jsonschema/1-0-([0-9]+)"
 )
 URI_REDIRECT = "iglu:com.snowplowanalytics.snowplow/uri_redirect/jsonschema/1-0-0"
+PAYLOAD_DATA_1_0_4 = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
 UNSTRUCT_EVENT = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0"
 
 # payload_data 1-0-4 allows exactly these keys (its additionalProperties is false).
+# fmt: off
 _PAYLOAD_KEYS_1_0_0 = frozenset(
-    "tna aid p dtm tz e tid eid tv duid nuid uid vid ip res url page refr fp ctype "
-    "cookie lang f_pdf f_qt f_realp f_wma f_dir f_fla f_java f_gears f_ag cd ds cs vp "
-    "mac pp_mix pp_max pp_miy pp_may ad_ba ad_ca ad_ad ad_uid tr_id tr_af tr_tt tr_tx "
-    "tr_sh tr_ci tr_st tr_co tr_cu ti_id ti_sk ti_nm ti_na ti_ca ti_pr ti_qu ti_cu sa "
-    "sn st sp se_ca se_ac se_la se_pr se_va ue_na ue_pr ue_px co cx".split()
+    {
+        "tna", "aid", "p", "dtm", "tz", "e", "tid", "eid", "tv", "duid", "nuid", "uid",
+        "vid", "ip", "res", "url", "page", "refr", "fp", "ctype", "cookie", "lang",
+        "f_pdf", "f_qt", "f_realp", "f_wma", "f_dir", "f_fla", "f_java", "f_gears",
+        "f_ag", "cd", "ds", "cs", "vp", "mac", "pp_mix", "pp_max", "pp_miy", "pp_may",
+        "ad_ba", "ad_ca", "ad_ad", "ad_uid", "tr_id", "tr_af", "tr_tt", "tr_tx",
+        "tr_sh", "tr_ci", "tr_st", "tr_co", "tr_cu", "ti_id", "ti_sk", "ti_nm", "ti_na",
+        "ti_ca", "ti_pr", "ti_qu", "ti_cu", "sa", "sn", "st", "sp", "se_ca", "se_ac",
+        "se_la", "se_pr", "se_va", "ue_na", "ue_pr", "ue_px", "co", "cx",
+    }
 )
+# fmt: on
 PAYLOAD_KEYS = {
     0: _PAYLOAD_KEYS_1_0_0,
     1: _PAYLOAD_KEYS_1_0_0 | {"ua"},
@@ -99,8 +107,11 @@ def _querystring(record: RawRecord) -> dict[str, str]:
 def _tp1(record: RawRecord, api: tuple[str, str], now_ms: int) -> list[Outcome]:
     params = _querystring(record)
     if not params:
-        message = {"field": "querystring", "value": None,
-                   "expectation": "tracker-protocol parameters; the querystring is empty"}
+        message = {
+            "field": "querystring",
+            "value": None,
+            "expectation": "tracker-protocol parameters; the querystring is empty",
+        }
         return [request_failure("adapter_failures", record, [message], now_ms=now_ms)]
     return [RawEvent(api[0], api[1], params, record)]
 
@@ -109,17 +120,26 @@ def _tp2(record: RawRecord, api: tuple[str, str], now_ms: int) -> list[Outcome]:
     params = _querystring(record)
     if not record.body:
         if not params:
-            message = {"field": "body", "value": None,
-                       "expectation": "a payload_data body or a querystring; "
-                                      "the request has neither"}
-            return [request_failure("tracker_protocol_violations", record,
-                                    [message], now_ms=now_ms)]
+            message = {
+                "field": "body",
+                "value": None,
+                "expectation": "a payload_data body or a querystring; "
+                "the request has neither",
+            }
+            return [
+                request_failure(
+                    "tracker_protocol_violations", record, [message], now_ms=now_ms
+                )
+            ]
         return [RawEvent(api[0], api[1], params, record)]
 
     items, problem = _payload_items(record)
     if problem is not None:
-        return [request_failure("tracker_protocol_violations", record, [problem],
-                                now_ms=now_ms)]
+        return [
+            request_failure(
+                "tracker_protocol_violations", record, [problem], now_ms=now_ms
+            )
+        ]
     outcomes: list[Outcome] = []
     for index, (item, allowed) in enumerate(items):
         messages = _item_problems(item, allowed, index)
@@ -130,32 +150,48 @@ def _tp2(record: RawRecord, api: tuple[str, str], now_ms: int) -> list[Outcome]:
     return outcomes
 
 
-def _payload_items(record: RawRecord
-                   ) -> tuple[list[tuple[dict[str, Any], frozenset[str]]], Message | None]:
+def _payload_items(
+    record: RawRecord,
+) -> tuple[list[tuple[dict[str, Any], frozenset[str]]], Message | None]:
     content_type = (record.content_type or "").split(";")[0].strip().lower()
     # Snowplow accepts only application/json; beacons send text/plain.
     if content_type not in ("application/json", "text/plain"):
-        return [], {"field": "contentType", "value": record.content_type,
-                    "expectation": "application/json (or text/plain from a beacon)"}
+        return [], {
+            "field": "contentType",
+            "value": record.content_type,
+            "expectation": "application/json (or text/plain from a beacon)",
+        }
     body = _decompressed(record.body or b"")
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        return [], {"field": "body", "value": _preview(body),
-                    "error": f"the body is not JSON: {exc}"}
+        return [], {
+            "field": "body",
+            "value": _preview(body),
+            "error": f"the body is not JSON: {exc}",
+        }
     if not isinstance(document, dict):
-        return [], {"field": "body", "value": _preview(body),
-                    "expectation": "a payload_data self-describing JSON object"}
+        return [], {
+            "field": "body",
+            "value": _preview(body),
+            "expectation": "a payload_data self-describing JSON object",
+        }
     schema = document.get("schema")
     match = PAYLOAD_DATA_RE.fullmatch(schema) if isinstance(schema, str) else None
     if match is None:
-        return [], {"field": "schema", "value": schema,
-                    "expectation": "iglu:com.snowplowanalytics.snowplow/payload_data/"
-                                   "jsonschema/1-0-*"}
+        return [], {
+            "field": "schema",
+            "value": schema,
+            "expectation": "iglu:com.snowplowanalytics.snowplow/payload_data/"
+            "jsonschema/1-0-*",
+        }
     data = document.get("data")
     if not isinstance(data, list) or not data:
-        return [], {"field": "data", "value": _preview(orjson.dumps(data)),
-                    "expectation": "a non-empty array of events"}
+        return [], {
+            "field": "data",
+            "value": _preview(orjson.dumps(data)),
+            "expectation": "a non-empty array of events",
+        }
     allowed = PAYLOAD_KEYS.get(int(match[1]), PAYLOAD_KEYS[4])
     return [(item, allowed) for item in data], None
 
@@ -177,32 +213,52 @@ def _preview(data: bytes, limit: int = 200) -> str:
 def _item_problems(item: Any, allowed: frozenset[str], index: int) -> list[Message]:
     where = f"data[{index}]"
     if not isinstance(item, dict):
-        return [{"field": where, "value": _preview(orjson.dumps(item)),
-                 "expectation": "an object of string parameters"}]
+        return [
+            {
+                "field": where,
+                "value": _preview(orjson.dumps(item)),
+                "expectation": "an object of string parameters",
+            }
+        ]
     messages: list[Message] = []
     for key, value in item.items():
         if not isinstance(value, str):
-            messages.append({"field": f"{where}.{key}", "value": value,
-                             "expectation": "a string"})
+            messages.append(
+                {"field": f"{where}.{key}", "value": value, "expectation": "a string"}
+            )
         elif key not in allowed:
-            messages.append({"field": f"{where}.{key}", "value": value,
-                             "expectation": "a parameter that payload_data allows"})
+            messages.append(
+                {
+                    "field": f"{where}.{key}",
+                    "value": value,
+                    "expectation": "a parameter that payload_data allows",
+                }
+            )
     for key in REQUIRED_PAYLOAD_KEYS:
         if key not in item:
-            messages.append({"field": f"{where}.{key}", "value": None,
-                             "expectation": "a value: this parameter is required"})
+            messages.append(
+                {
+                    "field": f"{where}.{key}",
+                    "value": None,
+                    "expectation": "a value: this parameter is required",
+                }
+            )
     return messages
 
 
-def _item_failure(record: RawRecord, item: Any, messages: list[Message],
-                  now_ms: int) -> FailedEvent:
-    failed = request_failure("tracker_protocol_violations", record, messages,
-                             now_ms=now_ms)
+def _item_failure(
+    record: RawRecord, item: Any, messages: list[Message], now_ms: int
+) -> FailedEvent:
+    failed = request_failure(
+        "tracker_protocol_violations", record, messages, now_ms=now_ms
+    )
     # A batch may hold good and bad events: keep only this one event in the
     # payload, so a replay does not duplicate the good ones.
     failed.payload["body"] = orjson.dumps(
-        {"schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",
-         "data": [item]}
+        {
+            "schema": PAYLOAD_DATA_1_0_4,
+            "data": [item],
+        }
     ).decode()
     failed.payload["rawRecord"]["body"] = failed.payload["body"]
     failed.payload["rawRecord"].pop("body_base64", None)
@@ -213,17 +269,25 @@ def _redirect(record: RawRecord, api: tuple[str, str], now_ms: int) -> list[Outc
     params = _querystring(record)
     target = params.pop("u", None)
     if not target:
-        message = {"field": "u", "value": None,
-                   "expectation": "the redirect target URL in parameter u"}
-        return [request_failure("tracker_protocol_violations", record, [message],
-                                now_ms=now_ms)]
+        message = {
+            "field": "u",
+            "value": None,
+            "expectation": "the redirect target URL in parameter u",
+        }
+        return [
+            request_failure(
+                "tracker_protocol_violations", record, [message], now_ms=now_ms
+            )
+        ]
     redirect = {"schema": URI_REDIRECT, "data": {"uri": target}}
     if "e" in params:
         params["co"] = _add_context(params, redirect)
         params.pop("cx", None)
     else:
         params["e"] = "ue"
-        params["ue_pr"] = orjson.dumps({"schema": UNSTRUCT_EVENT, "data": redirect}).decode()
+        params["ue_pr"] = orjson.dumps(
+            {"schema": UNSTRUCT_EVENT, "data": redirect}
+        ).decode()
     params["tv"] = "r-tp2"
     params.setdefault("p", "web")
     return [RawEvent(api[0], api[1], params, record)]

@@ -21,6 +21,7 @@ from plowline.rawlog.record import RawRecord, encode_record
 
 PROCESSOR = {"artifact": "plowline", "version": __version__}
 
+BADROWS_VENDOR = "iglu:com.snowplowanalytics.snowplow.badrows"
 SCHEMA_VERSIONS = {
     "collector_payload_format_violation": "1-0-0",
     "adapter_failures": "1-0-0",
@@ -56,7 +57,7 @@ class FailedEvent:
     @property
     def schema(self) -> str:
         version = SCHEMA_VERSIONS[self.type]
-        return f"iglu:com.snowplowanalytics.snowplow.badrows/{self.type}/jsonschema/{version}"
+        return f"{BADROWS_VENDOR}/{self.type}/jsonschema/{version}"
 
     @property
     def reason(self) -> str:
@@ -69,8 +70,11 @@ class FailedEvent:
     def to_json(self) -> bytes:
         document = {
             "schema": self.schema,
-            "data": {"processor": PROCESSOR, "failure": self.failure,
-                     "payload": self.payload},
+            "data": {
+                "processor": PROCESSOR,
+                "failure": self.failure,
+                "payload": self.payload,
+            },
         }
         return orjson.dumps(document)
 
@@ -119,9 +123,15 @@ def _api_of(path: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def unreadable_input(line: bytes, error: str, *, loader: str, now_ms: int,
-                     source: str | None = None, line_number: int | None = None,
-                     ) -> FailedEvent:
+def unreadable_input(
+    line: bytes,
+    error: str,
+    *,
+    loader: str,
+    now_ms: int,
+    source: str | None = None,
+    line_number: int | None = None,
+) -> FailedEvent:
     """A line that is not a raw record at all."""
     failure: dict[str, Any] = {
         "timestamp": iso_tstamp(now_ms),
@@ -137,8 +147,9 @@ def unreadable_input(line: bytes, error: str, *, loader: str, now_ms: int,
     )
 
 
-def request_failure(kind: str, record: RawRecord, messages: list[Message],
-                    *, now_ms: int) -> FailedEvent:
+def request_failure(
+    kind: str, record: RawRecord, messages: list[Message], *, now_ms: int
+) -> FailedEvent:
     """An adapter failure or tracker-protocol violation: the request as a whole
     (or one event of a batch) cannot be read as events."""
     vendor, version = _api_of(record.path)
@@ -151,8 +162,14 @@ def request_failure(kind: str, record: RawRecord, messages: list[Message],
     return FailedEvent(kind, failure, collector_payload(record))
 
 
-def event_failure(kind: str, messages: list[Message], raw: dict[str, Any],
-                  enriched: dict[str, str | None], *, now_ms: int) -> FailedEvent:
+def event_failure(
+    kind: str,
+    messages: list[Message],
+    raw: dict[str, Any],
+    enriched: dict[str, str | None],
+    *,
+    now_ms: int,
+) -> FailedEvent:
     """A schema violation or enrichment failure of one event."""
     failure = {"timestamp": iso_tstamp(now_ms), "messages": messages}
     payload = {"raw": raw, "enriched": enriched}

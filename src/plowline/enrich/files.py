@@ -26,8 +26,9 @@ def _output(path: str) -> Iterator[BinaryIO]:
         yield handle
 
 
-def enrich_files(inputs: Sequence[str], good: str, bad: str,
-                 enricher: Enricher | None = None) -> EnrichStats:
+def enrich_files(
+    inputs: Sequence[str], good: str, bad: str, enricher: Enricher | None = None
+) -> EnrichStats:
     """Enrich every raw record in ``inputs``: enriched events as TSV lines to
     ``good``, failed events as JSON lines to ``bad`` (``-`` is standard output)."""
     enricher = enricher or Enricher()
@@ -35,8 +36,9 @@ def enrich_files(inputs: Sequence[str], good: str, bad: str,
     with _output(good) as good_out, _output(bad) as bad_out:
         for source, number, line in iter_lines(inputs):
             stats.lines += 1
-            for outcome in enricher.enrich_line(line, source=source,
-                                                line_number=number):
+            for outcome in enricher.enrich_line(
+                line, source=source, line_number=number
+            ):
                 stats.add(outcome)
                 if isinstance(outcome, EnrichedEvent):
                     good_out.write(outcome.to_tsv().encode("utf-8") + b"\n")
@@ -44,6 +46,10 @@ def enrich_files(inputs: Sequence[str], good: str, bad: str,
                     bad_out.write(outcome.to_json() + b"\n")
             if stats.lines % PROGRESS_EVERY == 0:
                 logger.info("Enriched %d raw records so far", stats.lines)
-    logger.info("Read %d raw records: %d enriched events, %d failed events",
-                stats.lines, stats.enriched, stats.failed)
+    logger.info(
+        "Read %d raw records: %d enriched events, %d failed events",
+        stats.lines,
+        stats.enriched,
+        stats.failed,
+    )
     return stats

@@ -38,10 +38,16 @@ EVENT_SCHEMAS: dict[str, tuple[str, str, str, str]] = {
     "page_ping": ("com.snowplowanalytics.snowplow", "page_ping", "jsonschema", "1-0-0"),
     "struct": ("com.google.analytics", "event", "jsonschema", "1-0-0"),
     "transaction": (
-        "com.snowplowanalytics.snowplow", "transaction", "jsonschema", "1-0-0"
+        "com.snowplowanalytics.snowplow",
+        "transaction",
+        "jsonschema",
+        "1-0-0",
     ),
     "transaction_item": (
-        "com.snowplowanalytics.snowplow", "transaction_item", "jsonschema", "1-0-0"
+        "com.snowplowanalytics.snowplow",
+        "transaction_item",
+        "jsonschema",
+        "1-0-0",
     ),
 }
 
@@ -68,23 +74,32 @@ Outcome = EnrichedEvent | FailedEvent
 class Enricher:
     """Turns raw records into enriched events; configuration is fixed at creation."""
 
-    def __init__(self, *, v_etl: str = V_ETL,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, *, v_etl: str = V_ETL, clock: Callable[[], float] = time.time
+    ) -> None:
         self.v_etl = v_etl
         self.clock = clock
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def enrich_line(self, line: bytes, *, source: str | None = None,
-                    line_number: int | None = None) -> list[Outcome]:
+    def enrich_line(
+        self, line: bytes, *, source: str | None = None, line_number: int | None = None
+    ) -> list[Outcome]:
         """Enrich one raw-log line; a line that is not a record is a failed event."""
         try:
             record = decode_record(line)
         except BadInputError as exc:
-            return [unreadable_input(line, str(exc), loader="plowline",
-                                     now_ms=self.now_ms(), source=source,
-                                     line_number=line_number)]
+            return [
+                unreadable_input(
+                    line,
+                    str(exc),
+                    loader="plowline",
+                    now_ms=self.now_ms(),
+                    source=source,
+                    line_number=line_number,
+                )
+            ]
         return self.enrich_record(record)
 
     def enrich_record(self, record: RawRecord) -> list[Outcome]:
@@ -111,8 +126,9 @@ class Enricher:
         try:
             event["collector_tstamp"] = ms_to_tstamp(record.tstamp)
         except ConversionError as exc:
-            problems.append(field_message("collector_tstamp", str(record.tstamp),
-                                          exc.expectation))
+            problems.append(
+                field_message("collector_tstamp", str(record.tstamp), exc.expectation)
+            )
         problems.extend(apply_params(event, params))
         schema_parts = _self_describing(event, params, problems)
         if problems:
@@ -125,14 +141,21 @@ class Enricher:
             event["event_id"] = str(uuid.uuid4())
         return EnrichedEvent(event)
 
-    def _failure(self, kind: str, problems: list[Message], raw: RawEvent,
-                 event: Event, now_ms: int) -> FailedEvent:
-        enriched = {k: v for k, v in event.items() if v is not None}
+    def _failure(
+        self,
+        kind: str,
+        problems: list[Message],
+        raw: RawEvent,
+        event: Event,
+        now_ms: int,
+    ) -> FailedEvent:
+        enriched: Event = {k: v for k, v in event.items() if v is not None}
         return event_failure(kind, problems, raw_payload(raw), enriched, now_ms=now_ms)
 
 
-def _self_describing(event: Event, params: dict[str, str],
-                     problems: list[Message]) -> tuple[str, ...] | None:
+def _self_describing(
+    event: Event, params: dict[str, str], problems: list[Message]
+) -> tuple[str, ...] | None:
     try:
         event["contexts"] = selfdesc.contexts(params)
     except selfdesc.SelfDescribingError as exc:
@@ -148,11 +171,16 @@ def _self_describing(event: Event, params: dict[str, str],
     return unstruct[1]
 
 
-def _derived_fields(event: Event, params: dict[str, str], record: RawRecord,
-                    schema_parts: tuple[str, ...] | None) -> list[Message]:
+def _derived_fields(
+    event: Event,
+    params: dict[str, str],
+    record: RawRecord,
+    schema_parts: tuple[str, ...] | None,
+) -> list[Message]:
     problems: list[Message] = []
-    page_url = event.get("page_url") or (tsv_safe(record.referer)
-                                         if record.referer else None)
+    page_url = event.get("page_url") or (
+        tsv_safe(record.referer) if record.referer else None
+    )
     if page_url:
         _set_url(event, "page_url", "page_url", split_url(page_url))
     referrer = event.get("page_referrer")
@@ -163,18 +191,27 @@ def _derived_fields(event: Event, params: dict[str, str], record: RawRecord,
     kind = event.get("event")
     if kind == "unstruct":
         if schema_parts is None:
-            problems.append(field_message(
-                "ue_pr", None, "a self-describing event: e=ue needs ue_pr or ue_px"))
+            problems.append(
+                field_message(
+                    "ue_pr", None, "a self-describing event: e=ue needs ue_pr or ue_px"
+                )
+            )
         else:
             _set_schema(event, schema_parts)
     elif kind in EVENT_SCHEMAS:
         _set_schema(event, EVENT_SCHEMAS[kind])
     elif kind is None:
-        problems.append(field_message("e", None, "an event type: the e parameter "
-                                      "is missing"))
+        problems.append(
+            field_message("e", None, "an event type: the e parameter is missing")
+        )
     else:
-        problems.append(field_message("e", params.get("e"), "an event type that "
-                                      "current trackers send; this one is retired"))
+        problems.append(
+            field_message(
+                "e",
+                params.get("e"),
+                "an event type that current trackers send; this one is retired",
+            )
+        )
     return problems
 
 
@@ -186,8 +223,12 @@ def _set_url(event: Event, full: str, stem: str, parts: UrlParts) -> None:
 
 
 def _set_schema(event: Event, parts: tuple[str, ...]) -> None:
-    (event["event_vendor"], event["event_name"], event["event_format"],
-     event["event_version"]) = parts
+    (
+        event["event_vendor"],
+        event["event_name"],
+        event["event_format"],
+        event["event_version"],
+    ) = parts
 
 
 def derived_tstamp(params: dict[str, str], collector_ms: int) -> str:
@@ -229,8 +270,9 @@ def raw_payload(raw: RawEvent) -> dict[str, Any]:
     }
 
 
-def enrich_lines(enricher: Enricher, lines: Iterable[tuple[str, int, bytes]]
-                 ) -> Iterator[Outcome]:
+def enrich_lines(
+    enricher: Enricher, lines: Iterable[tuple[str, int, bytes]]
+) -> Iterator[Outcome]:
     """Enrich (source, line number, line) triples in order."""
     for source, number, line in lines:
         yield from enricher.enrich_line(line, source=source, line_number=number)

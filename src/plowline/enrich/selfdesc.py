@@ -55,7 +55,11 @@ def _load(params: dict[str, str], plain: str, encoded: str, field: str) -> Any:
             text = raw.decode("utf-8")
         except (UnicodeError, binascii.Error, ValueError) as exc:
             raise SelfDescribingError(
-                {"field": name, "value": text, "error": f"not valid base64 UTF-8: {exc}"}
+                {
+                    "field": name,
+                    "value": text,
+                    "error": f"not valid base64 UTF-8: {exc}",
+                }
             ) from exc
     elif plain in params:
         name, text = plain, params[plain]
@@ -80,12 +84,18 @@ def decode_contexts_param(params: dict[str, str]) -> dict[str, Any] | None:
 
 def _entity_problem(entity: Any, where: str) -> Message | None:
     if not isinstance(entity, dict) or not {"schema", "data"} <= entity.keys():
-        return {"field": where, "value": _short(entity),
-                "expectation": "a self-describing JSON object {schema, data}"}
+        return {
+            "field": where,
+            "value": _short(entity),
+            "expectation": "a self-describing JSON object {schema, data}",
+        }
     schema = entity["schema"]
     if not isinstance(schema, str) or not IGLU_URI_RE.fullmatch(schema):
-        return {"field": f"{where}.schema", "value": schema,
-                "expectation": "an Iglu URI iglu:vendor/name/format/M-R-A"}
+        return {
+            "field": f"{where}.schema",
+            "value": schema,
+            "expectation": "an Iglu URI iglu:vendor/name/format/M-R-A",
+        }
     return None
 
 
@@ -100,18 +110,27 @@ def contexts(params: dict[str, str]) -> str | None:
     if document is None:
         return None
     field = "cx" if "cx" in params else "co"
-    if not isinstance(document, dict) or not isinstance(document.get("schema"), str) \
-            or not CONTEXTS_RE.fullmatch(document["schema"]):
+    if (
+        not isinstance(document, dict)
+        or not isinstance(document.get("schema"), str)
+        or not CONTEXTS_RE.fullmatch(document["schema"])
+    ):
         raise SelfDescribingError(
-            {"field": field, "value": _short(document),
-             "expectation": "a contexts envelope with schema "
-                            "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-*"}
+            {
+                "field": field,
+                "value": _short(document),
+                "expectation": "a contexts envelope with schema "
+                "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-*",
+            }
         )
     entities = document.get("data")
     if not isinstance(entities, list):
         raise SelfDescribingError(
-            {"field": f"{field}.data", "value": _short(entities),
-             "expectation": "an array of self-describing entities"}
+            {
+                "field": f"{field}.data",
+                "value": _short(entities),
+                "expectation": "an array of self-describing entities",
+            }
         )
     for index, entity in enumerate(entities):
         problem = _entity_problem(entity, f"{field}.data[{index}]")
@@ -130,20 +149,28 @@ def unstruct_event(params: dict[str, str]) -> tuple[str, tuple[str, ...]] | None
     if document is None:
         return None
     field = "ue_px" if "ue_px" in params else "ue_pr"
-    if not isinstance(document, dict) or not isinstance(document.get("schema"), str) \
-            or not UNSTRUCT_RE.fullmatch(document["schema"]):
+    if (
+        not isinstance(document, dict)
+        or not isinstance(document.get("schema"), str)
+        or not UNSTRUCT_RE.fullmatch(document["schema"])
+    ):
         raise SelfDescribingError(
-            {"field": field, "value": _short(document),
-             "expectation": "an unstruct_event envelope with schema "
-                            "iglu:com.snowplowanalytics.snowplow/unstruct_event/"
-                            "jsonschema/1-0-*"}
+            {
+                "field": field,
+                "value": _short(document),
+                "expectation": "an unstruct_event envelope with schema "
+                "iglu:com.snowplowanalytics.snowplow/unstruct_event/"
+                "jsonschema/1-0-*",
+            }
         )
-    inner = document.get("data")
+    inner: Any = document.get("data")
     problem = _entity_problem(inner, f"{field}.data")
     if problem is not None:
         raise SelfDescribingError(problem)
     match = IGLU_URI_RE.fullmatch(inner["schema"])
     assert match is not None
-    wrapped = {"schema": UNSTRUCT_SCHEMA,
-               "data": {"schema": inner["schema"], "data": inner["data"]}}
+    wrapped = {
+        "schema": UNSTRUCT_SCHEMA,
+        "data": {"schema": inner["schema"], "data": inner["data"]},
+    }
     return orjson.dumps(wrapped).decode(), match.groups()

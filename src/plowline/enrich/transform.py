@@ -152,15 +152,21 @@ def _apply_special(event: Event, params: dict[str, str]) -> list[Message]:
         if code in EVENT_TYPES:
             event["event"] = EVENT_TYPES[code]
         else:
-            problems.append(field_message("e", code, "an event type: one of "
-                                          + ", ".join(EVENT_TYPES)))
+            problems.append(
+                field_message(
+                    "e", code, "an event type: one of " + ", ".join(EVENT_TYPES)
+                )
+            )
     platform = params.get("p")
     if platform is not None:
         if platform in PLATFORMS:
             event["platform"] = platform
         else:
-            problems.append(field_message("p", platform, "a platform: one of "
-                                          + ", ".join(sorted(PLATFORMS))))
+            problems.append(
+                field_message(
+                    "p", platform, "a platform: one of " + ", ".join(sorted(PLATFORMS))
+                )
+            )
     ip = params.get("ip")
     if ip is not None:
         event["user_ipaddress"] = tsv_safe(first_ip_token(ip))

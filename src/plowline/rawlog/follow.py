@@ -33,8 +33,13 @@ class Batch:
 class RawLogFollower:
     """Reads new whole lines from every raw log in ``raw_dir``, oldest file first."""
 
-    def __init__(self, raw_dir: Path, offsets: dict[str, int] | None = None,
-                 *, max_bytes_per_poll: int = 16 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        raw_dir: Path,
+        offsets: dict[str, int] | None = None,
+        *,
+        max_bytes_per_poll: int = 16 * 1024 * 1024,
+    ) -> None:
         self.raw_dir = raw_dir
         self.offsets: dict[str, int] = dict(offsets or {})
         self.max_bytes_per_poll = max_bytes_per_poll
@@ -44,8 +49,9 @@ class RawLogFollower:
             names = os.listdir(self.raw_dir)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if n.endswith(RAW_LOG_SUFFIX)
-                      and not n.startswith("."))
+        return sorted(
+            n for n in names if n.endswith(RAW_LOG_SUFFIX) and not n.startswith(".")
+        )
 
     def poll(self) -> Batch:
         """New whole lines since the offsets; call :meth:`commit` after using them."""

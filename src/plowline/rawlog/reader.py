@@ -27,9 +27,10 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
         path = Path(item)
         if path.is_dir():
             found = sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and not any(part.startswith(".") for part in
-                                           p.relative_to(path).parts)
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
             paths.extend(str(p) for p in found)
         elif path.is_file():
@@ -43,7 +44,9 @@ def _open(path: str) -> BinaryIO:
     if path == "-":
         stream: BinaryIO = sys.stdin.buffer
         head = stream.peek(2)[:2] if hasattr(stream, "peek") else b""
-        return gzip.GzipFile(fileobj=stream) if head == GZIP_MAGIC else stream
+        if head == GZIP_MAGIC:
+            return gzip.GzipFile(fileobj=stream)  # type: ignore[return-value]
+        return stream
     handle = open(path, "rb")  # noqa: SIM115 - closed by the caller
     if handle.read(2) == GZIP_MAGIC:
         handle.close()

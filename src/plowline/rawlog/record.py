@@ -106,9 +106,23 @@ def encode_record(record: RawRecord) -> bytes:
 
 _KNOWN_KEYS = frozenset(
     {
-        "v", "id", "tstamp", "collector", "method", "path", "querystring",
-        "querystring_base64", "body", "body_base64", "content_type", "headers",
-        "ip", "useragent", "referer", "host", "network_userid",
+        "v",
+        "id",
+        "tstamp",
+        "collector",
+        "method",
+        "path",
+        "querystring",
+        "querystring_base64",
+        "body",
+        "body_base64",
+        "content_type",
+        "headers",
+        "ip",
+        "useragent",
+        "referer",
+        "host",
+        "network_userid",
     }
 )
 
@@ -140,7 +154,9 @@ def _record_from_dict(data: dict[str, Any]) -> RawRecord:
     tstamp = data["tstamp"]
     if not isinstance(tstamp, int) or isinstance(tstamp, bool):
         raise ValueError(f"'tstamp' must be an integer, not {tstamp!r}")
-    headers = tuple((str(name), str(value)) for name, value in data.get("headers") or ())
+    headers = tuple(
+        (str(name), str(value)) for name, value in data.get("headers") or ()
+    )
     return RawRecord(
         id=str(data["id"]),
         tstamp=tstamp,

@@ -14,11 +14,10 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +38,6 @@ FAILED_EVENTS_TABLE = "atomic.failed_events"
 _WIDTH = len(FIELDS)
 _BATCH_VIEW = "plowline_batch"
 _ByteStream = IO[bytes] | io.BufferedIOBase
-_CHUNK_BYTES = 16 << 20
 _SHOWN_CHARS = 80
 
 _SQL_TYPES: dict[Kind, str] = {
@@ -128,16 +126,20 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
 
 
 def _locked_message(path: str | Path, detail: str) -> str:
+    # DuckDB's own text names the process that holds the lock, with its PID.
+    detail = detail.split(". See also", 1)[0]
     return (
-        f"The DuckDB file {path} is locked by another process. DuckDB lets one "
-        "process write to a file and no other process open it meanwhile. While "
-        "`plowline up` owns the file, query it with `plowline query`, which asks "
-        f"that process through its socket {path}.sock. ({detail})"
+        f"The DuckDB file {path} is locked by another process ({detail}). DuckDB "
+        "lets one process write to a file and no other process open it meanwhile: "
+        "wait for that process to finish or stop it. While `plowline up` owns the "
+        f"file, `plowline query` asks it through its socket {path}.sock."
     )
 
 
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     """Create ``atomic.events`` and ``atomic.failed_events`` unless they exist."""
+    # Known limitation: tables that already exist are not compared with FIELDS;
+    # a file made with another layout fails on the first insert.
     conn.execute("CREATE SCHEMA IF NOT EXISTS atomic")
     conn.execute(events_ddl())
     conn.execute(
@@ -197,6 +199,10 @@ def _transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
         yield
     except BaseException:
         conn.rollback()
+        # A failed INSERT leaves its batch registered: DuckDB refuses to unregister
+        # it until the aborted transaction is rolled back.
+        with suppress(duckdb.Error):
+            conn.unregister(_BATCH_VIEW)
         raise
     try:
         conn.commit()
@@ -209,16 +215,19 @@ def load_rows(
     rows: Iterable[Sequence[str]],
     *,
     batch_size: int = 50_000,
+    transaction: bool = True,
 ) -> int:
     """Insert enriched rows (131 TSV strings each, ``""`` for NULL) in one transaction.
 
     Returns the number of rows. Raises BadInputError naming the row (1-based), the
-    field and the value when a row does not fit; then nothing is inserted.
+    field and the value when a row does not fit; then nothing is inserted. The
+    transaction is this function's own unless ``transaction=False``, for callers
+    that write more in the same transaction (and roll it back on an error).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
 
-    with _transaction(conn):
+    with _transaction(conn) if transaction else nullcontext():
         return _insert_rows(conn, rows, batch_size)
 
 
@@ -229,13 +238,9 @@ def _insert_rows(
     count = 0
     while batch := list(islice(iterator, batch_size)):
         table = _rows_to_table(batch, first_row=count + 1)
-        _insert_table(conn, table, partial(_row_label, count + 1))
+        _insert_table(conn, table, first_row=count + 1, source=None)
         count += len(batch)
     return count
-
-
-def _row_label(first_row: int, offset: int) -> str:
-    return f"Row {first_row + offset}"
 
 
 def _rows_to_table(batch: list[Sequence[str]], first_row: int) -> pa.Table:
@@ -305,23 +310,32 @@ def _show(value: object) -> str:
 
 
 def _insert_table(
-    conn: duckdb.DuckDBPyConnection, table: pa.Table, where: Callable[[int], str]
+    conn: duckdb.DuckDBPyConnection,
+    table: pa.Table,
+    *,
+    first_row: int,
+    source: str | None,
 ) -> None:
+    """Insert one batch; ``first_row`` is its first row's (or line's) number."""
     conn.register(_BATCH_VIEW, table)
     try:
         conn.execute(_INSERT_EVENTS)
     except _INSERT_REJECTIONS as exc:
-        raise _diagnose(conn, table, where, exc) from exc
+        raise _diagnose(conn, table, first_row, source, exc) from exc
     except duckdb.IOException as exc:
         raise StoreUnavailableError(f"Could not write to DuckDB: {exc}") from exc
-    finally:
-        conn.unregister(_BATCH_VIEW)
+    conn.unregister(_BATCH_VIEW)
+
+
+def _where(source: str | None, number: int) -> str:
+    return f"Row {number}" if source is None else f"{source}, line {number}"
 
 
 def _diagnose(
     conn: duckdb.DuckDBPyConnection,
     table: pa.Table,
-    where: Callable[[int], str],
+    first_row: int,
+    source: str | None,
     exc: duckdb.Error,
 ) -> BadInputError:
     """Find the first row and field that made DuckDB reject a batch."""
@@ -338,18 +352,26 @@ def _diagnose(
         cursor.close()
 
     if found is None:
+        last = first_row + table.num_rows - 1
         return BadInputError(
-            f"{where(0)} to {where(table.num_rows - 1)} were rejected by DuckDB: "
-            f"{exc}. Nothing was loaded."
+            f"{_where(source, first_row)} to {last} were rejected by DuckDB: {exc}. "
+            "Nothing was loaded.",
+            source=source,
+            line=first_row,
         )
-    row, index = int(found[0]), int(found[1])
+    offset, index = int(found[0]), int(found[1])
     field = FIELDS[index]
-    value = table.column(index)[row].as_py()
+    value = table.column(index)[offset].as_py()
     if value is None:
         detail = f"field {field.name} is empty, but every event must have it"
     else:
         detail = f"field {field.name} {_PROBLEMS[field.kind]}: {_show(value)}"
-    return BadInputError(f"{where(row)}: {detail}. Nothing was loaded.", line=row + 1)
+    number = first_row + offset
+    return BadInputError(
+        f"{_where(source, number)}: {detail}. Nothing was loaded.",
+        source=source,
+        line=number,
+    )
 
 
 def _bad_value_sql(field: Field) -> str | None:
@@ -453,8 +475,13 @@ def _split_line(line: str, source: str, number: int) -> list[str]:
     return fields
 
 
-def load_files(db_path: str | Path, inputs: Sequence[str]) -> LoadResult:
-    """Load enriched TSV files into ``atomic.events``: all of them, or none."""
+def load_files(
+    db_path: str | Path, inputs: Sequence[str], *, chunk_bytes: int = 16 << 20
+) -> LoadResult:
+    """Load enriched TSV files into ``atomic.events``: all of them, or none.
+
+    Files are read and inserted ``chunk_bytes`` of whole lines at a time.
+    """
     if not inputs:
         raise BadInputError("No input files were given.")
 
@@ -462,7 +489,9 @@ def load_files(db_path: str | Path, inputs: Sequence[str]) -> LoadResult:
     try:
         ensure_schema(conn)
         with _transaction(conn):
-            counts = tuple((source, _insert_tsv(conn, source)) for source in inputs)
+            counts = tuple(
+                (source, _insert_tsv(conn, source, chunk_bytes)) for source in inputs
+            )
     finally:
         conn.close()
 
@@ -471,14 +500,22 @@ def load_files(db_path: str | Path, inputs: Sequence[str]) -> LoadResult:
     return LoadResult(Path(db_path), total, counts)
 
 
-def _insert_tsv(conn: duckdb.DuckDBPyConnection, source: str) -> int:
+def _insert_tsv(conn: duckdb.DuckDBPyConnection, source: str, chunk_bytes: int) -> int:
     started = time.perf_counter()
     count = 0
     with _open_binary(source) as stream:
-        for chunk in _line_chunks(stream, source):
+        for chunk in _line_chunks(stream, source, chunk_bytes):
             first_line = count + 1
             table = _parse_chunk(chunk, source, first_line)
-            _insert_table(conn, table, partial(_line_label, source, first_line))
+            try:
+                _insert_table(conn, table, first_row=first_line, source=source)
+            except BadInputError as exc:
+                # Arrow reads a blank line as a row of nulls, which DuckDB then
+                # rejects for a missing field; the line rules name the real fault.
+                problem = _line_problem(chunk, source, first_line)
+                if problem is None:
+                    raise
+                raise problem from exc
             count += table.num_rows
     log.info(
         "Read %d events from %s in %.2f s", count, source, time.perf_counter() - started
@@ -486,16 +523,12 @@ def _insert_tsv(conn: duckdb.DuckDBPyConnection, source: str) -> int:
     return count
 
 
-def _line_label(source: str, first_line: int, offset: int) -> str:
-    return f"{source}, line {first_line + offset}"
-
-
-def _line_chunks(stream: _ByteStream, source: str) -> Iterator[bytes]:
-    """Yield the stream in pieces of about _CHUNK_BYTES that end at a line end."""
+def _line_chunks(stream: _ByteStream, source: str, chunk_bytes: int) -> Iterator[bytes]:
+    """Yield the stream in pieces of about chunk_bytes that end at a line end."""
     rest = b""
     while True:
         try:
-            block = stream.read(_CHUNK_BYTES)
+            block = stream.read(chunk_bytes)
         except (OSError, EOFError) as exc:
             raise BadInputError(f"Cannot read {source}: {exc}.", source=source) from exc
         if not block:
@@ -530,7 +563,21 @@ def _parse_chunk(chunk: bytes, source: str, first_line: int) -> pa.Table:
 def _chunk_problem(
     chunk: bytes, source: str, first_line: int, detail: str
 ) -> BadInputError:
-    """Re-read a chunk Arrow refused, line by line, to name the first bad line."""
+    """The first bad line of a chunk Arrow refused, or the chunk's line range."""
+    problem = _line_problem(chunk, source, first_line)
+    if problem is not None:
+        return problem
+    last_line = first_line + chunk.count(b"\n") - chunk.endswith(b"\n")
+    return BadInputError(
+        f"{source}, lines {first_line} to {last_line} could not be read as "
+        f"enriched events ({detail}).",
+        source=source,
+        line=first_line,
+    )
+
+
+def _line_problem(chunk: bytes, source: str, first_line: int) -> BadInputError | None:
+    """Check a chunk line by line, as read_tsv would, for the first bad line."""
     lines = chunk.split(b"\n")
     if chunk.endswith(b"\n"):
         lines.pop()
@@ -540,12 +587,7 @@ def _chunk_problem(
             _split_line(_decode_line(raw, source, number), source, number)
         except BadInputError as exc:
             return exc
-    return BadInputError(
-        f"{source}, lines {first_line} to {first_line + len(lines) - 1} could not "
-        f"be read as enriched events ({detail}).",
-        source=source,
-        line=first_line,
-    )
+    return None
 
 
 def load_failed(
@@ -553,10 +595,12 @@ def load_failed(
     failed: Iterable[bytes | str],
     *,
     batch_size: int = 50_000,
+    transaction: bool = True,
 ) -> int:
     """Insert failed-event JSON lines into ``atomic.failed_events``, all or none.
 
-    Blank lines are skipped; line numbers in errors count them.
+    Blank lines are skipped; line numbers in errors count them. ``transaction``
+    is as for :func:`load_rows`.
     """
     records = (
         _failed_record(line, number)
@@ -564,7 +608,7 @@ def load_failed(
         if line.strip()
     )
     count = 0
-    with _transaction(conn):
+    with _transaction(conn) if transaction else nullcontext():
         while batch := list(islice(records, batch_size)):
             _insert_failed(conn, batch)
             count += len(batch)
@@ -592,10 +636,8 @@ def _insert_failed(conn: duckdb.DuckDBPyConnection, batch: list[_FailedRecord]) 
         }
     )
     conn.register(_BATCH_VIEW, table)
-    try:
-        conn.execute(_INSERT_FAILED)
-    finally:
-        conn.unregister(_BATCH_VIEW)
+    conn.execute(_INSERT_FAILED)
+    conn.unregister(_BATCH_VIEW)
 
 
 def _failed_record(line: bytes | str, number: int) -> _FailedRecord:

@@ -133,12 +133,15 @@ class QueryServer:
     """Serves SQL on a Unix socket from the process that owns a DuckDB file.
 
     ``source`` is the owning connection (each request then runs on its own
-    ``cursor()``) or a function returning a fresh connection per request.
+    cursor) or a function returning a fresh connection per request.
     """
 
     def __init__(self, source: ConnectionSource, socket_path: str | Path) -> None:
+        self._owner: duckdb.DuckDBPyConnection | None = None
+        self._base: duckdb.DuckDBPyConnection | None = None
         if isinstance(source, duckdb.DuckDBPyConnection):
-            self._connect: Callable[[], duckdb.DuckDBPyConnection] = source.cursor
+            self._owner = source
+            self._connect: Callable[[], duckdb.DuckDBPyConnection] = self._cursor
         else:
             self._connect = source
         self.socket_path = Path(socket_path)
@@ -175,6 +178,10 @@ class QueryServer:
             ) from exc
         self._inode = self.socket_path.stat().st_ino
         self._server = server
+        if self._owner is not None:
+            # The owner's connection belongs to its thread (a loader may be
+            # inserting on it): request cursors come from a base cursor made here.
+            self._base = self._owner.cursor()
         self._thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.2},
@@ -194,6 +201,14 @@ class QueryServer:
         thread.join()
         self._server = self._thread = None
         self._remove_socket_file()
+        if self._base is not None:
+            self._base.close()
+            self._base = None
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        if self._base is None:
+            raise duckdb.ConnectionException("the query server is stopped")
+        return self._base.cursor()
 
     def _remove_socket_file(self) -> None:
         # Another server may have replaced a socket file we no longer answer on.
@@ -306,16 +321,20 @@ def run_query(db_path: str | Path, sql: str) -> QueryResult:
 
     try:
         conn = connect(db_path, read_only=True)
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"{exc} Load events into it first (`plowline load` or `plowline up`), "
+            "or name another database."
+        ) from exc
     except StoreUnavailableError as exc:
         raise StoreUnavailableError(
-            f"{exc} No query server answers on {sock}: start the pipeline with "
-            "`plowline up`, which serves queries there, or wait until the writing "
-            "process has finished."
+            f"No query server answers on {sock}, and the file cannot be opened "
+            f"read-only: {exc}"
         ) from exc
     try:
         result = execute(conn, sql)
     except duckdb.Error as exc:
-        raise BadInputError(f"The query failed: {exc}") from exc
+        raise BadInputError(f"The query failed: {_headline(str(exc))}") from exc
     finally:
         conn.close()
     return QueryResult(result.columns, result.types, result.rows, via="file")
@@ -359,8 +378,14 @@ def _parse_reply(sock: Path, data: bytes) -> QueryResult:
     if not isinstance(reply, dict):
         raise StoreUnavailableError(f"The query server on {sock} sent no valid answer.")
     if "error" in reply:
-        raise BadInputError(f"The query failed: {reply['error']}")
+        raise BadInputError(f"The query failed: {_headline(str(reply['error']))}")
     return QueryResult(reply["columns"], reply["types"], reply["rows"], via="socket")
+
+
+def _headline(message: str) -> str:
+    """DuckDB's error up to its first blank line (before the "LINE 1:" excerpt)."""
+    head = message.strip().split("\n\n", 1)[0]
+    return " ".join(line.strip() for line in head.splitlines())
 
 
 def format_csv(result: QueryResult) -> str:

@@ -1,0 +1,82 @@
+"""Following raw logs that are still being written, and reading finished ones."""
+
+from __future__ import annotations
+
+import gzip
+import uuid
+from pathlib import Path
+
+import pytest
+
+from plowline.errors import BadInputError
+from plowline.rawlog.follow import RawLogFollower
+from plowline.rawlog.reader import iter_lines
+from plowline.rawlog.record import RawRecord, decode_record, encode_record
+
+
+def line(n: int) -> bytes:
+    record = RawRecord(
+        id=str(uuid.uuid4()),
+        tstamp=1_700_000_000_000 + n,
+        collector="plowline-test",
+        method="GET",
+        path="/i",
+        querystring=f"e=pv&n={n}".encode(),
+    )
+    return encode_record(record)
+
+
+def test_follower_takes_only_whole_lines(tmp_path: Path) -> None:
+    log = tmp_path / "raw-1.jsonl"
+    first, second = line(1), line(2)
+    log.write_bytes(first + second[:10])
+    follower = RawLogFollower(tmp_path)
+
+    batch = follower.poll()
+    assert [decode_record(x).tstamp for _, _, x in batch.lines] == [1_700_000_000_001]
+    follower.commit(batch)
+    assert follower.poll().lines == []
+
+    with open(log, "ab") as handle:
+        handle.write(second[10:])
+    batch = follower.poll()
+    assert [(name, offset) for name, offset, _ in batch.lines] == [
+        ("raw-1.jsonl", len(first))
+    ]
+    assert batch.offsets == {"raw-1.jsonl": len(first) + len(second)}
+
+
+def test_follower_resumes_from_stored_offsets(tmp_path: Path) -> None:
+    (tmp_path / "raw-1.jsonl").write_bytes(line(1) + line(2))
+    (tmp_path / "raw-2.jsonl").write_bytes(line(3))
+    (tmp_path / ".hidden.jsonl").write_bytes(line(9))
+    (tmp_path / "notes.txt").write_bytes(b"not a raw log\n")
+    follower = RawLogFollower(tmp_path, {"raw-1.jsonl": len(line(1))})
+    batch = follower.poll()
+    assert [decode_record(x).tstamp % 1000 for _, _, x in batch.lines] == [2, 3]
+
+
+def test_poll_budget_splits_large_backlogs(tmp_path: Path) -> None:
+    (tmp_path / "raw-1.jsonl").write_bytes(b"".join(line(n) for n in range(100)))
+    follower = RawLogFollower(tmp_path, max_bytes_per_poll=2000)
+    seen = []
+    while batch := follower.poll():
+        seen.extend(decode_record(x).tstamp % 1000 for _, _, x in batch.lines)
+        follower.commit(batch)
+    assert seen == list(range(100))
+
+
+def test_reader_takes_files_folders_and_gzip(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_bytes(line(1) + b"\n" + line(2))
+    nested = tmp_path / "sub"
+    nested.mkdir()
+    (nested / "b.jsonl.gz").write_bytes(gzip.compress(line(3)))
+    found = [
+        (Path(source).name, number) for source, number, _ in iter_lines([str(tmp_path)])
+    ]
+    assert found == [("a.jsonl", 1), ("a.jsonl", 3), ("b.jsonl.gz", 1)]
+
+
+def test_reader_names_a_missing_input(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="nope"):
+        list(iter_lines([str(tmp_path / "nope")]))
