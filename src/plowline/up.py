@@ -24,9 +24,10 @@ from types import FrameType
 
 import duckdb
 
+from plowline.enrich.failed import generic_error
 from plowline.enrich.fields import FIELD_NAMES
 from plowline.enrich.pipeline import EnrichedEvent, Enricher
-from plowline.errors import ConfigurationError
+from plowline.errors import BadInputError, ConfigurationError, PlowlineError
 from plowline.rawlog.follow import Batch, RawLogFollower
 from plowline.storage import duckdb as store
 from plowline.storage.query import QueryServer, socket_path_for
@@ -86,19 +87,23 @@ class LiveLoader:
         if not batch:
             return 0
         rows, failed = self._enrich(batch)
-        self.conn.begin()
-        try:
-            store.load_rows(self.conn, rows, transaction=False)
-            store.load_failed(self.conn, failed, transaction=False)
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO plowline_meta.raw_offsets "
-                "(raw_file, byte_offset) VALUES (?, ?)",
-                list(batch.offsets.items()),
-            )
-            self.conn.commit()
-        except BaseException:
-            self.conn.rollback()
-            raise
+        while True:
+            try:
+                self._load(rows, failed, batch)
+                break
+            except BadInputError as exc:
+                # A row the store refuses must not block every later event: it
+                # becomes a failed event with the store's reason, and the rest loads.
+                if exc.line is None or not 1 <= exc.line <= len(rows):
+                    raise
+                row = rows.pop(exc.line - 1)
+                logger.warning("DuckDB refused an enriched event: %s", exc)
+                failure = generic_error(
+                    [f"DuckDB refused the enriched event: {exc}"],
+                    "\t".join(row),
+                    now_ms=self.enricher.now_ms(),
+                )
+                failed.append(failure.to_json())
         self.follower.commit(batch)
         self.events_loaded += len(rows)
         self.failed_loaded += len(failed)
@@ -109,6 +114,30 @@ class LiveLoader:
             len(batch),
         )
         return len(batch)
+
+    def _load(self, rows: list[list[str]], failed: list[bytes], batch: Batch) -> None:
+        """Events, failed events and the new offsets, in one transaction."""
+        self.conn.begin()
+        try:
+            store.load_rows(self.conn, rows, transaction=False)
+        except BaseException:
+            self.conn.rollback()
+            raise
+        try:
+            store.load_failed(self.conn, failed, transaction=False)
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO plowline_meta.raw_offsets "
+                "(raw_file, byte_offset) VALUES (?, ?)",
+                list(batch.offsets.items()),
+            )
+            self.conn.commit()
+        except BadInputError as exc:
+            self.conn.rollback()
+            # Its line number counts failed events, not rows: not for step() to fix.
+            raise PlowlineError(f"Could not load failed events: {exc}") from exc
+        except BaseException:
+            self.conn.rollback()
+            raise
 
     def _enrich(self, batch: Batch) -> tuple[list[list[str]], list[bytes]]:
         rows: list[list[str]] = []

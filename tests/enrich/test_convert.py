@@ -13,6 +13,7 @@ from plowline.enrich.convert import (
     to_decimal,
     to_dimensions,
     to_int,
+    to_money,
     to_tstamp,
     to_uuid,
     tstamp_to_ms,
@@ -186,3 +187,9 @@ def test_urls_split_without_decoding(url: str, parts: tuple) -> None:
 
 def test_spaces_in_urls_are_encoded() -> None:
     assert split_url("http://a.example/x y|z").url == "http://a.example/x%20y|z"
+
+
+def test_money_must_fit_the_sql_columns() -> None:
+    assert to_money("9999999999999999.99") == "9999999999999999.99"
+    with pytest.raises(ConversionError, match="DECIMAL"):
+        to_money("1E16")

@@ -79,6 +79,18 @@ def to_decimal(value: str) -> str | None:
     return format(number, "f")
 
 
+# Money columns are DECIMAL(18,2) in the atomic schema's SQL tables.
+MONEY_LIMIT = Decimal(10) ** 16
+
+
+def to_money(value: str) -> str | None:
+    """A decimal amount that fits DECIMAL(18,2): below 10^16 in magnitude."""
+    text = to_decimal(value)
+    if text is not None and abs(Decimal(text)) >= MONEY_LIMIT:
+        raise ConversionError("an amount below 10000000000000000 (DECIMAL(18,2))")
+    return text
+
+
 def to_bool(value: str) -> str:
     """``1`` or ``0``, exactly."""
     if value not in ("1", "0"):

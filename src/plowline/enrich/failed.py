@@ -62,6 +62,8 @@ class FailedEvent:
     @property
     def reason(self) -> str:
         """The failure in one line of text, for people and logs."""
+        if "errors" in self.failure:
+            return "; ".join(self.failure["errors"])
         messages = self.failure.get("messages")
         if messages is None:
             messages = [self.failure.get("message", {})]
@@ -174,3 +176,9 @@ def event_failure(
     failure = {"timestamp": iso_tstamp(now_ms), "messages": messages}
     payload = {"raw": raw, "enriched": enriched}
     return FailedEvent(kind, failure, payload)
+
+
+def generic_error(errors: list[str], payload: str, *, now_ms: int) -> FailedEvent:
+    """Anything else that stopped an event, such as a store refusing a row."""
+    failure = {"timestamp": iso_tstamp(now_ms), "errors": errors}
+    return FailedEvent("generic_error", failure, payload)
