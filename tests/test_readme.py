@@ -104,15 +104,13 @@ def test_readme_curl_examples_arrive_as_events(up: RunningUp) -> None:
 
 
 def test_readme_queries_run_against_the_live_database(up: RunningUp) -> None:
-    for command in readme_commands(".venv/bin/plowline query"):
+    for command in readme_commands("plowline query"):
         done = run_shell(command, up.workdir, up.port)
         assert done.returncode == 0, (command, done.stderr)
-    table = run_shell(
-        readme_commands(".venv/bin/plowline query")[0], up.workdir, up.port
-    )
+    table = run_shell(readme_commands("plowline query")[0], up.workdir, up.port)
     assert "page_view" in table.stdout
     csv = run_shell(
-        readme_commands(".venv/bin/plowline query --format csv")[0], up.workdir, up.port
+        readme_commands("plowline query --format csv")[0], up.workdir, up.port
     )
     assert csv.stdout.splitlines()[0] == "failure_type,message"
 

@@ -135,10 +135,26 @@ def test_every_event_sent_is_enriched_or_failed_once(tmp_path: Path) -> None:
     values = [float(d["se_value"]) for d in documents if d["event"] == "struct"]
     assert sorted(values) == sorted(expected_values)
 
-    loaded = plowline("load", "--duckdb", "events.duckdb", "good.tsv", cwd=tmp_path)
+    loaded = plowline(
+        "load",
+        "--duckdb",
+        "events.duckdb",
+        "--failed",
+        "bad.jsonl",
+        "good.tsv",
+        cwd=tmp_path,
+    )
     assert loaded.returncode == 0, loaded.stderr
     result = run_query(
         tmp_path / "events.duckdb",
         "SELECT count(*), count(DISTINCT event_id) FROM atomic.events",
     )
     assert result.rows == [[good, good]]
+    failed = run_query(
+        tmp_path / "events.duckdb",
+        "SELECT failure_type, count(*) FROM atomic.failed_events GROUP BY 1",
+    )
+    by_type = dict(map(tuple, failed.rows))
+    assert sum(by_type.values()) == bad
+    assert by_type["tracker_protocol_violations"] >= 1
+    assert by_type["schema_violations"] >= 1

@@ -120,7 +120,7 @@ def collector(host: str, port: int, raw_dir: Path, workers: int) -> None:
     "--port",
     default=8080,
     show_default=True,
-    type=int,
+    type=click.IntRange(1, 65535),
     help="Port the collector listens on.",
 )
 @click.option(
@@ -142,7 +142,7 @@ def collector(host: str, port: int, raw_dir: Path, workers: int) -> None:
     "--workers",
     default=1,
     show_default=True,
-    type=int,
+    type=click.IntRange(1, 64),
     help="Collector worker processes.",
 )
 def up(host: str, port: int, data_dir: Path, duckdb_path: Path, workers: int) -> None:
@@ -173,20 +173,37 @@ def up(host: str, port: int, data_dir: Path, duckdb_path: Path, workers: int) ->
     type=click.Path(dir_okay=False, path_type=Path),
     help="DuckDB database to load into (created if missing).",
 )
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-def load(duckdb_path: Path, inputs: tuple[str, ...]) -> None:
+@click.option(
+    "--failed",
+    "failed_inputs",
+    multiple=True,
+    metavar="FILE",
+    help="A failed-events JSON-lines file (from plowline enrich --bad) to load "
+    "into atomic.failed_events; repeatable.",
+)
+@click.argument("inputs", nargs=-1, metavar="INPUT...")
+def load(
+    duckdb_path: Path, failed_inputs: tuple[str, ...], inputs: tuple[str, ...]
+) -> None:
     """Load enriched TSV files (.gz too, - for standard input) into DuckDB.
 
     Every input is loaded, or none: a bad line stops the load and names it.
+    Loads append: loading a file twice loads its events twice.
     """
     from plowline.errors import PlowlineError
-    from plowline.storage.duckdb import load_files
+    from plowline.storage.duckdb import load_failed_files, load_files
 
+    if not inputs and not failed_inputs:
+        raise click.UsageError("Give enriched TSV inputs, --failed files, or both.")
     try:
-        result = load_files(duckdb_path, inputs)
+        if inputs:
+            result = load_files(duckdb_path, inputs)
+            click.echo(f"Loaded {result.events} events into {duckdb_path}")
+        if failed_inputs:
+            count = load_failed_files(duckdb_path, failed_inputs)
+            click.echo(f"Loaded {count} failed events into {duckdb_path}")
     except PlowlineError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"Loaded {result.events} events into {duckdb_path}")
 
 
 @cli.command()

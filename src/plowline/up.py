@@ -10,6 +10,7 @@ a Unix socket next to the database (see :mod:`plowline.storage.query`).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import signal
 import subprocess
@@ -18,12 +19,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 import duckdb
 
+from plowline.collector.server import check_address_free
 from plowline.enrich.failed import generic_error
 from plowline.enrich.fields import FIELD_NAMES
 from plowline.enrich.pipeline import EnrichedEvent, Enricher
@@ -33,6 +36,8 @@ from plowline.storage import duckdb as store
 from plowline.storage.query import QueryServer, socket_path_for
 
 logger = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 # Not "plowline": the default database file plowline.duckdb is a catalog of that name.
 OFFSETS_DDL = """
@@ -127,7 +132,7 @@ class LiveLoader:
             store.load_failed(self.conn, failed, transaction=False)
             self.conn.executemany(
                 "INSERT OR REPLACE INTO plowline_meta.raw_offsets "
-                "(raw_file, byte_offset) VALUES (?, ?)",
+                "(raw_file, byte_offset, updated_at) VALUES (?, ?, current_timestamp)",
                 list(batch.offsets.items()),
             )
             self.conn.commit()
@@ -187,8 +192,28 @@ def start_collector(config: UpConfig) -> subprocess.Popen[bytes]:
         str(config.workers),
     ]
     # Its own process group: a Ctrl-C in the terminal reaches only this process,
-    # which then stops the collector first and loads what it received.
-    return subprocess.Popen(command, start_new_session=True)
+    # which then stops the collector first and loads what it received. If this
+    # process dies without stopping it, the kernel stops it (parent-death signal).
+    return subprocess.Popen(
+        command, start_new_session=True, preexec_fn=_stop_with_parent
+    )
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None  # not Linux
+    return prctl
+
+
+_PRCTL = _load_prctl()
+
+
+def _stop_with_parent() -> None:
+    # Runs in the child between fork and exec: only the system call itself.
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def wait_until_healthy(config: UpConfig, process: subprocess.Popen[bytes]) -> None:
@@ -196,6 +221,8 @@ def wait_until_healthy(config: UpConfig, process: subprocess.Popen[bytes]) -> No
     if ":" in host:
         host = f"[{host}]"
     url = f"http://{host}:{config.port}/health"
+    # No proxies: the check must reach the collector itself.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + config.startup_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -204,7 +231,7 @@ def wait_until_healthy(config: UpConfig, process: subprocess.Popen[bytes]) -> No
                 f"starting on {config.host}:{config.port}; is the port in use?"
             )
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with opener.open(url, timeout=1) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, OSError):
@@ -248,16 +275,20 @@ def run_up(config: UpConfig, *, announce: bool = True) -> int:
     Returns the exit code: 0 after a requested stop, 1 if the collector died."""
     stopper = Stopper()
     stopper.install()
+    # Checked before anything is created, so a busy port leaves no files behind.
+    check_address_free(config.host, config.port)
     config.raw_dir.mkdir(parents=True, exist_ok=True)
     conn = store.connect(config.duckdb_path)
     store.ensure_schema(conn)
     loader = LiveLoader(conn, config.raw_dir)
     loader.drain()
-    server = QueryServer(conn, socket_path_for(config.duckdb_path))
-    server.start()
+    # The collector starts before the query server's thread: forking a process
+    # that has threads is best avoided.
     collector = start_collector(config)
+    server = QueryServer(conn, socket_path_for(config.duckdb_path))
     code = 0
     try:
+        server.start()
         wait_until_healthy(config, collector)
         if announce:
             print(banner(config), flush=True)

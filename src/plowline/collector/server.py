@@ -12,6 +12,7 @@ command line::
 from __future__ import annotations
 
 import logging
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -56,6 +57,7 @@ def serve(config: CollectorConfig) -> None:
     granian) when a worker dies.
     """
     config = replace(config, raw_dir=_prepare_raw_dir(config))
+    check_address_free(config.host, config.port)
     # Known limitation: granian answers 400 itself, before the application
     # sees the request, to a request target holding raw bytes that are not
     # UTF-8 or header values with control characters; such requests are not
@@ -76,6 +78,7 @@ def serve(config: CollectorConfig) -> None:
         # The loader runs inside each worker; passing the config this way
         # leaves the caller's environment alone.
         server.serve(target_loader=partial(build_app, config), wrap_loader=False)
+        logger.info("Plowline collector stopped")
     except RuntimeError as exc:
         if listening:
             raise
@@ -99,6 +102,33 @@ def _prepare_raw_dir(config: CollectorConfig) -> Path:
             "Pass another --raw-dir or fix its permissions."
         ) from exc
     return raw_dir
+
+
+def check_address_free(host: str, port: int) -> None:
+    """Refuse an address another process listens on.
+
+    granian binds with SO_REUSEPORT, so a second collector on a busy port would
+    start and silently share its traffic with the first. A probe bind without
+    SO_REUSEPORT fails when anything listens there.
+    """
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigurationError(f"Cannot listen on {host!r}: {exc.strerror}.") from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # SO_REUSEADDR only lets the probe past connections still in TIME_WAIT.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"Cannot listen on {host}:{port}: {exc.strerror}. Is another "
+                "process (perhaps another Plowline) using the port? Pass another "
+                "--port."
+            ) from exc
 
 
 def _granian_log_level() -> LogLevels:

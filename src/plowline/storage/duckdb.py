@@ -466,9 +466,12 @@ def _split_line(line: str, source: str, number: int) -> list[str]:
         )
     fields = line.split("\t")
     if len(fields) != _WIDTH:
+        hint = ""
+        if line.startswith("{"):
+            hint = " It looks like JSON: load failed events with --failed."
         raise BadInputError(
             f"{source}, line {number} has {len(fields)} fields; an enriched event "
-            f"has {_WIDTH}.",
+            f"has {_WIDTH}.{hint}",
             source=source,
             line=number,
         )
@@ -737,3 +740,20 @@ def _join_label(label: str | None, text: str) -> str:
 
 def _shorten(text: str, limit: int = _MESSAGE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def load_failed_files(db_path: str | Path, inputs: Sequence[str]) -> int:
+    """Load failed-event JSON-lines files (``.gz`` too, ``-`` for standard input)
+    into ``atomic.failed_events``: all of them, or none."""
+    conn = connect(db_path)
+    try:
+        ensure_schema(conn)
+        with _transaction(conn):
+            total = 0
+            for source in inputs:
+                with _open_binary(source) as stream:
+                    total += load_failed(conn, stream, transaction=False)
+                log.info("Loaded failed events from %s", source)
+    finally:
+        conn.close()
+    return total

@@ -8,8 +8,8 @@ that takes one JSON request per connection, ``{"sql": "..."}``, and answers
 ``run_query`` asks that socket when something answers on it, and otherwise opens
 the file read-only itself.
 
-Known limitation: the socket gives full SQL access, writes included, to whoever
-can open the socket file; only its file permissions (0600, the owner) protect it.
+The socket serves only reading statements (SELECT, EXPLAIN), like the read-only
+file, and only to whoever can open the socket file (mode 0600, the owner).
 Known limitation: a result is built whole in memory on both sides, and a query
 runs as long as it takes; there is no row limit or time limit.
 """
@@ -234,6 +234,9 @@ class QueryServer:
                 conn = self._connect()
         except duckdb.Error as exc:
             return _error_reply(f"The database cannot be queried now: {exc}")
+        problem = _not_read_only(conn, sql)
+        if problem is not None:
+            return _error_reply(problem)
         try:
             result = execute(conn, sql)
         except duckdb.Error as exc:
@@ -243,6 +246,28 @@ class QueryServer:
             conn.close()
         reply = {"columns": result.columns, "types": result.types, "rows": result.rows}
         return orjson.dumps(reply)
+
+
+# The socket serves reads, as the read-only file does when nothing serves it:
+# the database belongs to the process that loads it.
+_READ_STATEMENTS = frozenset(
+    {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+)
+
+
+def _not_read_only(conn: duckdb.DuckDBPyConnection, sql: str) -> str | None:
+    try:
+        statements = conn.extract_statements(sql)
+    except duckdb.Error:
+        return None  # the query itself reports the syntax error
+    for statement in statements:
+        if statement.type not in _READ_STATEMENTS:
+            kind = statement.type.name
+            return (
+                f"Only reading queries are served here; this is a {kind} statement. "
+                "Stop `plowline up` to change the database."
+            )
+    return None
 
 
 def _error_reply(message: str) -> bytes:
