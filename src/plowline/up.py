@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -30,7 +31,12 @@ from plowline.collector.server import check_address_free
 from plowline.enrich.failed import generic_error
 from plowline.enrich.fields import FIELD_NAMES
 from plowline.enrich.pipeline import EnrichedEvent, Enricher
-from plowline.errors import BadInputError, ConfigurationError, PlowlineError
+from plowline.errors import (
+    BadInputError,
+    ConfigurationError,
+    PlowlineError,
+    StoreUnavailableError,
+)
 from plowline.rawlog.follow import Batch, RawLogFollower
 from plowline.storage import duckdb as store
 from plowline.storage.query import QueryServer, socket_path_for
@@ -38,6 +44,7 @@ from plowline.storage.query import QueryServer, socket_path_for
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+RETRY_SECONDS = 5.0
 
 # Not "plowline": the default database file plowline.duckdb is a catalog of that name.
 OFFSETS_DDL = """
@@ -121,27 +128,36 @@ class LiveLoader:
         return len(batch)
 
     def _load(self, rows: list[list[str]], failed: list[bytes], batch: Batch) -> None:
-        """Events, failed events and the new offsets, in one transaction."""
+        """Events, failed events and the new offsets, in one transaction.
+
+        Raises BadInputError for a row the store refuses (its ``line`` is the row
+        number) and StoreUnavailableError when the store cannot write now.
+        """
+        stage = "events"
         self.conn.begin()
         try:
             store.load_rows(self.conn, rows, transaction=False)
-        except BaseException:
-            self.conn.rollback()
-            raise
-        try:
+            stage = "failed events"
             store.load_failed(self.conn, failed, transaction=False)
             self.conn.executemany(
                 "INSERT OR REPLACE INTO plowline_meta.raw_offsets "
                 "(raw_file, byte_offset, updated_at) VALUES (?, ?, current_timestamp)",
                 list(batch.offsets.items()),
             )
+            stage = "commit"
             self.conn.commit()
-        except BadInputError as exc:
-            self.conn.rollback()
-            # Its line number counts failed events, not rows: not for step() to fix.
-            raise PlowlineError(f"Could not load failed events: {exc}") from exc
-        except BaseException:
-            self.conn.rollback()
+        except BaseException as exc:
+            # After a failed commit DuckDB has no transaction left to roll back.
+            with suppress(duckdb.Error):
+                self.conn.rollback()
+            if isinstance(exc, BadInputError) and stage == "failed events":
+                # Its line number counts failed events, not rows.
+                raise PlowlineError(f"Could not load failed events: {exc}") from exc
+            if isinstance(exc, duckdb.Error):
+                raise StoreUnavailableError(
+                    f"DuckDB could not store the batch ({exc}); its raw records "
+                    "stay in the raw log and are loaded again later."
+                ) from exc
             raise
 
     def _enrich(self, batch: Batch) -> tuple[list[list[str]], list[bytes]]:
@@ -255,7 +271,8 @@ def stop_collector(process: subprocess.Popen[bytes]) -> None:
 
 
 def banner(config: UpConfig) -> str:
-    base = f"http://{config.host}:{config.port}"
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    base = f"http://{host}:{config.port}"
     return (
         "Plowline is up.\n"
         f"  Send events to  {base}  (pixel GET {base}/i, "
@@ -300,11 +317,21 @@ def run_up(config: UpConfig, *, announce: bool = True) -> int:
                 )
                 code = 1
                 break
-            if not loader.step():
-                stopper.event.wait(config.poll_seconds)
+            try:
+                if loader.step():
+                    continue
+            except StoreUnavailableError as exc:
+                logger.error("%s Retrying in %.0f s.", exc, RETRY_SECONDS)
+                stopper.event.wait(RETRY_SECONDS)
+                continue
+            stopper.event.wait(config.poll_seconds)
     finally:
         stop_collector(collector)
-        loader.drain()
+        try:
+            loader.drain()
+        except StoreUnavailableError as exc:
+            logger.error("%s Stopping with records still to load.", exc)
+            code = 1
         server.stop()
         conn.close()
     logger.info(

@@ -624,14 +624,16 @@ def test_disabled_cookie_is_not_set_but_id_is_recorded(writer: RawLogWriter) -> 
     assert written(writer)[0].network_userid == "abc"
 
 
-def test_client_gone_before_body_ends_is_not_recorded(writer: RawLogWriter) -> None:
+def test_body_that_ends_early_is_kept_and_answered_400(writer: RawLogWriter) -> None:
     app = CollectorApp(CollectorConfig(), writer)
     exchange = Exchange([b"part", b"more"])
     exchange.incoming[-1]["more_body"] = True
     asyncio.run(app(asgi_scope("http", []), exchange.receive, exchange.send))
 
-    assert exchange.sent == []
-    assert writer.path is None
+    assert exchange.sent[0]["status"] == 400
+    [record] = written(writer)
+    assert record.body == b"partmore"
+    assert record.extra["error"].startswith("incomplete_body: the body ended after 8")
 
 
 def test_endless_body_is_cut_off_and_reported_as_more_than(

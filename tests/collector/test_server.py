@@ -244,3 +244,21 @@ def test_bad_setting_names_the_variable_or_field(
 ) -> None:
     with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")):
         CollectorConfig.from_env(env)
+
+
+def test_malformed_chunked_body_is_answered_and_kept(
+    collector_factory: CollectorFactory,
+) -> None:
+    running = collector_factory()
+    request = (
+        b"POST /com.snowplowanalytics.snowplow/tp2 HTTP/1.1\r\nHost: x\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", running.port), timeout=5) as conn:
+        conn.sendall(request)
+        answer = conn.recv(4096)
+    status = int(answer.split(b" ", 2)[1])
+    assert 400 <= status < 500, answer
+    assert running.stop() == 0
+    records = running.records()
+    assert [r.extra.get("error", "")[:15] for r in records] == ["incomplete_body"]

@@ -80,3 +80,14 @@ def test_reader_takes_files_folders_and_gzip(tmp_path: Path) -> None:
 def test_reader_names_a_missing_input(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="nope"):
         list(iter_lines([str(tmp_path / "nope")]))
+
+
+def test_record_longer_than_the_poll_budget_is_taken(tmp_path: Path) -> None:
+    big = b'{"v": 1, "pad": "' + b"x" * 5000 + b'"}\n'
+    (tmp_path / "raw-1.jsonl").write_bytes(big + line(1))
+    follower = RawLogFollower(tmp_path, max_bytes_per_poll=1000)
+    first = follower.poll()
+    assert [x for _, _, x in first.lines] == [big.rstrip(b"\n")]
+    follower.commit(first)
+    second = follower.poll()
+    assert [decode_record(x).tstamp % 1000 for _, _, x in second.lines] == [1]

@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -406,3 +407,39 @@ def test_plain_values_stay_as_they_are() -> None:
         7,
         1.5,
     ]
+
+
+@pytest.mark.parametrize("sql", ["", "  ;  ", "\n"])
+def test_empty_query_is_refused_plainly(
+    server: QueryServer, db_path: Path, sql: str
+) -> None:
+    with pytest.raises(BadInputError, match="The query is empty"):
+        run_query(db_path, sql)
+    assert ask_raw(server.socket_path, orjson.dumps({"sql": sql})) == {
+        "error": "The query is empty: give an SQL statement such as SELECT 1."
+    }
+
+
+def test_stop_interrupts_a_long_query(
+    owner: duckdb.DuckDBPyConnection, db_path: Path
+) -> None:
+    server = QueryServer(owner, socket_path_for(db_path))
+    server.start()
+    errors: list[Exception] = []
+
+    def long_query() -> None:
+        try:
+            run_query(db_path, "SELECT count(*) FROM range(20000000000)")
+        except Exception as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=long_query)
+    thread.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    server.stop()
+    thread.join(timeout=10)
+    assert time.monotonic() - started < 6
+    assert not thread.is_alive()
+    assert len(errors) == 1
+    assert owner.execute("SELECT count(*) FROM atomic.events").fetchone() is not None

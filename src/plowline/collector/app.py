@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any, Protocol
@@ -191,6 +192,7 @@ _HEALTHY = _text_response("ok")
 _ROBOTS = _text_response("User-agent: *\nDisallow: /\n")
 _TOO_LARGE = _text_response("request body too large")
 _UNAVAILABLE = _text_response("service unavailable")
+_INCOMPLETE = _text_response("request body incomplete or malformed")
 
 
 async def _respond(send: Send, status: int, headers: Headers, body: bytes) -> None:
@@ -203,10 +205,12 @@ class _Body:
     data: bytes
     size: int
     complete: bool
+    broken: bool = False
 
 
-async def _read_body(receive: Receive, limit: int) -> _Body | None:
-    """The body, or ``None`` when the client went away before sending all of it.
+async def _read_body(receive: Receive, limit: int) -> _Body:
+    """The body; ``broken`` when it ended early (the client went away, or the
+    server could not read its chunked framing).
 
     Past ``limit`` only the first bytes are kept, but the rest is still read (up
     to a bound) so that the client is not reset before it reads the 413.
@@ -216,7 +220,7 @@ async def _read_body(receive: Receive, limit: int) -> _Body | None:
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return None
+            return _Body(bytes(kept[: limit + 1]), size, complete=False, broken=True)
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if len(kept) <= limit:
@@ -334,8 +338,6 @@ class CollectorApp:
         found = _read_headers(scope["headers"])
         limit = self.config.max_body_bytes
         body = await _read_body(receive, limit)
-        if body is None:
-            return
 
         now = self._clock()
         userid = self._network_userid(scope, found)
@@ -344,9 +346,18 @@ class CollectorApp:
         if body.size > limit:
             data = data[:SNIPPET_BYTES]
             extra["error"] = _size_violation(body, found.content_length, limit)
+        elif body.broken:
+            # Kept, as every request is: enrich reports it as a failed event.
+            extra["error"] = (
+                f"incomplete_body: the body ended after {body.size} bytes, before "
+                "it was complete (client gone or malformed chunked encoding)"
+            )
         record = self._record(scope, found, data, now, userid, extra)
         if not self._write(record, now):
             await self._answer_error(send, found, 503, _UNAVAILABLE)
+        elif body.broken and body.size <= limit:
+            with suppress(Exception):  # the client may be gone already
+                await self._answer_error(send, found, 400, _INCOMPLETE)
         elif extra:
             await self._answer_error(send, found, 413, _TOO_LARGE)
         else:

@@ -8,16 +8,22 @@ querystring is merged into every event and wins. ``/r/tp2`` is a click redirect.
 
 from __future__ import annotations
 
-import gzip
 import re
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
-from plowline.enrich.failed import FailedEvent, Message, request_failure
+from plowline.enrich.failed import (
+    FailedEvent,
+    Message,
+    request_failure,
+    size_violation,
+)
+from plowline.enrich.selfdesc import MAX_JSON_DEPTH, decode_contexts_param, too_deep
 from plowline.enrich.urls import querystring_params
 from plowline.rawlog.record import RawRecord
 
@@ -52,6 +58,8 @@ PAYLOAD_KEYS = {
     4: _PAYLOAD_KEYS_1_0_0 | {"ua", "tnuid", "stm", "sid", "ttm"},
 }
 REQUIRED_PAYLOAD_KEYS = ("tv", "p", "e")
+# A gzip body may inflate to this much (a 1 MiB body of zeros would be a gigabyte).
+MAX_DECOMPRESSED_BYTES = 10 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -69,6 +77,7 @@ Outcome = RawEvent | FailedEvent
 
 def api_of(path: str) -> tuple[str, str] | None:
     """The (vendor, version) a request path addresses, or None."""
+    path = unquote(path)  # the collector routes on the decoded path too
     if path == "/i" or path.startswith("/ice.png"):
         return SNOWPLOW, "tp1"
     parts = path.strip("/").split("/")
@@ -79,6 +88,19 @@ def api_of(path: str) -> tuple[str, str] | None:
 
 def to_raw_events(record: RawRecord, now_ms: int) -> list[Outcome]:
     """Every event in ``record``, or the failure that stops reading it."""
+    error = record.extra.get("error")
+    if error is not None:
+        # The collector refused the request (413, 400) and kept what it got.
+        if str(error).startswith("size_violation"):
+            return [size_violation(record, str(error), now_ms=now_ms)]
+        return [
+            request_failure(
+                "collector_payload_format_violation",
+                record,
+                [{"error": str(error)}],
+                now_ms=now_ms,
+            )
+        ]
     api = api_of(record.path)
     if api is None:
         message = {
@@ -162,6 +184,13 @@ def _payload_items(
             "expectation": "application/json (or text/plain from a beacon)",
         }
     body = _decompressed(record.body or b"")
+    if body is None:
+        return [], {
+            "field": "body",
+            "value": None,
+            "error": f"the gzip body inflates to more than {MAX_DECOMPRESSED_BYTES} "
+            "bytes",
+        }
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -169,6 +198,12 @@ def _payload_items(
             "field": "body",
             "value": _preview(body),
             "error": f"the body is not JSON: {exc}",
+        }
+    if too_deep(document):
+        return [], {
+            "field": "body",
+            "value": _preview(body),
+            "error": f"JSON nested deeper than {MAX_JSON_DEPTH} levels",
         }
     if not isinstance(document, dict):
         return [], {
@@ -196,13 +231,18 @@ def _payload_items(
     return [(item, allowed) for item in data], None
 
 
-def _decompressed(body: bytes) -> bytes:
-    if body[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(body)
-        except (OSError, EOFError, zlib.error):
-            return body
-    return body
+def _decompressed(body: bytes) -> bytes | None:
+    """The body, gunzipped when it is gzip; None when it inflates past the limit."""
+    if body[:2] != b"\x1f\x8b":
+        return body
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(body, MAX_DECOMPRESSED_BYTES)
+    except zlib.error:
+        return body  # not gzip after all: read as it is
+    if inflater.unconsumed_tail:
+        return None
+    return data
 
 
 def _preview(data: bytes, limit: int = 200) -> str:
@@ -249,20 +289,14 @@ def _item_problems(item: Any, allowed: frozenset[str], index: int) -> list[Messa
 def _item_failure(
     record: RawRecord, item: Any, messages: list[Message], now_ms: int
 ) -> FailedEvent:
-    failed = request_failure(
-        "tracker_protocol_violations", record, messages, now_ms=now_ms
+    # A batch may hold good and bad events: the failed event carries a request
+    # holding only this one event, so a replay does not duplicate the good ones,
+    # and its cost does not grow with the size of the batch.
+    body = orjson.dumps({"schema": PAYLOAD_DATA_1_0_4, "data": [item]})
+    single = replace(record, body=body)
+    return request_failure(
+        "tracker_protocol_violations", single, messages, now_ms=now_ms
     )
-    # A batch may hold good and bad events: keep only this one event in the
-    # payload, so a replay does not duplicate the good ones.
-    failed.payload["body"] = orjson.dumps(
-        {
-            "schema": PAYLOAD_DATA_1_0_4,
-            "data": [item],
-        }
-    ).decode()
-    failed.payload["rawRecord"]["body"] = failed.payload["body"]
-    failed.payload["rawRecord"].pop("body_base64", None)
-    return failed
 
 
 def _redirect(record: RawRecord, api: tuple[str, str], now_ms: int) -> list[Outcome]:
@@ -294,8 +328,6 @@ def _redirect(record: RawRecord, api: tuple[str, str], now_ms: int) -> list[Outc
 
 
 def _add_context(params: dict[str, str], entity: dict[str, Any]) -> str:
-    from plowline.enrich.selfdesc import decode_contexts_param
-
     contexts = decode_contexts_param(params) or {
         "schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1",
         "data": [],

@@ -34,6 +34,11 @@ _UUID_RE = re.compile(
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
+_INT_DIGITS = 12  # a sign and ten digits are all a 32-bit integer needs
+_MS_DIGITS = 20
+DECIMAL_EXPONENT_LIMIT = 100
+
+
 class ConversionError(ValueError):
     """A parameter value that does not have the form its field needs."""
 
@@ -58,10 +63,10 @@ def to_int(value: str) -> str | None:
         return None
     if not _INT_RE.fullmatch(value):
         raise ConversionError("a whole number (32-bit integer)")
-    number = int(value)
-    if not INT_MIN <= number <= INT_MAX:
+    # Python refuses to convert very long digit strings; none of them fits anyway.
+    if len(value) > _INT_DIGITS or not INT_MIN <= int(value) <= INT_MAX:
         raise ConversionError("a whole number within the 32-bit integer range")
-    return str(number)
+    return str(int(value))
 
 
 def to_decimal(value: str) -> str | None:
@@ -74,8 +79,16 @@ def to_decimal(value: str) -> str | None:
         number = Decimal(value)
     except InvalidOperation as exc:  # pragma: no cover - the regex guards this
         raise ConversionError("a decimal number such as 42.5") from exc
-    if number.as_tuple().exponent > 0:  # type: ignore[operator]
-        number = number.quantize(Decimal(1))
+    # Written out in full, 1E-999999999 would take a gigabyte; no column (a SQL
+    # double included) holds such magnitudes anyway.
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)  # not NaN or Infinity: the regex saw to it
+    too_big = number and number.adjusted() > DECIMAL_EXPONENT_LIMIT
+    if too_big or exponent < -DECIMAL_EXPONENT_LIMIT:
+        raise ConversionError(
+            f"a decimal number between 1E-{DECIMAL_EXPONENT_LIMIT} and "
+            f"1E+{DECIMAL_EXPONENT_LIMIT} in size"
+        )
     return format(number, "f")
 
 
@@ -103,6 +116,8 @@ def to_dimensions(value: str) -> tuple[str, str]:
     match = _DIMENSIONS_RE.fullmatch(value)
     if match is None:
         raise ConversionError("two whole numbers as WIDTHxHEIGHT, such as 1280x720")
+    if len(match[1]) > _INT_DIGITS or len(match[2]) > _INT_DIGITS:
+        raise ConversionError("dimensions within the 32-bit integer range")
     width, height = int(match[1]), int(match[2])
     if width > INT_MAX or height > INT_MAX:
         raise ConversionError("dimensions within the 32-bit integer range")
@@ -133,6 +148,8 @@ def to_tstamp(value: str) -> str:
     """A tracker timestamp: whole milliseconds since the epoch."""
     if not _INT_RE.fullmatch(value):
         raise ConversionError("milliseconds since the epoch, as a whole number")
+    if len(value) > _MS_DIGITS:
+        raise ConversionError("a time between the years 1 and 9999")
     return ms_to_tstamp(int(value))
 
 

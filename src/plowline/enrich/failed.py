@@ -10,6 +10,7 @@ raw record unchanged under ``rawRecord``, so a replay starts from the exact byte
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,8 @@ class FailedEvent:
         """The failure in one line of text, for people and logs."""
         if "errors" in self.failure:
             return "; ".join(self.failure["errors"])
+        if "expectation" in self.failure:
+            return str(self.failure["expectation"])
         messages = self.failure.get("messages")
         if messages is None:
             messages = [self.failure.get("message", {})]
@@ -182,3 +185,18 @@ def generic_error(errors: list[str], payload: str, *, now_ms: int) -> FailedEven
     """Anything else that stopped an event, such as a store refusing a row."""
     failure = {"timestamp": iso_tstamp(now_ms), "errors": errors}
     return FailedEvent("generic_error", failure, payload)
+
+
+_SIZES_RE = re.compile(r"([0-9]+) bytes.*?([0-9]+) bytes")
+
+
+def size_violation(record: RawRecord, error: str, *, now_ms: int) -> FailedEvent:
+    """A request the collector refused for its size: only its start was kept."""
+    sizes = _SIZES_RE.search(error)
+    failure = {
+        "timestamp": iso_tstamp(now_ms),
+        "maximumAllowedSizeBytes": int(sizes[2]) if sizes else None,
+        "actualSizeBytes": int(sizes[1]) if sizes else None,
+        "expectation": error,
+    }
+    return FailedEvent("size_violation", failure, collector_payload(record))

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import BinaryIO
 
 from plowline.enrich.pipeline import EnrichedEvent, Enricher, EnrichStats
-from plowline.rawlog.reader import iter_lines
+from plowline.rawlog.reader import expand_inputs, iter_lines
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +33,10 @@ def enrich_files(
     ``good``, failed events as JSON lines to ``bad`` (``-`` is standard output)."""
     enricher = enricher or Enricher()
     stats = EnrichStats()
+    # Inputs are checked before the outputs are opened (and emptied).
+    sources = expand_inputs(inputs)
     with _output(good) as good_out, _output(bad) as bad_out:
-        for source, number, line in iter_lines(inputs):
+        for source, number, line in iter_lines(sources):
             stats.lines += 1
             for outcome in enricher.enrich_line(
                 line, source=source, line_number=number

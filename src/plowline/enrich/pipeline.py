@@ -7,6 +7,7 @@ in ``plowline up`` and anywhere else enrichment is needed.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -16,19 +17,23 @@ from typing import Any
 from plowline import __version__
 from plowline.enrich import selfdesc
 from plowline.enrich.adapters import RawEvent, to_raw_events
+from plowline.enrich.client_ip import client_ip
 from plowline.enrich.convert import ConversionError, ms_to_tstamp, tsv_safe
 from plowline.enrich.failed import (
     FailedEvent,
     Message,
     event_failure,
     field_message,
+    generic_error,
     unreadable_input,
 )
 from plowline.enrich.fields import FIELD_NAMES
 from plowline.enrich.transform import Event, apply_params
 from plowline.enrich.urls import UrlParts, split_url
 from plowline.errors import BadInputError
-from plowline.rawlog.record import RawRecord, decode_record
+from plowline.rawlog.record import RawRecord, decode_record, encode_record
+
+logger = logging.getLogger(__name__)
 
 V_ETL = f"plowline-{__version__}"
 
@@ -104,13 +109,31 @@ class Enricher:
 
     def enrich_record(self, record: RawRecord) -> list[Outcome]:
         now_ms = self.now_ms()
+        try:
+            items = to_raw_events(record, now_ms)
+        except Exception as exc:
+            return [self._unexpected(exc, record, now_ms)]
         outcomes: list[Outcome] = []
-        for item in to_raw_events(record, now_ms):
+        for item in items:
             if isinstance(item, FailedEvent):
                 outcomes.append(item)
-            else:
+                continue
+            try:
                 outcomes.append(self.enrich_event(item, now_ms))
+            except Exception as exc:
+                outcomes.append(self._unexpected(exc, record, now_ms))
         return outcomes
+
+    def _unexpected(
+        self, exc: Exception, record: RawRecord, now_ms: int
+    ) -> FailedEvent:
+        # A fault in Plowline must cost one event, never the pipeline: the event
+        # is kept, with the raw record, to replay once the fault is fixed.
+        logger.exception("Enrichment failed unexpectedly on raw record %s", record.id)
+        error = f"Plowline could not enrich this event ({type(exc).__name__}: {exc})"
+        return generic_error(
+            [error], encode_record(record).decode().rstrip("\n"), now_ms=now_ms
+        )
 
     def enrich_event(self, raw: RawEvent, now_ms: int) -> Outcome:
         record, params = raw.record, raw.params
@@ -119,7 +142,7 @@ class Enricher:
             "v_etl": self.v_etl,
             "etl_tstamp": ms_to_tstamp(now_ms),
             "network_userid": record.network_userid,
-            "user_ipaddress": record.ip,
+            "user_ipaddress": client_ip(record),
             "useragent": tsv_safe(record.useragent) if record.useragent else None,
         }
         problems: list[Message] = []
@@ -178,6 +201,10 @@ def _derived_fields(
     schema_parts: tuple[str, ...] | None,
 ) -> list[Message]:
     problems: list[Message] = []
+    if not event.get("v_collector"):
+        problems.append(
+            field_message("cv", params.get("cv"), "a collector name; it is empty")
+        )
     page_url = event.get("page_url") or (
         tsv_safe(record.referer) if record.referer else None
     )

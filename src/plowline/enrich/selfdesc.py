@@ -32,6 +32,25 @@ UNSTRUCT_SCHEMA = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema
 
 _BASE64_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
+# Snowplow enrich refuses JSON nested deeper than its maxJsonDepth (40 to 50);
+# orjson also cannot write back more than 254 levels of what it reads.
+MAX_JSON_DEPTH = 50
+
+
+def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether arrays and objects in ``value`` nest more than ``limit`` levels."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return False
+    return any(isinstance(item, dict | list) for item in level)
+
 
 class SelfDescribingError(ValueError):
     def __init__(self, message: Message) -> None:
@@ -66,11 +85,20 @@ def _load(params: dict[str, str], plain: str, encoded: str, field: str) -> Any:
     else:
         return None
     try:
-        return orjson.loads(text)
+        document = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise SelfDescribingError(
             {"field": name, "value": text, "error": f"not valid JSON: {exc}"}
         ) from exc
+    if too_deep(document):
+        raise SelfDescribingError(
+            {
+                "field": name,
+                "value": text[:200],
+                "error": f"JSON nested deeper than {MAX_JSON_DEPTH} levels",
+            }
+        )
+    return document
 
 
 def decode_contexts_param(params: dict[str, str]) -> dict[str, Any] | None:

@@ -72,11 +72,13 @@ def split_url(url: str) -> UrlParts:
     if rest.startswith("//"):
         authority, slash, path = rest[2:].partition("/")
         path = slash + path
-        host, port = _split_authority(authority)
+        host, port_text = _split_authority(authority)
+        if port_text:
+            port = _port(port_text)
+        elif scheme is not None and host is not None:
+            port = "443" if scheme.lower() == "https" else "80"
     else:
         path = rest
-    if scheme is not None and host is not None and port is None:
-        port = "443" if scheme.lower() == "https" else "80"
 
     return UrlParts(
         url=url,
@@ -90,13 +92,21 @@ def split_url(url: str) -> UrlParts:
 
 
 def _split_authority(authority: str) -> tuple[str | None, str | None]:
+    """Host and port text (None when the URL names no port)."""
     hostport = authority.rpartition("@")[2]
     if hostport.startswith("["):
         # An IPv6 literal keeps its brackets, as in Snowplow's output.
         end = hostport.find("]")
         if end != -1:
             host, after = hostport[: end + 1], hostport[end + 1 :]
-            port = after[1:] if after.startswith(":") else ""
-            return host or None, port if port.isdigit() else None
-    host, _, port = hostport.partition(":")
-    return host or None, port if port.isascii() and port.isdigit() else None
+            return host, after[1:] if after.startswith(":") else None
+    host, colon, port = hostport.partition(":")
+    return host or None, port if colon else None
+
+
+def _port(text: str) -> str | None:
+    # Only a real TCP port goes into the integer column; anything else (a port
+    # of 99999999999, Arabic-Indic digits) leaves it empty and keeps the URL.
+    if text.isascii() and text.isdigit() and len(text) <= 5 and int(text) <= 65535:
+        return str(int(text))
+    return None

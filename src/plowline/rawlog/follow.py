@@ -71,7 +71,13 @@ class RawLogFollower:
             with open(path, "rb") as handle:
                 handle.seek(start)
                 chunk = handle.read(min(size - start, budget))
-            end = chunk.rfind(b"\n") + 1
+                end = chunk.rfind(b"\n") + 1
+                if end == 0 and len(chunk) < size - start:
+                    # One record longer than the budget: take it whole, or it
+                    # would block its file for good.
+                    handle.seek(start)
+                    chunk = handle.readline()
+                    end = len(chunk) if chunk.endswith(b"\n") else 0
             if end == 0:
                 continue
             budget -= end

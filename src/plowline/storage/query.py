@@ -27,10 +27,12 @@ import socketserver
 import tempfile
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
+from time import monotonic, sleep
 from types import TracebackType
 from typing import Any, Literal
 from uuid import UUID
@@ -149,6 +151,7 @@ class QueryServer:
         self._server: _UnixServer | None = None
         self._thread: threading.Thread | None = None
         self._inode: int | None = None
+        self._active: set[duckdb.DuckDBPyConnection] = set()
 
     def __enter__(self) -> QueryServer:
         self.start()
@@ -196,13 +199,24 @@ class QueryServer:
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
+        with self._lock:
+            # A long query must not hold up a shutdown: it is interrupted, and
+            # its client is told so.
+            for conn in self._active:
+                conn.interrupt()
         server.shutdown()
         server.server_close()
         thread.join()
+        # Request threads are daemons: wait (briefly) for interrupted ones to
+        # let go of their cursors before the base cursor closes.
+        deadline = monotonic() + _STOP_WAIT_S
+        while self._active and monotonic() < deadline:
+            sleep(0.01)
         self._server = self._thread = None
         self._remove_socket_file()
         if self._base is not None:
-            self._base.close()
+            with self._lock, suppress(duckdb.Error):
+                self._base.close()
             self._base = None
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -229,24 +243,34 @@ class QueryServer:
         if not isinstance(sql, str):
             return _error_reply('Expected a JSON object {"sql": "..."}.')
 
+        if not sql.strip(_BLANK_SQL):
+            return _error_reply(_EMPTY_QUERY)
+
         try:
             with self._lock:
                 conn = self._connect()
+                self._active.add(conn)
         except duckdb.Error as exc:
             return _error_reply(f"The database cannot be queried now: {exc}")
-        problem = _not_read_only(conn, sql)
-        if problem is not None:
-            return _error_reply(problem)
         try:
+            problem = _not_read_only(conn, sql)
+            if problem is not None:
+                return _error_reply(problem)
             result = execute(conn, sql)
         except duckdb.Error as exc:
             log.debug("Query failed: %s", exc)
             return _error_reply(str(exc))
         finally:
-            conn.close()
+            with self._lock:
+                self._active.discard(conn)
+                conn.close()
         reply = {"columns": result.columns, "types": result.types, "rows": result.rows}
         return orjson.dumps(reply)
 
+
+_STOP_WAIT_S = 5.0
+_BLANK_SQL = " \t\r\n;"
+_EMPTY_QUERY = "The query is empty: give an SQL statement such as SELECT 1."
 
 # The socket serves reads, as the read-only file does when nothing serves it:
 # the database belongs to the process that loads it.
@@ -338,6 +362,8 @@ class _UnixServer(socketserver.ThreadingUnixStreamServer):
 
 def run_query(db_path: str | Path, sql: str) -> QueryResult:
     """Run SQL on a DuckDB file: through its socket if it is served, else read-only."""
+    if not sql.strip(_BLANK_SQL):
+        raise BadInputError(_EMPTY_QUERY)
     sock = socket_path_for(db_path)
     if sock.exists():
         reply = _ask_server(sock, sql)

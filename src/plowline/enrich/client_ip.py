@@ -1,0 +1,52 @@
+"""The client's IP address: from proxy headers when there are any (as Snowplow
+enrich reads them), else the address the collector saw on the socket.
+
+The first ``X-Forwarded-For`` header whose first entry is an IP address wins;
+else the first ``for=`` of a ``Forwarded`` header; else the socket address.
+Quotes, brackets and ports are removed. Trusting these headers gives a client no
+power it lacks anyway: the tracker protocol's ``ip`` parameter overrides them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from plowline.rawlog.record import RawRecord
+
+_FORWARDED_FOR_RE = re.compile(r"for=([^,;]+)", re.IGNORECASE)
+_IPV4_WITH_PORT_RE = re.compile(r"([0-9.]+):[0-9]+")
+
+
+def _address(token: str) -> str | None:
+    token = token.strip().strip('"').strip()
+    if token.startswith("["):
+        token = token[1:].split("]", 1)[0]
+    else:
+        match = _IPV4_WITH_PORT_RE.fullmatch(token)
+        if match is not None:
+            token = match[1]
+    try:
+        ipaddress.ip_address(token)
+    except ValueError:
+        return None
+    return token
+
+
+def client_ip(record: RawRecord) -> str | None:
+    forwarded: list[str] = []
+    for name, value in record.headers:
+        lower = name.lower()
+        if lower == "x-forwarded-for":
+            address = _address(value.split(",", 1)[0])
+            if address is not None:
+                return address
+        elif lower == "forwarded":
+            forwarded.append(value)
+    for value in forwarded:
+        match = _FORWARDED_FOR_RE.search(value)
+        if match is not None:
+            address = _address(match[1])
+            if address is not None:
+                return address
+    return record.ip
