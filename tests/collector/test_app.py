@@ -10,7 +10,6 @@ import asyncio
 import gzip
 import http.client
 import json
-import os
 import socket
 import time
 import uuid
@@ -22,6 +21,7 @@ import httpx
 import pytest
 from collector_process import TEST_ID_HEADER, RunningCollector, new_test_id
 
+from fixture_traffic import require_traffic
 from plowline.collector.app import CollectorApp
 from plowline.collector.config import CollectorConfig
 from plowline.rawlog.record import RawRecord, decode_record
@@ -29,12 +29,6 @@ from plowline.rawlog.writer import RawLogWriter
 
 pytestmark = pytest.mark.slow
 
-# The captured tracker traffic; PLOWLINE_SHARED overrides where /shared is.
-FIXTURES = (
-    Path(os.environ.get("PLOWLINE_SHARED", Path(__file__).parents[3] / "shared"))
-    / "fixtures"
-    / "traffic"
-)
 # protocol.md §2.2, variant A, as printed in the spec.
 GIF_A = bytes.fromhex(
     "47 49 46 38 39 61 01 00 01 00 f0 00 00 ff ff ff"
@@ -488,10 +482,11 @@ def test_record_ids_are_unique(
 
 
 def fixture_requests(name: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (FIXTURES / name).read_text().splitlines()]
+    return [
+        json.loads(line) for line in (require_traffic() / name).read_text().splitlines()
+    ]
 
 
-@pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"no captures in {FIXTURES}")
 @pytest.mark.parametrize(
     "name", ["python_tracker.jsonl", "js_tracker_get.jsonl", "js_tracker_post.jsonl"]
 )
