@@ -13,10 +13,11 @@ from plowline import __version__
 
 @click.group()
 @click.version_option(__version__, prog_name="plowline")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-def cli(verbose: int) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Debug output in the log.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def cli(verbose: bool, quiet: bool) -> None:
     """Plowline: collect, enrich and load behavioural events."""
-    level = logging.WARNING - 10 * min(verbose + 1, 2)
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

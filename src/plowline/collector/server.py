@@ -132,7 +132,7 @@ def check_address_free(host: str, port: int) -> None:
 
 
 def _granian_log_level() -> LogLevels:
-    # granian's own lines (workers spawned, shutting down) only with -vv.
+    # granian's own lines (workers spawned, shutting down) only with -v.
     if logging.getLogger().isEnabledFor(logging.DEBUG):
         return LogLevels.info
     return LogLevels.warning
