@@ -337,10 +337,18 @@ def _add_context(params: dict[str, str], entity: dict[str, Any]) -> str:
     return orjson.dumps(contexts).decode()
 
 
+def _iglu(record: RawRecord, api: tuple[str, str], now_ms: int) -> list[Outcome]:
+    # Imported here: the webhooks module builds on this one.
+    from plowline.enrich.webhooks import iglu_events
+
+    return iglu_events(record, api, now_ms)
+
+
 Adapter = Callable[[RawRecord, tuple[str, str], int], list[Outcome]]
 
 _ADAPTERS: dict[tuple[str, str], Adapter] = {
     (SNOWPLOW, "tp1"): _tp1,
     (SNOWPLOW, "tp2"): _tp2,
     ("r", "tp2"): _redirect,
+    ("com.snowplowanalytics.iglu", "v1"): _iglu,
 }
