@@ -179,3 +179,15 @@ def test_ip_parameter_beats_proxy_headers() -> None:
 def test_percent_encoded_path_reaches_its_adapter() -> None:
     outcome = one(record("e=pv&p=web&tv=t", path="/%69"))
     assert isinstance(outcome, EnrichedEvent)
+
+
+def test_long_free_text_is_cut_and_long_identifiers_fail() -> None:
+    title = "é" * 2500
+    outcome = one(record("e=pv&p=web&tv=t&page=" + title))
+    assert isinstance(outcome, EnrichedEvent)
+    assert outcome["page_title"] == "é" * 2000
+    outcome = one(record("e=pv&p=web&tv=t&aid=" + "a" * 256))
+    assert isinstance(outcome, FailedEvent)
+    assert outcome.type == "schema_violations"
+    assert outcome.failure["messages"][0]["field"] == "app_id"
+    assert "at most 255 characters; it has 256" in outcome.reason

@@ -28,6 +28,7 @@ from plowline.enrich.failed import (
     unreadable_input,
 )
 from plowline.enrich.fields import FIELD_NAMES
+from plowline.enrich.limits import enforce_lengths
 from plowline.enrich.transform import Event, apply_params
 from plowline.enrich.urls import UrlParts, split_url
 from plowline.errors import BadInputError
@@ -160,6 +161,9 @@ class Enricher:
         problems = _derived_fields(event, params, record, schema_parts)
         if problems:
             return self._failure("enrichment_failures", problems, raw, event, now_ms)
+        problems = enforce_lengths(event)
+        if problems:
+            return self._failure("schema_violations", problems, raw, event, now_ms)
         if event.get("event_id") is None:
             event["event_id"] = str(uuid.uuid4())
         return EnrichedEvent(event)

@@ -31,6 +31,7 @@ CONTEXTS_SCHEMA = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1
 UNSTRUCT_SCHEMA = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0"
 
 _BASE64_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_NOT_BASE64_RE = re.compile(r"[^A-Za-z0-9+/\-_]")
 
 # Snowplow enrich refuses JSON nested deeper than its maxJsonDepth (40 to 50);
 # orjson also cannot write back more than 254 levels of what it reads.
@@ -59,9 +60,13 @@ class SelfDescribingError(ValueError):
 
 
 def decode_base64(text: str) -> bytes:
-    """Base64 in either alphabet, with or without ``=`` padding."""
-    data = text.strip().encode("ascii", "strict").translate(_BASE64_URLSAFE)
-    data = data.rstrip(b"=")
+    """Base64 in either alphabet, with or without ``=`` padding.
+
+    Like the decoder Snowplow enrich uses, characters outside both alphabets
+    are skipped, and a dangling last character carries no byte.
+    """
+    data = _NOT_BASE64_RE.sub("", text).encode("ascii").translate(_BASE64_URLSAFE)
+    data = data[: len(data) - len(data) % 4] if len(data) % 4 == 1 else data
     data += b"=" * (-len(data) % 4)
     return base64.b64decode(data, validate=True)
 
