@@ -36,14 +36,22 @@ def cli(verbose: bool, quiet: bool) -> None:
     metavar="FILE",
     help="Where failed events go, as JSON lines (- for standard output).",
 )
+@click.option(
+    "--input-format",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "plowline", "cloudfront", "clj-tomcat", "querystring"]),
+    help="Format of the inputs; auto judges each file by its first lines.",
+)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-def enrich(good: str, bad: str, inputs: tuple[str, ...]) -> None:
-    """Enrich raw logs (files, folders or - for standard input)."""
+def enrich(good: str, bad: str, input_format: str, inputs: tuple[str, ...]) -> None:
+    """Enrich raw logs (files, folders or - for standard input): Plowline's raw
+    log, CloudFront access logs, Clojure-collector Tomcat logs or querystrings."""
     from plowline.enrich.files import enrich_files
     from plowline.errors import PlowlineError
 
     try:
-        stats = enrich_files(inputs, good, bad)
+        stats = enrich_files(inputs, good, bad, input_format=input_format)
     except PlowlineError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(

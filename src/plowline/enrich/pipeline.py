@@ -90,22 +90,31 @@ class Enricher:
         return int(self.clock() * 1000)
 
     def enrich_line(
-        self, line: bytes, *, source: str | None = None, line_number: int | None = None
+        self,
+        line: bytes,
+        *,
+        source: str | None = None,
+        line_number: int | None = None,
+        loader: Callable[[bytes], RawRecord | None] = decode_record,
+        loader_name: str = "plowline",
     ) -> list[Outcome]:
-        """Enrich one raw-log line; a line that is not a record is a failed event."""
+        """Enrich one line of a raw log; a line the loader cannot read is a failed
+        event, and a line that is not a request (a header) gives nothing."""
         try:
-            record = decode_record(line)
+            record = loader(line)
         except BadInputError as exc:
             return [
                 unreadable_input(
                     line,
                     str(exc),
-                    loader="plowline",
+                    loader=loader_name,
                     now_ms=self.now_ms(),
                     source=source,
                     line_number=line_number,
                 )
             ]
+        if record is None:
+            return []
         return self.enrich_record(record)
 
     def enrich_record(self, record: RawRecord) -> list[Outcome]:
