@@ -28,7 +28,7 @@ from plowline.rawlog.record import RawRecord
 CASES_FILE = SHARED / "fixtures" / "snowplow_cases.jsonl"
 FORMATS = (
     "tracker_params", "timestamps", "string", "base64url", "page_url",
-    "page_uri_sources", "collector_headers",
+    "page_uri_sources", "collector_headers", "page_url_querystring_params",
 )  # fmt: skip
 NOT_YET = {
     "S144": "the YAUAA user-agent context is an enrichment of issue 5",
@@ -211,6 +211,28 @@ def test_client_ip_from_headers(case: dict[str, Any]) -> None:
     )
     expected = case["expected"]["user_ipaddress"]
     assert fields_of(outcome).get("user_ipaddress") == expected
+
+
+@pytest.mark.parametrize("case", by_format("page_url_querystring_params"))
+def test_cross_navigation_fields(case: dict[str, Any]) -> None:
+    given = json.loads(case["input"])
+    if "_sp" not in given:
+        pytest.skip("campaign attribution is an enrichment of issue 5")
+    url = "http://www.example.com/page?_sp=" + quote(given["_sp"], safe=".")
+    [outcome] = Enricher().enrich_record(
+        record({"e": "pv", "p": "web", "tv": "t", "url": url})
+    )
+    expected = case["expected"]
+    if "enrichment_failure" in expected:
+        assert isinstance(outcome, FailedEvent)
+        assert outcome.type == "enrichment_failures"
+        message = expected["enrichment_failure"]["message"]
+        assert outcome.failure["messages"][0]["field"] == message["field"]
+        assert outcome.failure["messages"][0]["value"] == message["value"]
+        return
+    fields = fields_of(outcome)
+    for name in ("refr_domain_userid", "refr_dvce_tstamp"):
+        assert fields.get(name) == expected[name], name
 
 
 def test_the_cases_file_was_found() -> None:

@@ -18,7 +18,12 @@ from plowline import __version__
 from plowline.enrich import selfdesc
 from plowline.enrich.adapters import RawEvent, to_raw_events
 from plowline.enrich.client_ip import client_ip
-from plowline.enrich.convert import ConversionError, ms_to_tstamp, tsv_safe
+from plowline.enrich.convert import (
+    ConversionError,
+    ms_to_tstamp,
+    to_tstamp,
+    tsv_safe,
+)
 from plowline.enrich.failed import (
     FailedEvent,
     Message,
@@ -30,7 +35,7 @@ from plowline.enrich.failed import (
 from plowline.enrich.fields import FIELD_NAMES
 from plowline.enrich.limits import enforce_lengths
 from plowline.enrich.transform import Event, apply_params
-from plowline.enrich.urls import UrlParts, split_url
+from plowline.enrich.urls import UrlParts, querystring_params, split_url
 from plowline.errors import BadInputError
 from plowline.rawlog.record import RawRecord, decode_record, encode_record
 
@@ -223,6 +228,7 @@ def _derived_fields(
     )
     if page_url:
         _set_url(event, "page_url", "page_url", split_url(page_url))
+        problems.extend(_cross_navigation(event))
     referrer = event.get("page_referrer")
     if referrer:
         _set_url(event, "page_referrer", "refr_url", split_url(referrer))
@@ -253,6 +259,27 @@ def _derived_fields(
             )
         )
     return problems
+
+
+def _cross_navigation(event: Event) -> list[Message]:
+    """``_sp=<domain user id>.<ms timestamp>[...]`` in the page URL: the user and
+    time on the site the visitor came from (set whether or not the
+    cross-navigation enrichment is on, as in Snowplow)."""
+    query = event.get("page_urlquery")
+    if not query or "_sp=" not in query:
+        return []
+    value = querystring_params(query).get("_sp")
+    if not value:
+        return []
+    userid, _, rest = value.partition(".")
+    tstamp = rest.partition(".")[0]
+    event["refr_domain_userid"] = tsv_safe(userid) if userid else None
+    if tstamp:
+        try:
+            event["refr_dvce_tstamp"] = to_tstamp(tstamp)
+        except ConversionError:
+            return [field_message("sp_dtm", tstamp, "milliseconds since the epoch")]
+    return []
 
 
 def _set_url(event: Event, full: str, stem: str, parts: UrlParts) -> None:
