@@ -63,6 +63,40 @@ def enrich(good: str, bad: str, input_format: str, inputs: tuple[str, ...]) -> N
 
 @cli.command()
 @click.option(
+    "--good",
+    required=True,
+    metavar="FILE",
+    help="Where enriched events go, as TSV (- for standard output).",
+)
+@click.option(
+    "--bad",
+    required=True,
+    metavar="FILE",
+    help="Where events that fail again go, as JSON lines.",
+)
+@click.argument("inputs", nargs=-1, required=True, metavar="FAILED...")
+def replay(good: str, bad: str, inputs: tuple[str, ...]) -> None:
+    """Enrich failed events again (after a fix) from the input each one carries.
+
+    FAILED are failed-event JSON-lines files (from --bad), folders or -.
+    A replayed event keeps its event id.
+    """
+    from plowline.enrich.replay import replay_files
+    from plowline.errors import PlowlineError
+
+    try:
+        stats = replay_files(inputs, good, bad)
+    except PlowlineError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"Replayed {stats.lines} failed events: {stats.enriched} enriched events, "
+        f"{stats.failed} failed again.",
+        err=True,
+    )
+
+
+@cli.command()
+@click.option(
     "--host",
     default="127.0.0.1",
     show_default=True,

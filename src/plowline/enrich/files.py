@@ -21,7 +21,7 @@ DETECT_LINES = 20
 
 
 @contextmanager
-def _output(path: str) -> Iterator[BinaryIO]:
+def open_output(path: str) -> Iterator[BinaryIO]:
     if path == "-":
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
@@ -49,7 +49,7 @@ def enrich_files(
     stats = EnrichStats()
     # Inputs are checked before the outputs are opened (and emptied).
     sources = expand_inputs(inputs)
-    with _output(good) as good_out, _output(bad) as bad_out:
+    with open_output(good) as good_out, open_output(bad) as bad_out:
         for source, group in groupby(iter_lines(sources), key=itemgetter(0)):
             head = list(islice(group, DETECT_LINES))
             name = input_format

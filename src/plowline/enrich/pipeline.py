@@ -153,6 +153,9 @@ class Enricher:
     def enrich_event(self, raw: RawEvent, now_ms: int) -> Outcome:
         record, params = raw.record, raw.params
         event: Event = {
+            # An event the tracker sent without an id gets one now, so that a
+            # failed event carries it too and a replay keeps it.
+            "event_id": str(uuid.uuid4()),
             "v_collector": record.collector,
             "v_etl": self.v_etl,
             "etl_tstamp": ms_to_tstamp(now_ms),
@@ -178,8 +181,6 @@ class Enricher:
         problems = enforce_lengths(event)
         if problems:
             return self._failure("schema_violations", problems, raw, event, now_ms)
-        if event.get("event_id") is None:
-            event["event_id"] = str(uuid.uuid4())
         return EnrichedEvent(event)
 
     def _failure(
