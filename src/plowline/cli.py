@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -23,19 +24,25 @@ def cli(verbose: bool, quiet: bool) -> None:
     )
 
 
+def _outputs(command: Callable[..., None]) -> Callable[..., None]:
+    """The --good and --bad options of the commands that enrich."""
+    good = click.option(
+        "--good",
+        required=True,
+        metavar="FILE",
+        help="Where enriched events go, as TSV (- for standard output).",
+    )
+    bad = click.option(
+        "--bad",
+        required=True,
+        metavar="FILE",
+        help="Where failed events go, as JSON lines (- for standard output).",
+    )
+    return good(bad(command))
+
+
 @cli.command()
-@click.option(
-    "--good",
-    required=True,
-    metavar="FILE",
-    help="Where enriched events go, as TSV (- for standard output).",
-)
-@click.option(
-    "--bad",
-    required=True,
-    metavar="FILE",
-    help="Where failed events go, as JSON lines (- for standard output).",
-)
+@_outputs
 @click.option(
     "--input-format",
     default="auto",
@@ -62,18 +69,7 @@ def enrich(good: str, bad: str, input_format: str, inputs: tuple[str, ...]) -> N
 
 
 @cli.command()
-@click.option(
-    "--good",
-    required=True,
-    metavar="FILE",
-    help="Where enriched events go, as TSV (- for standard output).",
-)
-@click.option(
-    "--bad",
-    required=True,
-    metavar="FILE",
-    help="Where events that fail again go, as JSON lines.",
-)
+@_outputs
 @click.argument("inputs", nargs=-1, required=True, metavar="FAILED...")
 def replay(good: str, bad: str, inputs: tuple[str, ...]) -> None:
     """Enrich failed events again (after a fix) from the input each one carries.

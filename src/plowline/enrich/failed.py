@@ -96,6 +96,20 @@ def describe_message(message: Message) -> str:
     return orjson.dumps(message).decode()
 
 
+def request_context(record: RawRecord) -> dict[str, Any]:
+    """What both payload shapes say of the request: where, when, from whom."""
+    return {
+        "contentType": record.content_type,
+        "encoding": "UTF-8",
+        "hostname": record.host,
+        "timestamp": iso_tstamp(record.tstamp),
+        "ipAddress": record.ip,
+        "useragent": record.useragent,
+        "refererUri": record.referer,
+        "headers": [f"{name}: {value}" for name, value in record.headers],
+    }
+
+
 def collector_payload(record: RawRecord) -> dict[str, Any]:
     """The raw record in the shape of Snowplow's collector payload."""
     from plowline.enrich.urls import parse_querystring
@@ -106,16 +120,9 @@ def collector_payload(record: RawRecord) -> dict[str, Any]:
         "vendor": vendor,
         "version": version,
         "querystring": [{"name": n, "value": v} for n, v in parse_querystring(query)],
-        "contentType": record.content_type,
         "body": record.body.decode("utf-8", "replace") if record.body else None,
         "collector": record.collector,
-        "encoding": "UTF-8",
-        "hostname": record.host,
-        "timestamp": iso_tstamp(record.tstamp),
-        "ipAddress": record.ip,
-        "useragent": record.useragent,
-        "refererUri": record.referer,
-        "headers": [f"{name}: {value}" for name, value in record.headers],
+        **request_context(record),
         "networkUserId": record.network_userid,
         "rawRecord": orjson.loads(encode_record(record)),
     }

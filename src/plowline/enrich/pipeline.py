@@ -30,6 +30,7 @@ from plowline.enrich.failed import (
     event_failure,
     field_message,
     generic_error,
+    request_context,
     unreadable_input,
 )
 from plowline.enrich.fields import FIELD_NAMES
@@ -317,22 +318,13 @@ def derived_tstamp(params: dict[str, str], collector_ms: int) -> str:
 
 def raw_payload(raw: RawEvent) -> dict[str, Any]:
     """The input of one event, in the shape of Snowplow's ``raw`` payload."""
-    from plowline.enrich.failed import iso_tstamp
-
     record = raw.record
     return {
         "vendor": raw.vendor,
         "version": raw.version,
         "parameters": [{"name": k, "value": v} for k, v in raw.params.items()],
-        "contentType": record.content_type,
         "loaderName": record.collector,
-        "encoding": "UTF-8",
-        "hostname": record.host,
-        "timestamp": iso_tstamp(record.tstamp),
-        "ipAddress": record.ip,
-        "useragent": record.useragent,
-        "refererUri": record.referer,
-        "headers": [f"{name}: {value}" for name, value in record.headers],
+        **request_context(record),
         "userId": record.network_userid,
         "rawRecordId": record.id,
     }

@@ -137,25 +137,27 @@ def _short(value: Any) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
+def _check_envelope(document: Any, field: str, schema_re: re.Pattern[str],
+                    name: str) -> None:
+    schema = document.get("schema") if isinstance(document, dict) else None
+    if not isinstance(schema, str) or not schema_re.fullmatch(schema):
+        raise SelfDescribingError(
+            {
+                "field": field,
+                "value": _short(document),
+                "expectation": f"a {name} envelope with schema "
+                f"iglu:com.snowplowanalytics.snowplow/{name}/jsonschema/1-0-*",
+            }
+        )
+
+
 def contexts(params: dict[str, str]) -> str | None:
     """The enriched ``contexts`` column: the entities re-wrapped in contexts 1-0-1."""
     document = _load(params, "co", "cx", "contexts")
     if document is None:
         return None
     field = "cx" if "cx" in params else "co"
-    if (
-        not isinstance(document, dict)
-        or not isinstance(document.get("schema"), str)
-        or not CONTEXTS_RE.fullmatch(document["schema"])
-    ):
-        raise SelfDescribingError(
-            {
-                "field": field,
-                "value": _short(document),
-                "expectation": "a contexts envelope with schema "
-                "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-*",
-            }
-        )
+    _check_envelope(document, field, CONTEXTS_RE, "contexts")
     entities = document.get("data")
     if not isinstance(entities, list):
         raise SelfDescribingError(
@@ -182,20 +184,7 @@ def unstruct_event(params: dict[str, str]) -> tuple[str, tuple[str, ...]] | None
     if document is None:
         return None
     field = "ue_px" if "ue_px" in params else "ue_pr"
-    if (
-        not isinstance(document, dict)
-        or not isinstance(document.get("schema"), str)
-        or not UNSTRUCT_RE.fullmatch(document["schema"])
-    ):
-        raise SelfDescribingError(
-            {
-                "field": field,
-                "value": _short(document),
-                "expectation": "an unstruct_event envelope with schema "
-                "iglu:com.snowplowanalytics.snowplow/unstruct_event/"
-                "jsonschema/1-0-*",
-            }
-        )
+    _check_envelope(document, field, UNSTRUCT_RE, "unstruct_event")
     inner: Any = document.get("data")
     problem = _entity_problem(inner, f"{field}.data")
     if problem is not None:
