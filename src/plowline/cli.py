@@ -50,15 +50,26 @@ def _outputs(command: Callable[..., None]) -> Callable[..., None]:
     type=click.Choice(["auto", "plowline", "cloudfront", "clj-tomcat", "querystring"]),
     help="Format of the inputs; auto judges each file by its first lines.",
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Processes that enrich in parallel (the output order stays the input's).",
+)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-def enrich(good: str, bad: str, input_format: str, inputs: tuple[str, ...]) -> None:
+def enrich(
+    good: str, bad: str, input_format: str, workers: int, inputs: tuple[str, ...]
+) -> None:
     """Enrich raw logs (files, folders or - for standard input): Plowline's raw
     log, CloudFront access logs, Clojure-collector Tomcat logs or querystrings."""
     from plowline.enrich.files import enrich_files
     from plowline.errors import PlowlineError
 
     try:
-        stats = enrich_files(inputs, good, bad, input_format=input_format)
+        stats = enrich_files(
+            inputs, good, bad, input_format=input_format, workers=workers
+        )
     except PlowlineError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
@@ -123,7 +134,56 @@ def replay(good: str, bad: str, inputs: tuple[str, ...]) -> None:
     envvar="PLOWLINE_COLLECTOR_WORKERS",
     help="Worker processes.",
 )
-def collector(host: str, port: int, raw_dir: Path, workers: int) -> None:
+@click.option(
+    "--sink",
+    default="rawlog",
+    show_default=True,
+    type=click.Choice(["rawlog", "stdout", "nats"]),
+    envvar="PLOWLINE_COLLECTOR_SINK",
+    help="Where records go: the raw log, standard output (one line each), or a "
+    "NATS JetStream stream with the raw log as spool while it is away.",
+)
+@click.option(
+    "--durability",
+    default="os",
+    show_default=True,
+    type=click.Choice(["os", "fsync"]),
+    envvar="PLOWLINE_COLLECTOR_DURABILITY",
+    help="Answer once a record is handed to the system (os) or synced to disk "
+    "(fsync, a group commit of a few ms).",
+)
+@click.option(
+    "--nats-url",
+    default="nats://127.0.0.1:4222",
+    show_default=True,
+    envvar="PLOWLINE_COLLECTOR_NATS_URL",
+    help="NATS server of --sink nats.",
+)
+@click.option(
+    "--nats-stream",
+    default="PLOWLINE_RAW",
+    show_default=True,
+    envvar="PLOWLINE_COLLECTOR_NATS_STREAM",
+    help="JetStream stream of --sink nats (created if missing).",
+)
+@click.option(
+    "--nats-subject",
+    default="plowline.raw",
+    show_default=True,
+    envvar="PLOWLINE_COLLECTOR_NATS_SUBJECT",
+    help="Subject records are published on.",
+)
+def collector(
+    host: str,
+    port: int,
+    raw_dir: Path,
+    workers: int,
+    sink: str,
+    durability: str,
+    nats_url: str,
+    nats_stream: str,
+    nats_subject: str,
+) -> None:
     """Run the collector: record tracker requests into the raw log.
 
     Other settings (cookie, body limit, rotation) come from PLOWLINE_COLLECTOR_*
@@ -142,6 +202,11 @@ def collector(host: str, port: int, raw_dir: Path, workers: int) -> None:
             port=port,
             raw_dir=raw_dir,
             workers=workers,
+            sink=sink,
+            durability=durability,
+            nats_url=nats_url,
+            nats_stream=nats_stream,
+            nats_subject=nats_subject,
         )
         serve(config)
     except PlowlineError as exc:

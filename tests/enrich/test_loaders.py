@@ -181,3 +181,19 @@ def test_querystring_lines(tmp_path: Path) -> None:
     assert failed == []
     assert [e["event"] for e in events] == ["page_view", "struct"]
     assert events[0]["v_collector"] == "querystring"
+
+
+def test_workers_give_the_same_output_in_the_same_order(tmp_path: Path) -> None:
+    lines = [f"e=se&p=web&tv=t&se_ca=c&se_ac=a{n}" for n in range(5000)]
+    lines[1234] = "e=zz&p=web&tv=t"
+    path = tmp_path / "many.txt"
+    path.write_text("\n".join(lines) + "\n")
+    outputs = []
+    for workers in (1, 2):
+        good, bad = tmp_path / f"good{workers}", tmp_path / f"bad{workers}"
+        stats = enrich_files([str(path)], str(good), str(bad), workers=workers)
+        assert (stats.lines, stats.enriched, stats.failed) == (5000, 4999, 1)
+        actions = [line.split("\t")[54] for line in good.read_text().splitlines()]
+        outputs.append(actions)
+    assert outputs[0] == outputs[1]
+    assert outputs[0][:3] == ["a0", "a1", "a2"]

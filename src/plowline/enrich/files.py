@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import sys
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import chain, groupby, islice
 from operator import itemgetter
 from typing import BinaryIO
 
 from plowline.enrich.loaders import detect_format, loader_for
-from plowline.enrich.pipeline import EnrichedEvent, Enricher, EnrichStats, Outcome
+from plowline.enrich.pipeline import EnrichedEvent, Enricher, EnrichStats
 from plowline.rawlog.reader import expand_inputs, iter_lines
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 100_000
 DETECT_LINES = 20
+CHUNK_LINES = 2_000
+IN_FLIGHT_PER_WORKER = 3
 
 
 @contextmanager
@@ -30,6 +36,93 @@ def open_output(path: str) -> Iterator[BinaryIO]:
         yield handle
 
 
+Line = tuple[str, int, bytes]
+
+
+@dataclass(slots=True)
+class ChunkResult:
+    """Enriched TSV and failed-event lines of one chunk, ready to write."""
+
+    good: bytes
+    bad: bytes
+    stats: EnrichStats
+
+
+def enrich_chunk(enricher: Enricher, name: str, lines: list[Line]) -> ChunkResult:
+    """Enrich consecutive lines read with the loader ``name``."""
+    loader = loader_for(name)
+    good: list[bytes] = []
+    bad: list[bytes] = []
+    stats = EnrichStats()
+    for source, number, line in lines:
+        outcomes = enricher.enrich_line(
+            line, source=source, line_number=number, loader=loader, loader_name=name
+        )
+        if not outcomes:
+            continue  # a header line, a preflight: not a record
+        stats.lines += 1
+        for outcome in outcomes:
+            stats.add(outcome)
+            if isinstance(outcome, EnrichedEvent):
+                good.append(outcome.to_tsv().encode("utf-8"))
+            else:
+                bad.append(outcome.to_json())
+    return ChunkResult(_lines(good), _lines(bad), stats)
+
+
+def _lines(items: list[bytes]) -> bytes:
+    return b"\n".join(items) + b"\n" if items else b""
+
+
+def _chunks(sources: list[str], input_format: str) -> Iterator[tuple[str, list[Line]]]:
+    """(loader name, up to CHUNK_LINES lines) in input order; ``auto`` judges
+    each file by its first lines."""
+    for source, group in groupby(iter_lines(sources), key=itemgetter(0)):
+        head = list(islice(group, DETECT_LINES))
+        name = input_format
+        if input_format == "auto":
+            name = detect_format([line for _, _, line in head])
+        logger.info("Reading %s as %s", source, name)
+        lines = chain(head, group)  # noqa: B031 - the rest of the same group
+        while chunk := list(islice(lines, CHUNK_LINES)):
+            yield name, chunk
+
+
+_worker_enricher: Enricher | None = None
+
+
+def _start_worker() -> None:
+    global _worker_enricher
+    _worker_enricher = Enricher()
+
+
+def _enrich_in_worker(name: str, lines: list[Line]) -> ChunkResult:
+    assert _worker_enricher is not None
+    return enrich_chunk(_worker_enricher, name, lines)
+
+
+def _results(
+    chunks: Iterator[tuple[str, list[Line]]], enricher: Enricher, workers: int
+) -> Iterator[ChunkResult]:
+    """Chunk results in input order, from this process or from ``workers``
+    processes with a bounded number of chunks in flight (memory stays flat)."""
+    if workers <= 1:
+        for name, lines in chunks:
+            yield enrich_chunk(enricher, name, lines)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker
+    ) as pool:
+        pending: deque[Future[ChunkResult]] = deque()
+        for name, lines in chunks:
+            pending.append(pool.submit(_enrich_in_worker, name, lines))
+            if len(pending) >= workers * IN_FLIGHT_PER_WORKER:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def enrich_files(
     inputs: Sequence[str],
     good: str,
@@ -37,35 +130,30 @@ def enrich_files(
     enricher: Enricher | None = None,
     *,
     input_format: str = "auto",
+    workers: int = 1,
 ) -> EnrichStats:
     """Enrich every raw record in ``inputs``: enriched events as TSV lines to
     ``good``, failed events as JSON lines to ``bad`` (``-`` is standard output).
 
-    ``input_format`` is one of :data:`INPUT_FORMATS`; ``auto`` judges each file
-    by its first lines.
+    ``input_format`` is ``auto`` or a loader name (:data:`INPUT_FORMATS`).
+    ``workers`` > 1 enriches in that many processes; the output order is the
+    input order either way.
     """
     enricher = enricher or Enricher()
-    fixed = None if input_format == "auto" else loader_for(input_format)
+    if input_format != "auto":
+        loader_for(input_format)  # an unknown format fails before any output
     stats = EnrichStats()
     # Inputs are checked before the outputs are opened (and emptied).
     sources = expand_inputs(inputs)
     with open_output(good) as good_out, open_output(bad) as bad_out:
-        for source, group in groupby(iter_lines(sources), key=itemgetter(0)):
-            head = list(islice(group, DETECT_LINES))
-            name = input_format
-            if fixed is None:
-                name = detect_format([line for _, _, line in head])
-            logger.info("Reading %s as %s", source, name)
-            loader = fixed or loader_for(name)
-            for _, number, line in chain(head, group):
-                outcomes = enricher.enrich_line(
-                    line,
-                    source=source,
-                    line_number=number,
-                    loader=loader,
-                    loader_name=name,
-                )
-                _write(outcomes, stats, good_out, bad_out)
+        chunks = _chunks(sources, input_format)
+        for result in _results(chunks, enricher, workers):
+            good_out.write(result.good)
+            bad_out.write(result.bad)
+            before = stats.lines // PROGRESS_EVERY
+            stats.merge(result.stats)
+            if stats.lines // PROGRESS_EVERY > before:
+                logger.info("Enriched %d raw records so far", stats.lines)
     logger.info(
         "Read %d raw records: %d enriched events, %d failed events",
         stats.lines,
@@ -73,19 +161,3 @@ def enrich_files(
         stats.failed,
     )
     return stats
-
-
-def _write(
-    outcomes: list[Outcome], stats: EnrichStats, good_out: BinaryIO, bad_out: BinaryIO
-) -> None:
-    if not outcomes:
-        return  # a header line, a preflight: not a record
-    stats.lines += 1
-    for outcome in outcomes:
-        stats.add(outcome)
-        if isinstance(outcome, EnrichedEvent):
-            good_out.write(outcome.to_tsv().encode("utf-8") + b"\n")
-        else:
-            bad_out.write(outcome.to_json() + b"\n")
-    if stats.lines % PROGRESS_EVERY == 0:
-        logger.info("Enriched %d raw records so far", stats.lines)

@@ -346,6 +346,11 @@ class EnrichStats:
     enriched: int = 0
     failed: int = 0
 
+    def merge(self, other: EnrichStats) -> None:
+        self.lines += other.lines
+        self.enriched += other.enriched
+        self.failed += other.failed
+
     def add(self, outcome: Outcome) -> None:
         if isinstance(outcome, EnrichedEvent):
             self.enriched += 1

@@ -137,8 +137,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-def _check_envelope(document: Any, field: str, schema_re: re.Pattern[str],
-                    name: str) -> None:
+def _check_envelope(
+    document: Any, field: str, schema_re: re.Pattern[str], name: str
+) -> None:
     schema = document.get("schema") if isinstance(document, dict) else None
     if not isinstance(schema, str) or not schema_re.fullmatch(schema):
         raise SelfDescribingError(
