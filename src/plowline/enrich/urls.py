@@ -24,14 +24,22 @@ def parse_querystring(querystring: str) -> list[tuple[str, str | None]]:
     pairs: list[tuple[str, str | None]] = []
     if not querystring:
         return pairs
-    for token in _PAIR_SEPARATORS.split(querystring):
+    tokens = querystring.split("&")
+    if ";" in querystring:
+        tokens = _PAIR_SEPARATORS.split(querystring)
+    for token in tokens:
         if not token:
             continue
         name, sep, value = token.partition("=")
-        decoded_name = unquote_plus(name, errors="replace")
-        decoded_value = unquote_plus(value, errors="replace") if sep else None
-        pairs.append((decoded_name, decoded_value))
+        pairs.append((_decode(name), _decode(value) if sep else None))
     return pairs
+
+
+def _decode(text: str) -> str:
+    # Most names and many values need no decoding: skip the call (the hot path).
+    if "%" in text or "+" in text:
+        return unquote_plus(text, errors="replace")
+    return text
 
 
 def querystring_params(querystring: str) -> dict[str, str]:
