@@ -145,10 +145,9 @@ def main() -> None:
     print(
         f"# Enrichment benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
-    print(
-        f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()},"
-        f" Python {platform.python_version()}"
-    )
+    cpu = platform.processor() or platform.machine()
+    python = platform.python_version()
+    print(f"machine: {os.cpu_count()} cores, {cpu}, Python {python}")
     print(
         f"input: {events:,} events in a {size_mb:,.0f} MB raw log (from the "
         "captured Snowplow tracker traffic, varied)\n"

@@ -3,7 +3,8 @@
 Every tracking request is appended to the raw log before it is answered, and a
 2xx is sent only once the record has been handed to the operating system. The
 request is kept as received: the raw path, querystring and body bytes are never
-parsed into events here; that is the enrichment stage's job.
+parsed into events here; that is the enrichment stage's job. Routes, settings
+and limits are described in docs/collector.md.
 """
 
 from __future__ import annotations
@@ -16,12 +17,21 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import suppress
 from dataclasses import dataclass, field
-from email.utils import formatdate
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from plowline import __version__
+from plowline.collector.client_ip import ClientAddress
 from plowline.collector.config import CollectorConfig
+from plowline.collector.cookies import CookieSetter, DoNotTrack, cookie_value
+from plowline.collector.metrics import CONTENT_TYPE, CollectorMetrics
+from plowline.collector.redirect import RedirectPolicy
+from plowline.collector.tracker_script import (
+    NOT_BUILT,
+    TRACKER_SCRIPT,
+    load_tracker_script,
+)
 from plowline.rawlog.record import RawRecord
 
 logger = logging.getLogger(__name__)
@@ -40,7 +50,8 @@ PIXEL = bytes.fromhex(
     "010001000002024401003b"
 )
 ANONYMOUS_NETWORK_USERID = "00000000-0000-0000-0000-000000000000"
-# How much of an oversized body is kept in its size-violation record.
+# How much of each oversized part (querystring, headers, body) its
+# size-violation record keeps.
 SNIPPET_BYTES = 64 * 1024
 # An oversized body is read and dropped up to this many times the limit, so
 # that the client can read the 413; past that the connection is cut.
@@ -54,13 +65,17 @@ _ANONYMOUS_DROPPED = frozenset({"cookie", "x-forwarded-for", "x-real-ip", "forwa
 # RFC 6265 cookie-octets: anything else could break or extend the Set-Cookie line.
 _COOKIE_VALUE = re.compile(rb"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]{1,128}")
 _FAILURE_LOG_INTERVAL = 10.0
+# What a header line costs besides its name and value: ": " and CRLF.
+_HEADER_LINE_OVERHEAD = 4
 
+_NO_STORE = (b"cache-control", b"no-cache, no-store, must-revalidate")
 _PIXEL_HEADERS: Headers = [
     (b"content-type", b"image/gif"),
     (b"content-length", str(len(PIXEL)).encode()),
-    (b"cache-control", b"no-cache, no-store, must-revalidate"),
+    _NO_STORE,
 ]
 _OK_HEADERS: Headers = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
+_REDIRECT_HEADERS: Headers = [(b"content-length", b"0"), _NO_STORE]
 _CORS_TAIL: Headers = [
     (b"access-control-allow-credentials", b"true"),
     (b"vary", b"Origin"),
@@ -74,9 +89,14 @@ _PREFLIGHT_TAIL: Headers = [
 
 
 class RecordWriter(Protocol):
-    """Where records go; :class:`plowline.rawlog.writer.RawLogWriter` is one."""
+    """Where records go: a sink of :mod:`plowline.collector.sinks`, or a
+    :class:`plowline.rawlog.writer.RawLogWriter`.
 
-    def write(self, record: RawRecord) -> None: ...
+    ``write`` returns None once the record is stored, or an awaitable that ends
+    when it is; either raises :class:`OSError` when it cannot be stored.
+    """
+
+    def write(self, record: RawRecord) -> Awaitable[None] | None: ...
 
     def close(self) -> None: ...
 
@@ -86,8 +106,10 @@ class _RequestHeaders:
     """What the collector needs from the request headers, read in one pass."""
 
     pairs: list[tuple[str, str]] = field(default_factory=list)
+    size: int = 0
     origin: bytes | None = None
     cookies: list[bytes] = field(default_factory=list)
+    forwarded: list[bytes] = field(default_factory=list)
     anonymous: bool = False
     content_type: str | None = None
     content_length: int | None = None
@@ -104,13 +126,22 @@ def _text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _read_headers(raw_headers: list[tuple[bytes, bytes]]) -> _RequestHeaders:
+def _read_headers(
+    raw_headers: list[tuple[bytes, bytes]], proxy: str
+) -> _RequestHeaders:
     found = _RequestHeaders()
+    size = 0
     for raw_name, raw_value in raw_headers:
+        size += len(raw_name) + len(raw_value) + _HEADER_LINE_OVERHEAD
         name = raw_name.decode("latin-1")
         value = _text(raw_value)
         found.pairs.append((name, value))
-        _note_header(found, name.lower(), raw_value, value)
+        lower = name.lower()
+        if lower == proxy:
+            found.forwarded.append(raw_value)
+        else:
+            _note_header(found, lower, raw_value, value)
+    found.size = size
     if found.anonymous:
         found.pairs = [p for p in found.pairs if p[0].lower() not in _ANONYMOUS_DROPPED]
     return found
@@ -144,15 +175,6 @@ def _query_value(query: bytes, key: bytes) -> bytes | None:
     for pair in query.split(b"&"):
         if pair.startswith(prefix):
             return unquote_to_bytes(pair[len(prefix) :].replace(b"+", b" "))
-    return None
-
-
-def _cookie_value(cookie_headers: list[bytes], name: bytes) -> bytes | None:
-    for header in cookie_headers:
-        for part in header.split(b";"):
-            key, sep, value = part.strip().partition(b"=")
-            if sep and key.strip() == name:
-                return value.strip().strip(b'"')
     return None
 
 
@@ -190,9 +212,8 @@ def _text_response(text: str) -> tuple[Headers, bytes]:
 _NOT_FOUND = _text_response("not found")
 _HEALTHY = _text_response("ok")
 _ROBOTS = _text_response("User-agent: *\nDisallow: /\n")
-_TOO_LARGE = _text_response("request body too large")
 _UNAVAILABLE = _text_response("service unavailable")
-_INCOMPLETE = _text_response("request body incomplete or malformed")
+_NOT_BUILT = _text_response(NOT_BUILT)
 
 
 async def _respond(send: Send, status: int, headers: Headers, body: bytes) -> None:
@@ -231,21 +252,77 @@ async def _read_body(receive: Receive, limit: int) -> _Body:
             return _Body(bytes(kept), size, complete=False)
 
 
-def _size_violation(body: _Body, declared: int | None, limit: int) -> str:
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """Why a tracking request is answered 4xx: kept in the record as ``error``."""
+
+    status: int
+    error: str
+    text: str
+
+
+def _over_limits(
+    query: bytes, found: _RequestHeaders, body: _Body, config: CollectorConfig
+) -> _Refusal | None:
+    # In the order the parts arrive: request line, headers, body.
+    if len(query) > config.max_querystring_bytes:
+        what = f"querystring of {len(query)} bytes exceeds"
+        return _size_refusal(414, what, config.max_querystring_bytes)
+    if found.size > config.max_header_bytes:
+        what = f"headers of {found.size} bytes exceed"
+        return _size_refusal(431, what, config.max_header_bytes)
+    limit = config.max_body_bytes
+    if body.size > limit:
+        return _size_refusal(
+            413, f"body of {_body_size(body, found)} bytes exceeds", limit
+        )
+    if body.broken:
+        # Kept, as every request is: enrich reports it as a failed event.
+        error = (
+            f"incomplete_body: the body ended after {body.size} bytes, before "
+            "it was complete (client gone or malformed chunked encoding)"
+        )
+        return _Refusal(400, error, "request body incomplete or malformed")
+    return None
+
+
+def _size_refusal(status: int, what: str, limit: int) -> _Refusal:
+    reason = f"{what} the limit of {limit} bytes"
+    return _Refusal(status, f"size_violation: {reason}", f"request too large: {reason}")
+
+
+def _body_size(body: _Body, found: _RequestHeaders) -> str:
+    declared = found.content_length
     if declared is not None and declared >= body.size:
-        seen = f"{declared}"
-    elif body.complete:
-        seen = f"{body.size}"
-    else:
-        seen = f"more than {body.size}"
-    return f"size_violation: body of {seen} bytes exceeds the limit of {limit} bytes"
+        return f"{declared}"
+    if body.complete:
+        return f"{body.size}"
+    return f"more than {body.size}"
+
+
+def _cut(text: str | None) -> str | None:
+    return text[:SNIPPET_BYTES] if text is not None else None
+
+
+def _cut_headers(pairs: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """The first headers, up to about ``SNIPPET_BYTES`` in all."""
+    kept = []
+    budget = SNIPPET_BYTES
+    for name, value in pairs:
+        if budget <= 0:
+            break
+        value = value[:budget]
+        kept.append((name[:budget], value))
+        budget -= len(name) + len(value) + _HEADER_LINE_OVERHEAD
+    return tuple(kept)
 
 
 class CollectorApp:
     """ASGI application: ``await app(scope, receive, send)``, lifespan included.
 
     ``clock`` returns seconds since the epoch; it stamps records and cookie
-    expiry dates. The writer is closed at lifespan shutdown.
+    expiry dates. ``tracker_script`` is the file served as ``/plowline.js``.
+    The writer is closed at lifespan shutdown.
     """
 
     def __init__(
@@ -254,33 +331,27 @@ class CollectorApp:
         writer: RecordWriter,
         *,
         clock: Callable[[], float] = time.time,
+        tracker_script: Path = TRACKER_SCRIPT,
     ) -> None:
         self.config = config
         self.writer = writer
+        self.metrics = CollectorMetrics(config.metrics_dir)
         self._clock = clock
         self._collector = f"plowline-{__version__}"
         self._cookie_name = config.cookie_name.encode("ascii")
-        self._cookie_head = (
-            f"Path={config.cookie_path}; Max-Age={config.cookie_max_age}"
+        self._cookies = CookieSetter(config)
+        self._do_not_track = DoNotTrack.from_config(config)
+        self._redirects = RedirectPolicy(config.redirect_allowed_hosts)
+        self._client_address = ClientAddress(
+            config.trusted_proxies, config.proxy_header
         )
-        self._cookie_tails = (
-            self._cookie_attributes(secure=False),
-            self._cookie_attributes(secure=True),
+        self._proxy_header = (
+            self._client_address.header if config.trusted_proxies else ""
         )
-        self._expires_cache: tuple[int, str] = (-1, "")
+        self._tracker = load_tracker_script(tracker_script, config.tracker_max_age)
         self._in_flight = 0
         self._failures_unlogged = 0
         self._last_failure_log = float("-inf")
-
-    def _cookie_attributes(self, *, secure: bool) -> str:
-        parts = []
-        if self.config.cookie_domain:
-            parts.append(f"Domain={self.config.cookie_domain}")
-        # Browsers drop SameSite=None without Secure, and drop Secure cookies
-        # that arrive over plain http: so the attributes follow the scheme.
-        parts.append("SameSite=None; Secure" if secure else "SameSite=Lax")
-        parts.append("HttpOnly")
-        return "; ".join(parts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -297,82 +368,126 @@ class CollectorApp:
         elif method in ("GET", "HEAD"):
             await self._get_or_head(scope, receive, send, method, path)
         elif method == "POST" and _is_vendor_path(path):
-            await self._track(scope, receive, send, pixel=False)
+            await self._track(scope, receive, send, "post")
         else:
-            await _respond(send, 404, *_NOT_FOUND)
+            await self._send(send, "other", 404, *_NOT_FOUND)
 
     async def _get_or_head(
         self, scope: Scope, receive: Receive, send: Send, method: str, path: str
     ) -> None:
-        # Known limitation: click redirects (/r/tp2?u=...) are not implemented;
-        # like any two-segment path they are recorded and answered with the pixel.
-        if path in _PIXEL_PATHS or _is_vendor_path(path):
-            await self._track(scope, receive, send, pixel=True)
-            return
-        if path == "/health":
-            headers, body = _HEALTHY
+        if path in _PIXEL_PATHS:
+            await self._track(scope, receive, send, "pixel")
+        elif _is_vendor_path(path):
+            # SSC routes every /r/{anything} as a redirect; enrich adapts r/tp2.
+            kind = "redirect" if path.startswith("/r/") else "pixel"
+            await self._track(scope, receive, send, kind)
+        elif path == "/health":
+            await self._send(send, "health", 200, *_HEALTHY, head=method == "HEAD")
         elif path == "/robots.txt":
-            headers, body = _ROBOTS
+            await self._send(send, "other", 200, *_ROBOTS, head=method == "HEAD")
+        elif path == "/plowline.js":
+            await self._tracker_script(scope, send)
+        elif path == "/metrics" and self.config.metrics_enabled:
+            body = self.metrics.render()
+            headers = [
+                (b"content-type", CONTENT_TYPE),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            await self._send(send, "other", 200, headers, body, head=method == "HEAD")
         else:
-            await _respond(send, 404, *_NOT_FOUND)
-            return
-        await _respond(send, 200, headers, b"" if method == "HEAD" else body)
+            await self._send(send, "other", 404, *_NOT_FOUND)
+
+    async def _send(
+        self,
+        send: Send,
+        group: str,
+        status: int,
+        headers: Headers,
+        body: bytes,
+        *,
+        head: bool = False,
+    ) -> None:
+        self.metrics.count(group, status)
+        await _respond(send, status, headers, b"" if head else body)
 
     async def _preflight(self, scope: Scope, send: Send) -> None:
         origin = next((v for k, v in scope["headers"] if k.lower() == b"origin"), None)
         headers = [(b"access-control-allow-origin", origin or b"*"), *_PREFLIGHT_TAIL]
-        await _respond(send, 200, headers, b"")
+        await self._send(send, "preflight", 200, headers, b"")
+
+    async def _tracker_script(self, scope: Scope, send: Send) -> None:
+        head = scope["method"] == "HEAD"
+        script = self._tracker
+        if script is None:
+            await self._send(send, "other", 404, *_NOT_BUILT, head=head)
+            return
+        if_none_match = next(
+            (v for k, v in scope["headers"] if k.lower() == b"if-none-match"), None
+        )
+        if script.not_modified(if_none_match):
+            await self._send(send, "other", 304, script.not_modified_headers, b"")
+        else:
+            await self._send(send, "other", 200, script.headers, script.body, head=head)
 
     async def _track(
-        self, scope: Scope, receive: Receive, send: Send, *, pixel: bool
+        self, scope: Scope, receive: Receive, send: Send, kind: str
     ) -> None:
         self._in_flight += 1
         try:
-            await self._record_and_answer(scope, receive, send, pixel=pixel)
+            await self._record_and_answer(scope, receive, send, kind)
         finally:
             self._in_flight -= 1
 
     async def _record_and_answer(
-        self, scope: Scope, receive: Receive, send: Send, *, pixel: bool
+        self, scope: Scope, receive: Receive, send: Send, kind: str
     ) -> None:
-        found = _read_headers(scope["headers"])
-        limit = self.config.max_body_bytes
-        body = await _read_body(receive, limit)
+        found = _read_headers(scope["headers"], self._proxy_header)
+        query: bytes = scope.get("query_string", b"")
+        body = await _read_body(receive, self.config.max_body_bytes)
 
         now = self._clock()
-        userid = self._network_userid(scope, found)
-        data = body.data
-        extra: dict[str, Any] = {}
-        if body.size > limit:
-            data = data[:SNIPPET_BYTES]
-            extra["error"] = _size_violation(body, found.content_length, limit)
-        elif body.broken:
-            # Kept, as every request is: enrich reports it as a failed event.
-            extra["error"] = (
-                f"incomplete_body: the body ended after {body.size} bytes, before "
-                "it was complete (client gone or malformed chunked encoding)"
-            )
-        record = self._record(scope, found, data, now, userid, extra)
-        if not self._write(record, now):
-            await self._answer_error(send, found, 503, _UNAVAILABLE)
-        elif body.broken and body.size <= limit:
-            with suppress(Exception):  # the client may be gone already
-                await self._answer_error(send, found, 400, _INCOMPLETE)
-        elif extra:
-            await self._answer_error(send, found, 413, _TOO_LARGE)
+        userid = self._network_userid(query, found)
+        refusal = _over_limits(query, found, body, self.config)
+        received = self.metrics.received
+        received["querystring"] += len(query)
+        received["headers"] += found.size
+        received["body"] += body.size
+        tracked = self._do_not_track is None or not self._do_not_track.matches(
+            found.cookies
+        )
+        if tracked:
+            record = self._record(scope, found, query, body.data, now, userid, refusal)
+            written = await self._write(record, now)
         else:
-            await self._answer(scope, send, found, now, userid, pixel=pixel)
+            # Do not track: nothing recorded, no cookie set, the usual answer.
+            self.metrics.do_not_track += 1
+            written = True
 
-    def _network_userid(self, scope: Scope, found: _RequestHeaders) -> str:
+        if not written:
+            await self._answer_error(scope, send, kind, found, 503, _UNAVAILABLE)
+        elif refusal is not None:
+            answer = self._answer_error(
+                scope, send, kind, found, refusal.status, _text_response(refusal.text)
+            )
+            if body.broken:
+                with suppress(Exception):  # the client may be gone already
+                    await answer
+            else:
+                await answer
+        else:
+            cookie = tracked and self.config.cookie_enabled and not found.anonymous
+            await self._answer(scope, send, kind, found, now, userid, cookie=cookie)
+
+    def _network_userid(self, query: bytes, found: _RequestHeaders) -> str:
+        # tnuid is not the collector's business: enrich applies it (§1.3.3).
         if found.anonymous:
             return ANONYMOUS_NETWORK_USERID
-        query: bytes = scope.get("query_string", b"")
         # A nuid parameter overrides the cookie, and so rewrites it (§2.4).
         from_query = _usable_id(_query_value(query, b"nuid")) if query else None
         if from_query is not None:
             return from_query
         if found.cookies:
-            from_cookie = _usable_id(_cookie_value(found.cookies, self._cookie_name))
+            from_cookie = _usable_id(cookie_value(found.cookies, self._cookie_name))
             if from_cookie is not None:
                 return from_cookie
         return str(uuid.uuid4())
@@ -381,37 +496,56 @@ class CollectorApp:
         self,
         scope: Scope,
         found: _RequestHeaders,
+        query: bytes,
         body: bytes,
         now: float,
         userid: str,
-        extra: dict[str, Any],
+        refusal: _Refusal | None,
     ) -> RawRecord:
         client = scope.get("client")
-        ip = None if found.anonymous or not client else str(client[0])
+        peer = str(client[0]) if client else None
+        forwarded = found.forwarded
+        ip = None if found.anonymous else self._client_address.resolve(peer, forwarded)
+        headers = tuple(found.pairs)
+        path, content_type = _raw_path(scope), found.content_type
+        useragent, referer, host = found.useragent, found.referer, found.host
+        extra: dict[str, Any] = {}
+        if refusal is not None:
+            extra["error"] = refusal.error
+            if refusal.error.startswith("size_violation"):
+                # Only the start of each part: the record must stay writable.
+                query, body = query[:SNIPPET_BYTES], body[:SNIPPET_BYTES]
+                headers = _cut_headers(found.pairs)
+                path, content_type = _cut(path) or "", _cut(content_type)
+                useragent, referer, host = _cut(useragent), _cut(referer), _cut(host)
         return RawRecord(
             id=str(uuid.uuid4()),
             tstamp=int(now * 1000),
             collector=self._collector,
             method=scope["method"],
-            path=_raw_path(scope),
-            querystring=scope.get("query_string") or None,
+            path=path,
+            querystring=query or None,
             body=body or None,
-            content_type=found.content_type,
-            headers=tuple(found.pairs),
+            content_type=content_type,
+            headers=headers,
             ip=ip,
-            useragent=found.useragent,
-            referer=found.referer,
-            host=found.host,
+            useragent=useragent,
+            referer=referer,
+            host=host,
             network_userid=userid,
             extra=extra,
         )
 
-    def _write(self, record: RawRecord, now: float) -> bool:
+    async def _write(self, record: RawRecord, now: float) -> bool:
         try:
-            self.writer.write(record)
+            pending = self.writer.write(record)
+            if pending is not None:
+                await pending
         except OSError as exc:
+            self.metrics.write_errors += 1
             self._report_write_failure(exc, now)
             return False
+        self.metrics.records_written += 1
         return True
 
     def _report_write_failure(self, exc: OSError, now: float) -> None:
@@ -432,24 +566,40 @@ class CollectorApp:
         self,
         scope: Scope,
         send: Send,
+        kind: str,
         found: _RequestHeaders,
         now: float,
         userid: str,
         *,
-        pixel: bool,
+        cookie: bool,
     ) -> None:
-        headers = list(_PIXEL_HEADERS if pixel else _OK_HEADERS)
+        if kind == "redirect":
+            query: bytes = scope.get("query_string", b"")
+            decision = self._redirects.decide(_query_value(query, b"u"))
+            if decision.location is None:
+                response = _text_response(decision.refusal or "redirect refused")
+                await self._answer_error(scope, send, kind, found, 400, response)
+                return
+            status, body = 302, b""
+            headers = [(b"location", decision.location), *_REDIRECT_HEADERS]
+        elif kind == "pixel":
+            status, body, headers = 200, PIXEL, list(_PIXEL_HEADERS)
+        else:
+            status, body, headers = 200, b"ok", list(_OK_HEADERS)
         headers.append((b"access-control-allow-origin", found.origin or b"*"))
         headers.extend(_CORS_TAIL)
-        if self.config.cookie_enabled and not found.anonymous:
-            secure = scope.get("scheme") == "https"
-            headers.append((b"set-cookie", self._set_cookie(userid, now, secure)))
-        body = PIXEL if pixel else b"ok"
-        await _respond(send, 200, headers, b"" if scope["method"] == "HEAD" else body)
+        if cookie:
+            https = scope.get("scheme") == "https"
+            value = self._cookies.header(userid, now, https=https, host=found.host)
+            headers.append((b"set-cookie", value))
+        head = scope["method"] == "HEAD"
+        await self._send(send, kind, status, headers, body, head=head)
 
     async def _answer_error(
         self,
+        scope: Scope,
         send: Send,
+        kind: str,
         found: _RequestHeaders,
         status: int,
         response: tuple[Headers, bytes],
@@ -459,22 +609,8 @@ class CollectorApp:
             (b"access-control-allow-origin", found.origin or b"*"),
             *_CORS_TAIL,
         ]
-        await _respond(send, status, headers, response[1])
-
-    def _set_cookie(self, userid: str, now: float, secure: bool) -> bytes:
-        expires = self._expires(int(now) + self.config.cookie_max_age)
-        name, head = self.config.cookie_name, self._cookie_head
-        tail = self._cookie_tails[secure]
-        return f"{name}={userid}; {head}; Expires={expires}; {tail}".encode("ascii")
-
-    def _expires(self, moment: int) -> str:
-        # Formatting an HTTP date costs more than the rest of the cookie; it
-        # changes once a second.
-        cached_moment, text = self._expires_cache
-        if cached_moment != moment:
-            text = formatdate(moment, usegmt=True)
-            self._expires_cache = (moment, text)
-        return text
+        head = scope["method"] == "HEAD"
+        await self._send(send, kind, status, headers, response[1], head=head)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -484,6 +620,7 @@ class CollectorApp:
             elif message["type"] == "lifespan.shutdown":
                 await self._drain()
                 self.writer.close()
+                self.metrics.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -1,10 +1,12 @@
-"""Running the collector under granian, one raw-log writer per worker process.
+"""Running the collector under granian, one sink per worker process.
 
 granian starts its workers as separate processes and builds the application in
 each of them, so each worker opens its own raw-log files (the pid is in the file
-name). ``serve`` hands the configuration to the workers directly; ``create_app``
-reads it from ``PLOWLINE_COLLECTOR_*`` variables for use with granian's own
-command line::
+name) and its own stream connection. Before it writes, a worker closes the raw
+logs of collector processes that are gone (:mod:`plowline.rawlog.recovery`).
+``serve`` hands the configuration to the workers directly; ``create_app`` reads
+it from ``PLOWLINE_COLLECTOR_*`` variables for use with granian's own command
+line::
 
     granian --interface asgi --factory plowline.collector.server:create_app
 """
@@ -19,6 +21,7 @@ import urllib.request
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from granian import Granian
 from granian.constants import Interfaces, Loops
@@ -26,8 +29,10 @@ from granian.log import LogLevels
 
 from plowline.collector.app import CollectorApp
 from plowline.collector.config import CollectorConfig
+from plowline.collector.nats_sink import import_nats
+from plowline.collector.sinks import build_sink
 from plowline.errors import ConfigurationError
-from plowline.rawlog.writer import RawLogWriter
+from plowline.rawlog.recovery import recover_raw_dir
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +40,14 @@ APP_FACTORY = "plowline.collector.server:create_app"
 
 
 def build_app(config: CollectorConfig) -> CollectorApp:
-    """The collector application with a raw-log writer of its own."""
-    writer = RawLogWriter(
-        config.raw_dir,
-        max_bytes=config.rotate_max_bytes,
-        max_age_seconds=config.rotate_max_age_seconds,
-    )
-    return CollectorApp(config, writer)
+    """The collector application with a sink of its own (``config.sink``)."""
+    if config.sink != "stdout":
+        try:
+            recover_raw_dir(config.raw_dir)
+        except OSError as exc:
+            # Collecting goes on: the files stay as they are for the next start.
+            logger.error("Could not close the raw logs of stopped collectors: %s", exc)
+    return CollectorApp(config, build_sink(config))
 
 
 def create_app() -> CollectorApp:
@@ -58,6 +64,8 @@ def serve(config: CollectorConfig) -> None:
     """
     config = replace(config, raw_dir=_prepare_raw_dir(config))
     check_address_free(config.host, config.port)
+    if config.sink == "nats":
+        import_nats()  # a missing package is one clear error, not dead workers
     # Known limitation: granian answers 400 itself, before the application
     # sees the request, to a request target holding raw bytes that are not
     # UTF-8 or header values with control characters; such requests are not
@@ -71,6 +79,7 @@ def serve(config: CollectorConfig) -> None:
         loop=Loops.auto,
         websockets=False,
         log_level=_granian_log_level(),
+        log_dictconfig=_granian_log_config(config),
     )
     listening: list[bool] = []
     server.on_startup(partial(_announce, config, listening))
@@ -131,6 +140,19 @@ def check_address_free(host: str, port: int) -> None:
             ) from exc
 
 
+def _granian_log_config(config: CollectorConfig) -> dict[str, Any] | None:
+    # granian logs to standard output, which the stdout sink keeps for records.
+    if config.sink != "stdout":
+        return None
+    handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+    return {
+        "handlers": {
+            "console": {**handler, "formatter": "generic"},
+            "access": {**handler, "formatter": "access"},
+        }
+    }
+
+
 def _granian_log_level() -> LogLevels:
     # granian's own lines (workers spawned, shutting down) only with -v.
     if logging.getLogger().isEnabledFor(logging.DEBUG):
@@ -147,6 +169,18 @@ def _announce(config: CollectorConfig, listening: list[bool]) -> None:
         config.port,
         config.raw_dir,
     )
+    if config.sink == "nats":
+        logger.info(
+            "Records go to the NATS stream %s (subject %s) at %s, durability %s",
+            config.nats_stream,
+            config.nats_subject,
+            config.nats_url,
+            config.durability,
+        )
+    elif config.sink == "stdout":
+        logger.info("Records go to standard output, one line each")
+    elif config.durability != "os":
+        logger.info("Records are acknowledged once synced to disk (fsync)")
 
 
 def wait_until_ready(url: str, *, timeout: float = 10.0) -> None:

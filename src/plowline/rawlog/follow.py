@@ -5,6 +5,10 @@ It only takes whole lines: a record the collector is still writing (or a torn
 last line after a crash) stays unread until its newline arrives. Offsets are
 kept by the caller, next to what it did with the records, so a restart resumes
 exactly where the last committed batch ended.
+
+A file is written as ``<name>.jsonl.open`` and renamed to ``<name>.jsonl`` when
+closed. Both names are one file to the follower: offsets are keyed by the
+closed name, so they hold across the rename.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
+
+from plowline.rawlog.writer import OPEN_SUFFIX
 
 logger = logging.getLogger(__name__)
 
@@ -44,31 +51,45 @@ class RawLogFollower:
         self.offsets: dict[str, int] = dict(offsets or {})
         self.max_bytes_per_poll = max_bytes_per_poll
 
-    def _files(self) -> list[str]:
+    def _files(self) -> list[tuple[str, str]]:
+        """(closed name, name as listed) of every raw log, by closed name."""
         try:
             names = os.listdir(self.raw_dir)
         except FileNotFoundError:
             return []
-        return sorted(
-            n for n in names if n.endswith(RAW_LOG_SUFFIX) and not n.startswith(".")
-        )
+        found: dict[str, str] = {}
+        for name in names:
+            if name.startswith("."):
+                continue
+            key = name[: -len(OPEN_SUFFIX)] if name.endswith(OPEN_SUFFIX) else name
+            if key.endswith(RAW_LOG_SUFFIX) and found.get(key) != key:
+                found[key] = name
+        return sorted(found.items())
+
+    def _open(self, key: str, name: str) -> BinaryIO | None:
+        # The writer may rename the file between the listing and the open.
+        for candidate in dict.fromkeys((name, key)):
+            try:
+                return open(self.raw_dir / candidate, "rb")
+            except FileNotFoundError:
+                continue
+        return None
 
     def poll(self) -> Batch:
         """New whole lines since the offsets; call :meth:`commit` after using them."""
         batch = Batch()
         budget = self.max_bytes_per_poll
-        for name in self._files():
+        for name, listed in self._files():
             if budget <= 0:
                 break
             start = self.offsets.get(name, 0)
-            path = self.raw_dir / name
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
+            opened = self._open(name, listed)
+            if opened is None:
                 continue
-            if size <= start:
-                continue
-            with open(path, "rb") as handle:
+            with opened as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size <= start:
+                    continue
                 handle.seek(start)
                 chunk = handle.read(min(size - start, budget))
                 end = chunk.rfind(b"\n") + 1

@@ -1,4 +1,11 @@
-"""Reading raw logs: files, folders of files, gzip, and standard input."""
+"""Reading raw logs: files, folders of files, gzip, and standard input.
+
+A folder gives its closed raw logs only: files the collector is still writing
+(``.jsonl.open``), torn tails set aside at recovery (``.jsonl.torn``) and spool
+files already sent to a stream (``.jsonl.forwarded``) are left out. A file named
+on its own is always read, but the last line of an active file is taken only
+once it has its newline.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,18 @@ from pathlib import Path
 from typing import BinaryIO
 
 from plowline.errors import BadInputError
+from plowline.rawlog.writer import OPEN_SUFFIX
 
 logger = logging.getLogger(__name__)
 
 GZIP_MAGIC = b"\x1f\x8b"
+# Raw-log files in a folder that hold no closed records (docs/raw-log.md).
+_NOT_CLOSED = (".jsonl" + OPEN_SUFFIX, ".jsonl.torn", ".jsonl.forwarded")
+
+
+def _in_folder(path: Path, folder: Path) -> bool:
+    hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+    return path.is_file() and not hidden and not path.name.endswith(_NOT_CLOSED)
 
 
 def expand_inputs(inputs: Iterable[str]) -> list[str]:
@@ -26,12 +41,7 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
             continue
         path = Path(item)
         if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            found = sorted(p for p in path.rglob("*") if _in_folder(p, path))
             paths.extend(str(p) for p in found)
         elif path.is_file():
             paths.append(item)
@@ -59,14 +69,19 @@ def iter_lines(inputs: Iterable[str]) -> Iterator[tuple[str, int, bytes]]:
     """(source, line number, line without its newline) for every non-blank line.
 
     A final line with no newline is returned too: in a finished file it is a
-    record like any other, and enrich reports it as failed if it is torn.
+    record like any other, and enrich reports it as failed if it is torn. In an
+    active raw log (``.open``) it is still being written, or torn, and is left.
     """
     for source in expand_inputs(inputs):
         name = "<stdin>" if source == "-" else source
         logger.info("Reading %s", name)
+        active = source.endswith(OPEN_SUFFIX)
         handle = _open(source)
         try:
             for number, line in enumerate(handle, start=1):
+                if active and not line.endswith(b"\n"):
+                    logger.warning("Left the unfinished last line of %s", name)
+                    break
                 line = line.rstrip(b"\r\n")
                 if line.strip():
                     yield name, number, line
