@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import time
 import uuid
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -161,12 +162,22 @@ def test_collector_refusal_becomes_a_size_violation() -> None:
         ((("X-Forwarded-For", "unknown"),), "10.0.0.1"),
     ],
 )
-def test_client_ip_comes_from_proxy_headers(
+def test_client_ip_of_other_collectors_comes_from_proxy_headers(
     headers: tuple[tuple[str, str], ...], expected: str
 ) -> None:
-    outcome = one(record("e=pv&p=web&tv=t", headers=headers))
+    raw = replace(record("e=pv&p=web&tv=t", headers=headers), collector="ssc-2.9.0")
+    outcome = one(raw)
     assert isinstance(outcome, EnrichedEvent)
     assert outcome["user_ipaddress"] == expected
+
+
+def test_plowline_collector_address_is_not_second_guessed() -> None:
+    # A Plowline collector trusts proxy headers only from configured proxies and
+    # records the address it settled on.
+    headers = (("X-Forwarded-For", "1.1.1.1"),)
+    outcome = one(record("e=pv&p=web&tv=t", headers=headers))
+    assert isinstance(outcome, EnrichedEvent)
+    assert outcome["user_ipaddress"] == "10.0.0.1"
 
 
 def test_ip_parameter_beats_proxy_headers() -> None:

@@ -1,5 +1,9 @@
-"""The client's IP address: from proxy headers when there are any (as Snowplow
-enrich reads them), else the address the collector saw on the socket.
+"""The client's IP address.
+
+A Plowline collector resolves it itself (from proxy headers only when the
+connection comes from a proxy it was told to trust) and records it in ``ip``:
+that is the address. For records of other collectors, proxy headers are read as
+Snowplow enrich reads them:
 
 The first ``X-Forwarded-For`` header whose first entry is an IP address wins;
 else the first ``for=`` of a ``Forwarded`` header; else the socket address.
@@ -14,6 +18,7 @@ import re
 
 from plowline.rawlog.record import RawRecord
 
+PLOWLINE_COLLECTOR = "plowline"
 _FORWARDED_FOR_RE = re.compile(r"for=([^,;]+)", re.IGNORECASE)
 _IPV4_WITH_PORT_RE = re.compile(r"([0-9.]+):[0-9]+")
 
@@ -34,6 +39,8 @@ def _address(token: str) -> str | None:
 
 
 def client_ip(record: RawRecord) -> str | None:
+    if record.collector.startswith(PLOWLINE_COLLECTOR):
+        return record.ip
     forwarded: list[str] = []
     for name, value in record.headers:
         lower = name.lower()
