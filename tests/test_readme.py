@@ -119,10 +119,11 @@ def test_readme_stage_commands_run_in_order(tmp_path: Path, up: RunningUp) -> No
     raw_dir = tmp_path / "plowline-data" / "raw"
     raw_dir.mkdir(parents=True)
     for source in sorted(up.raw_dir.iterdir()):
-        (raw_dir / source.name).write_bytes(source.read_bytes())
-    for command in readme_commands("plowline enrich") + readme_commands(
-        "plowline load"
-    ):
+        # As the collector leaves them when it stops: closed, without ".open".
+        closed = source.name.removesuffix(".open")
+        (raw_dir / closed).write_bytes(source.read_bytes())
+    stages = ("plowline enrich", "plowline load", "plowline replay")
+    for command in [c for stage in stages for c in readme_commands(stage)]:
         done = run_shell(command, tmp_path, up.port)
         assert done.returncode == 0, (command, done.stderr)
     loaded = run_shell(
@@ -133,3 +134,8 @@ def test_readme_stage_commands_run_in_order(tmp_path: Path, up: RunningUp) -> No
         up.port,
     )
     assert loaded.stdout.splitlines() == ["n", "3"]
+    # The README's replay ran on the failed events of enrich (none are fixed).
+    failed = (tmp_path / "failed.jsonl").read_text().splitlines()
+    assert len((tmp_path / "still-failed.jsonl").read_text().splitlines()) == len(
+        failed
+    )

@@ -57,19 +57,62 @@ def _outputs(command: Callable[..., None]) -> Callable[..., None]:
     type=click.IntRange(1, 256),
     help="Processes that enrich in parallel (the output order stays the input's).",
 )
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option(
+    "--from-nats",
+    "nats_url",
+    metavar="URL",
+    help="Read raw records from a NATS JetStream stream (the collector's --sink "
+    "nats) instead of INPUTs; outputs are appended to, and each batch is "
+    "acknowledged once written.",
+)
+@click.option(
+    "--stream",
+    default="PLOWLINE_RAW",
+    show_default=True,
+    help="Stream to read with --from-nats.",
+)
+@click.option(
+    "--durable",
+    default="plowline-enrich",
+    show_default=True,
+    help="Durable consumer that keeps the --from-nats position.",
+)
+@click.option(
+    "--until-idle",
+    is_flag=True,
+    help="With --from-nats, stop once the stream has nothing left to read.",
+)
+@click.argument("inputs", nargs=-1, metavar="INPUT...")
 def enrich(
-    good: str, bad: str, input_format: str, workers: int, inputs: tuple[str, ...]
+    good: str,
+    bad: str,
+    input_format: str,
+    workers: int,
+    nats_url: str | None,
+    stream: str,
+    durable: str,
+    until_idle: bool,
+    inputs: tuple[str, ...],
 ) -> None:
     """Enrich raw logs (files, folders or - for standard input): Plowline's raw
-    log, CloudFront access logs, Clojure-collector Tomcat logs or querystrings."""
+    log, CloudFront access logs, Clojure-collector Tomcat logs or querystrings.
+
+    A folder gives its closed raw logs only (docs/raw-log.md)."""
     from plowline.enrich.files import enrich_files
     from plowline.errors import PlowlineError
 
+    if bool(nats_url) == bool(inputs):
+        raise click.UsageError("Give INPUT files or --from-nats URL (one of them).")
     try:
-        stats = enrich_files(
-            inputs, good, bad, input_format=input_format, workers=workers
-        )
+        if nats_url:
+            from plowline.enrich.stream import StreamSource, enrich_stream
+
+            source = StreamSource(nats_url, stream, durable)
+            stats = enrich_stream(source, good, bad, until_idle=until_idle)
+        else:
+            stats = enrich_files(
+                inputs, good, bad, input_format=input_format, workers=workers
+            )
     except PlowlineError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
@@ -184,10 +227,11 @@ def collector(
     nats_stream: str,
     nats_subject: str,
 ) -> None:
-    """Run the collector: record tracker requests into the raw log.
+    """Run the collector: record tracker requests into the raw log (or --sink).
 
     Other settings (cookie, body limit, rotation) come from PLOWLINE_COLLECTOR_*
-    environment variables; see docs/raw-log.md for the log it writes.
+    environment variables; see docs/raw-log.md for the log it writes, its
+    closed files, durability and the sinks.
     """
     from dataclasses import replace
 

@@ -91,3 +91,45 @@ def test_record_longer_than_the_poll_budget_is_taken(tmp_path: Path) -> None:
     follower.commit(first)
     second = follower.poll()
     assert [decode_record(x).tstamp % 1000 for _, _, x in second.lines] == [1]
+
+
+def test_offsets_hold_when_the_active_file_is_renamed_closed(tmp_path: Path) -> None:
+    active = tmp_path / "raw-1.jsonl.open"
+    active.write_bytes(line(1) + line(2))
+    follower = RawLogFollower(tmp_path)
+    batch = follower.poll()
+    follower.commit(batch)
+    with open(active, "ab") as handle:
+        handle.write(line(3))
+    active.rename(tmp_path / "raw-1.jsonl")
+
+    again = follower.poll()
+    assert list(batch.offsets) == ["raw-1.jsonl"]
+    assert [decode_record(x).tstamp % 1000 for _, _, x in again.lines] == [3]
+    assert [name for name, _, _ in again.lines] == ["raw-1.jsonl"]
+
+
+def test_follower_skips_torn_and_forwarded_files(tmp_path: Path) -> None:
+    (tmp_path / "raw-1.jsonl.torn").write_bytes(b'{"v":1,"id"\n')
+    (tmp_path / "raw-2.jsonl.forwarded").write_bytes(line(2))
+    (tmp_path / "raw-3.jsonl.open").write_bytes(line(3) + b'{"v":1')
+
+    batch = RawLogFollower(tmp_path).poll()
+    assert [decode_record(x).tstamp % 1000 for _, _, x in batch.lines] == [3]
+
+
+def test_folder_gives_closed_raw_logs_only(tmp_path: Path) -> None:
+    for name in ("raw-1.jsonl", "raw-2.jsonl.open", "raw-1.jsonl.torn"):
+        (tmp_path / name).write_bytes(line(1))
+    (tmp_path / "raw-0.jsonl.forwarded").write_bytes(line(0))
+
+    found = [Path(source).name for source, _, _ in iter_lines([str(tmp_path)])]
+    assert found == ["raw-1.jsonl"]
+
+
+def test_named_active_file_leaves_its_unfinished_last_line(tmp_path: Path) -> None:
+    active = tmp_path / "raw-2.jsonl.open"
+    active.write_bytes(line(1) + b'{"v":1,"id":"half')
+
+    found = [decode_record(x).tstamp % 1000 for _, _, x in iter_lines([str(active)])]
+    assert found == [1]

@@ -196,3 +196,64 @@ def test_any_record_reads_back_equal(
         writer.write(record)
 
     assert read_dir(raw_dir) == [[record]]
+
+
+# --- closed files, durable writers ---------------------------------------------
+
+
+def test_open_file_has_active_name_until_closed(tmp_path: Path) -> None:
+    writer = RawLogWriter(tmp_path, clock=SteppedClock())
+    writer.write(make_record(1))
+    active = [p.name for p in tmp_path.iterdir()]
+    writer.close()
+
+    closed = f"raw-20261204T153115792000-{os.getpid()}.jsonl"
+    assert active == [closed + ".open"]
+    assert [p.name for p in tmp_path.iterdir()] == [closed]
+    assert writer.path == tmp_path / closed
+
+
+def test_rotation_closes_the_full_file_under_its_closed_name(tmp_path: Path) -> None:
+    clock = SteppedClock()
+    with RawLogWriter(tmp_path, max_bytes=1, clock=clock) as writer:
+        writer.write(make_record(1))
+        clock.now += 0.001
+        writer.write(make_record(2))
+        names = sorted(p.name for p in tmp_path.iterdir())
+
+    assert [name.endswith(".jsonl") for name in names] == [True, False]
+
+
+def test_idle_file_past_its_age_is_closed_on_check(tmp_path: Path) -> None:
+    clock = SteppedClock()
+    writer = RawLogWriter(tmp_path, max_age_seconds=60, clock=clock)
+    writer.write(make_record(1))
+    assert not writer.rotate_if_due()
+    clock.now += 60
+
+    assert writer.rotate_if_due()
+    assert not writer.is_open
+    assert [p.suffix for p in tmp_path.iterdir()] == [".jsonl"]
+
+
+def test_sync_covers_every_ticket_written_before_it(tmp_path: Path) -> None:
+    clock = SteppedClock()
+    with RawLogWriter(tmp_path, max_bytes=1, clock=clock, durable=True) as writer:
+        tickets = [writer.write_line(encode_record(make_record(n))) for n in (1, 2)]
+        result = writer.sync()
+        assert result.error is None
+        assert result.ticket == tickets[-1] == 2
+        assert writer.sync().ticket == 2
+
+    assert [len(records) for records in read_dir(tmp_path)] == [1, 1]
+
+
+def test_durable_writer_releases_closed_files_at_sync(tmp_path: Path) -> None:
+    writer = RawLogWriter(tmp_path, max_bytes=1, durable=True)
+    writer.write(make_record(1))
+    writer.write(make_record(2))
+    descriptors_before = len(os.listdir("/proc/self/fd"))
+    writer.sync()
+
+    assert len(os.listdir("/proc/self/fd")) == descriptors_before - 1
+    writer.close()

@@ -130,21 +130,28 @@ def _read_headers(
     raw_headers: list[tuple[bytes, bytes]], proxy: str
 ) -> _RequestHeaders:
     found = _RequestHeaders()
+    pairs = found.pairs
     size = 0
     for raw_name, raw_value in raw_headers:
-        size += len(raw_name) + len(raw_value) + _HEADER_LINE_OVERHEAD
+        size += len(raw_name) + len(raw_value)
         name = raw_name.decode("latin-1")
         value = _text(raw_value)
-        found.pairs.append((name, value))
+        pairs.append((name, value))
         lower = name.lower()
-        if lower == proxy:
-            found.forwarded.append(raw_value)
-        else:
+        if lower in _NOTED_HEADERS:
             _note_header(found, lower, raw_value, value)
-    found.size = size
+        elif lower == proxy:
+            found.forwarded.append(raw_value)
+    found.size = size + _HEADER_LINE_OVERHEAD * len(raw_headers)
     if found.anonymous:
-        found.pairs = [p for p in found.pairs if p[0].lower() not in _ANONYMOUS_DROPPED]
+        found.pairs = [p for p in pairs if p[0].lower() not in _ANONYMOUS_DROPPED]
     return found
+
+
+_NOTED_HEADERS = frozenset(
+    {"cookie", "origin", "sp-anonymous", "content-type", "content-length"}
+    | {"user-agent", "referer", "host"}
+)
 
 
 def _note_header(found: _RequestHeaders, name: str, raw: bytes, value: str) -> None:
@@ -265,6 +272,9 @@ def _over_limits(
     query: bytes, found: _RequestHeaders, body: _Body, config: CollectorConfig
 ) -> _Refusal | None:
     # In the order the parts arrive: request line, headers, body.
+    # Known limitation: granian refuses a request target over 65,534 bytes, more
+    # than 100 header lines and a head over about 512 KiB before this runs, so
+    # such requests leave no record (docs/collector.md, granian's own limits).
     if len(query) > config.max_querystring_bytes:
         what = f"querystring of {len(query)} bytes exceeds"
         return _size_refusal(414, what, config.max_querystring_bytes)

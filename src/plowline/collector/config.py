@@ -333,6 +333,11 @@ def _check_sink_settings(config: CollectorConfig) -> None:
             f"Collector setting nats_subject = {config.nats_subject!r} is not a "
             "NATS subject to publish to, such as plowline.raw (no wildcards)."
         )
+    if config.sink == "stdout" and config.durability != "os":
+        raise ConfigurationError(
+            f"Collector setting durability = {config.durability!r} applies to the "
+            "raw log and the NATS spool, not to sink = 'stdout'; use durability os."
+        )
     if config.nats_timeout_seconds <= 0:
         raise ConfigurationError(
             "Collector setting nats_timeout_seconds must be positive, not "

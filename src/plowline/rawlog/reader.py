@@ -43,11 +43,24 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if _in_folder(p, path))
             paths.extend(str(p) for p in found)
+            _note_open_files(path)
         elif path.is_file():
             paths.append(item)
         else:
             raise BadInputError(f"Input {item!r} does not exist.", source=item)
     return paths
+
+
+def _note_open_files(folder: Path) -> None:
+    active = sum(1 for _ in folder.rglob("*.jsonl" + OPEN_SUFFIX))
+    if active:
+        logger.warning(
+            "Left out %d raw log(s) in %s that are still being written (.open): "
+            "they are read once the collector closes them (at rotation or when it "
+            "stops), or name such a file to read it now.",
+            active,
+            folder,
+        )
 
 
 def _open(path: str) -> BinaryIO:

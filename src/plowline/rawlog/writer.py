@@ -207,7 +207,7 @@ class RawLogWriter:
 
     def close(self) -> None:
         """Close the current file (renaming it to its closed name); a durable
-        writer syncs it first. A later write starts a new file."""
+        writer then syncs what it wrote. A later write starts a new file."""
         with self._lock:
             self._close_file()
         if self.durable:
