@@ -107,7 +107,8 @@ def test_dimensions_and_uuid() -> None:
         ("\u0002", None),
         (" ", " "),
         ("\ufffd", "\ufffd"),
-        ("a\r\nb", "ab"),
+        ("a\r\nb", "a b"),
+        ("line\n", "line"),
     ],
 )
 def test_tsv_safe_text(text: str, expected: str | None) -> None:

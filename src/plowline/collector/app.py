@@ -83,6 +83,8 @@ _CORS_TAIL: Headers = [
 _PREFLIGHT_TAIL: Headers = [
     *_CORS_TAIL,
     (b"access-control-allow-headers", b"Content-Type, SP-Anonymous"),
+    # POST is CORS-safelisted, but some proxies and older browsers want it named.
+    (b"access-control-allow-methods", b"GET, POST, OPTIONS, HEAD"),
     (b"access-control-max-age", b"3600"),
     (b"content-length", b"0"),
 ]

@@ -32,6 +32,7 @@ _UUID_RE = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_BREAK_BETWEEN_WORDS_RE = re.compile(r"(?<=\S)[\r\n]+(?=\S)")
 
 
 _INT_DIGITS = 12  # a sign and ten digits are all a 32-bit integer needs
@@ -48,11 +49,13 @@ class ConversionError(ValueError):
 
 
 def tsv_safe(value: str) -> str | None:
-    """Make free text fit in one TSV field: tabs become four spaces, other
-    control characters (newlines included) are removed, and empty means null."""
+    """Make free text fit in one TSV field: tabs become four spaces (as in
+    Snowplow), a line break between two words becomes one space ("Spring\nSale"
+    stays two words), other control characters are removed; empty means null."""
     if "\t" in value:
         value = value.replace("\t", "    ")
     if _CONTROL_RE.search(value):
+        value = _BREAK_BETWEEN_WORDS_RE.sub(" ", value)
         value = _CONTROL_RE.sub("", value)
     return value or None
 

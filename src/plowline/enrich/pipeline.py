@@ -43,6 +43,7 @@ from plowline.rawlog.record import RawRecord, decode_record, encode_record
 logger = logging.getLogger(__name__)
 
 V_ETL = f"plowline-{__version__}"
+PLAUSIBLE_DEVICE_MS = 946_684_800_000  # 2000-01-01
 
 # event -> (event_vendor, event_name, event_format, event_version)
 EVENT_SCHEMAS: dict[str, tuple[str, str, str, str]] = {
@@ -308,7 +309,10 @@ def derived_tstamp(params: dict[str, str], collector_ms: int) -> str:
     created, sent = params.get("dtm"), params.get("stm")
     if created is not None and sent is not None:
         created_ms, sent_ms = int(created), int(sent)
-        if created_ms < sent_ms:
+        # A device time before 2000 is a clock that was never set, or seconds
+        # sent as milliseconds: it says nothing about the delay (kept as sent).
+        plausible = min(created_ms, sent_ms) >= PLAUSIBLE_DEVICE_MS
+        if plausible and created_ms < sent_ms:
             try:
                 return ms_to_tstamp(collector_ms - (sent_ms - created_ms))
             except ConversionError:

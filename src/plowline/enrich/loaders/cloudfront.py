@@ -10,7 +10,12 @@ from __future__ import annotations
 import uuid
 from urllib.parse import unquote, unquote_plus
 
-from plowline.enrich.loaders.common import log_tstamp, nullable, single_encode
+from plowline.enrich.loaders.common import (
+    log_tstamp,
+    nullable,
+    single_encode,
+    split_fields,
+)
 from plowline.errors import BadInputError
 from plowline.rawlog.record import RawRecord
 
@@ -23,7 +28,7 @@ def load(line: bytes) -> RawRecord | None:
     text = line.decode("utf-8", "replace")
     if text.startswith(("#Version:", "#Fields:")):
         return None
-    fields = text.split()
+    fields = split_fields(text)
     width = len(fields)
     if width not in KNOWN_WIDTHS and width <= KNOWN_WIDTHS[-1]:
         raise BadInputError(

@@ -13,7 +13,7 @@ import binascii
 import uuid
 from urllib.parse import unquote_plus
 
-from plowline.enrich.loaders.common import log_tstamp, nullable
+from plowline.enrich.loaders.common import log_tstamp, nullable, split_fields
 from plowline.enrich.selfdesc import decode_base64
 from plowline.errors import BadInputError
 from plowline.rawlog.record import RawRecord
@@ -23,15 +23,15 @@ SKIPPED_METHODS = frozenset({"OPTIONS"})
 
 
 def load(line: bytes) -> RawRecord | None:
-    fields = line.decode("utf-8", "replace").split()
-    if len(fields) in (12, 15):
+    fields = split_fields(line.decode("utf-8", "replace"))
+    if 12 <= len(fields) <= 15:  # 12, and up to three trailing "-" columns
         content_type, body = None, None
     elif len(fields) == 17:
         content_type, body = _content_type(fields[15]), _body(fields[16])
     else:
         raise BadInputError(
             f"Line does not match the raw event format of the Clojure collector: "
-            f"it has {len(fields)} fields, the collector writes 15 or 17."
+            f"it has {len(fields)} fields, the collector writes 12 to 15, or 17."
         )
     date, clock, _, _, client_ip, method, _, path, _, referer, agent, query = fields[
         :12
@@ -52,7 +52,8 @@ def load(line: bytes) -> RawRecord | None:
         querystring=query.encode() if nullable(query) is not None else None,
         body=body,
         content_type=content_type,
-        ip=client_ip,
+        # A proxy-aware valve may log "client, proxy": the client comes first.
+        ip=client_ip.split(",")[0].strip(),
         useragent=_decoded(agent),
         referer=nullable(referer),
     )
