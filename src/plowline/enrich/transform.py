@@ -119,29 +119,46 @@ PLATFORMS = frozenset(
 )
 
 
+# Legacy names, and the current name that wins when a tracker sends both.
+LEGACY_ALIASES = {
+    "ev_ca": "se_ca", "ev_ac": "se_ac", "ev_la": "se_la", "ev_pr": "se_pr",
+    "ev_va": "se_va", "ti_na": "ti_nm",
+}  # fmt: skip
+
+# parameter -> (field, converter or None for free text): one lookup per parameter
+# sent, rather than one per parameter known (the per-event hot path).
+_RULES: dict[str, tuple[str, Converter | None]] = {
+    **{param: (name, None) for param, name in STRING_PARAMS},
+    **{param: (name, convert) for param, name, convert in CONVERTED_PARAMS},
+}
+
+
 def apply_params(event: Event, params: dict[str, str]) -> list[Message]:
     """Set every field that a parameter maps to; return the conversion problems."""
     problems: list[Message] = []
-    for param, name in STRING_PARAMS:
-        value = params.get(param)
-        if value is not None:
+    for param, value in params.items():
+        rule = _RULES.get(param)
+        if rule is None:
+            continue
+        preferred = LEGACY_ALIASES.get(param)
+        if preferred is not None and preferred in params:
+            continue
+        name, convert = rule
+        if convert is None:
             event[name] = tsv_safe(value)
-    for param, name, convert in CONVERTED_PARAMS:
-        value = params.get(param)
-        if value is None:
             continue
         try:
             event[name] = convert(value)
         except ConversionError as exc:
             problems.append(field_message(param, value, exc.expectation))
     for param, width, height in DIMENSION_PARAMS:
-        value = params.get(param)
-        if value is None:
+        dimensions = params.get(param)
+        if dimensions is None:
             continue
         try:
-            event[width], event[height] = to_dimensions(value)
+            event[width], event[height] = to_dimensions(dimensions)
         except ConversionError as exc:
-            problems.append(field_message(param, value, exc.expectation))
+            problems.append(field_message(param, dimensions, exc.expectation))
     problems.extend(_apply_special(event, params))
     return problems
 
