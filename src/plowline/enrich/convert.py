@@ -9,6 +9,7 @@ turns it into a failed-event message naming the field and the value.
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 import time
 from decimal import Decimal, InvalidOperation
@@ -139,11 +140,18 @@ def ms_to_tstamp(ms: int) -> str:
     if not _MS_MIN <= ms <= _MS_MAX:
         raise ConversionError("a time between the years 1 and 9999")
     seconds, millis = divmod(ms, 1000)
+    return f"{_second_text(seconds)}.{millis:03d}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_text(seconds: int) -> str:
+    # Events of one request (and of one batch) share their seconds: formatting
+    # each second once is a measurable part of enrichment's per-event cost.
     t = time.gmtime(seconds)
     # strftime's %Y does not zero-pad years below 1000 on every platform.
     return (
         f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} "
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{millis:03d}"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
     )
 
 

@@ -75,7 +75,7 @@ class EnrichedEvent:
 
     def to_tsv(self) -> str:
         get = self.fields.get
-        return "\t".join(get(name) or "" for name in FIELD_NAMES)
+        return "\t".join([get(name) or "" for name in FIELD_NAMES])
 
     def __getitem__(self, name: str) -> str | None:
         return self.fields.get(name)
