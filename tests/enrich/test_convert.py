@@ -139,7 +139,8 @@ def test_querystring_follows_snowplow_rules() -> None:
     ("url", "parts"),
     [
         (
-            "http://www.psychicbazaar.com/oracles/119-psycards-deck.html?view=print#detail",
+            "http://www.psychicbazaar.com/oracles/119-psycards-deck.html"
+            "?view=print#detail",
             (
                 "http",
                 "www.psychicbazaar.com",

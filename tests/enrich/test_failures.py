@@ -183,7 +183,8 @@ def test_line_that_is_not_a_record_keeps_its_text() -> None:
     assert document["data"]["payload"] == "garbage\tline"
     assert document["data"]["failure"]["source"] == {"file": "raw.jsonl", "line": 7}
     assert document["schema"].startswith(
-        "iglu:com.snowplowanalytics.snowplow.badrows/collector_payload_format_violation/"
+        "iglu:com.snowplowanalytics.snowplow.badrows/"
+        "collector_payload_format_violation/"
     )
 
 
