@@ -17,8 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from types import FrameType
 
 import duckdb
 
-from plowline.collector.server import check_address_free
+from plowline.collector.server import check_address_free, wait_until_ready
 from plowline.enrich.failed import generic_error
 from plowline.enrich.fields import FIELD_NAMES
 from plowline.enrich.pipeline import EnrichedEvent, Enricher
@@ -45,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 RETRY_SECONDS = 5.0
+HEALTH_POLL_SECONDS = 0.5
 
 # Not "plowline": the default database file plowline.duckdb is a catalog of that name.
 OFFSETS_DDL = """
@@ -236,24 +235,21 @@ def wait_until_healthy(config: UpConfig, process: subprocess.Popen[bytes]) -> No
     host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
     if ":" in host:
         host = f"[{host}]"
-    url = f"http://{host}:{config.port}/health"
-    # No proxies: the check must reach the collector itself.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    base = f"http://{host}:{config.port}"
     deadline = time.monotonic() + config.startup_timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ConfigurationError(
-                f"The collector exited with code {process.returncode} while "
-                f"starting on {config.host}:{config.port}; is the port in use?"
-            )
+    while process.poll() is None:
         try:
-            with opener.open(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.1)
+            wait_until_ready(base, timeout=HEALTH_POLL_SECONDS)
+            return
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                raise ConfigurationError(
+                    f"The collector did not answer {base}/health within "
+                    f"{config.startup_timeout:.0f} s."
+                ) from None
     raise ConfigurationError(
-        f"The collector did not answer {url} within {config.startup_timeout:.0f} s."
+        f"The collector exited with code {process.returncode} while "
+        f"starting on {config.host}:{config.port}; is the port in use?"
     )
 
 

@@ -22,12 +22,10 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _CACHE_SIZE = 4096
 
 
-def parse_address(token: str) -> IPAddress | None:
-    """An address from a header entry: ``1.2.3.4``, ``1.2.3.4:80``, ``::1``,
-    ``[::1]`` or ``[::1]:80``, optionally quoted; None when it is not one.
-
-    IPv4-mapped IPv6 addresses (``::ffff:1.2.3.4``) come back as IPv4.
-    """
+def address_text(token: str) -> str | None:
+    """The address in a header entry (``1.2.3.4``, ``1.2.3.4:80``, ``::1``,
+    ``[::1]`` or ``[::1]:80``, optionally quoted), as written; None when the entry
+    holds no address."""
     token = token.strip().strip('"').strip()
     if token.startswith("["):
         token, bracket, _ = token[1:].partition("]")
@@ -36,9 +34,21 @@ def parse_address(token: str) -> IPAddress | None:
     elif token.count(":") == 1:
         token = token.partition(":")[0]
     try:
-        address = ipaddress.ip_address(token)
+        ipaddress.ip_address(token)
     except ValueError:
         return None
+    return token
+
+
+def parse_address(token: str) -> IPAddress | None:
+    """The address in a header entry (see :func:`address_text`), parsed.
+
+    IPv4-mapped IPv6 addresses (``::ffff:1.2.3.4``) come back as IPv4.
+    """
+    text = address_text(token)
+    if text is None:
+        return None
+    address = ipaddress.ip_address(text)
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         return address.ipv4_mapped
     return address

@@ -13,29 +13,13 @@ power it lacks anyway: the tracker protocol's ``ip`` parameter overrides them.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
+from plowline.collector.client_ip import address_text
 from plowline.rawlog.record import RawRecord
 
 PLOWLINE_COLLECTOR = "plowline"
 _FORWARDED_FOR_RE = re.compile(r"for=([^,;]+)", re.IGNORECASE)
-_IPV4_WITH_PORT_RE = re.compile(r"([0-9.]+):[0-9]+")
-
-
-def _address(token: str) -> str | None:
-    token = token.strip().strip('"').strip()
-    if token.startswith("["):
-        token = token[1:].split("]", 1)[0]
-    else:
-        match = _IPV4_WITH_PORT_RE.fullmatch(token)
-        if match is not None:
-            token = match[1]
-    try:
-        ipaddress.ip_address(token)
-    except ValueError:
-        return None
-    return token
 
 
 def client_ip(record: RawRecord) -> str | None:
@@ -45,7 +29,7 @@ def client_ip(record: RawRecord) -> str | None:
     for name, value in record.headers:
         lower = name.lower()
         if lower == "x-forwarded-for":
-            address = _address(value.split(",", 1)[0])
+            address = address_text(value.split(",", 1)[0])
             if address is not None:
                 return address
         elif lower == "forwarded":
@@ -53,7 +37,7 @@ def client_ip(record: RawRecord) -> str | None:
     for value in forwarded:
         match = _FORWARDED_FOR_RE.search(value)
         if match is not None:
-            address = _address(match[1])
+            address = address_text(match[1])
             if address is not None:
                 return address
     return record.ip

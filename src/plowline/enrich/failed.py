@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from plowline import __version__
+from plowline.enrich.urls import parse_querystring
 from plowline.rawlog.record import RawRecord, encode_record
 
 PROCESSOR = {"artifact": "plowline", "version": __version__}
@@ -112,8 +113,6 @@ def request_context(record: RawRecord) -> dict[str, Any]:
 
 def collector_payload(record: RawRecord) -> dict[str, Any]:
     """The raw record in the shape of Snowplow's collector payload."""
-    from plowline.enrich.urls import parse_querystring
-
     query = record.querystring.decode("utf-8", "replace") if record.querystring else ""
     vendor, version = _api_of(record.path)
     return {

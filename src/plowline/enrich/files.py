@@ -136,8 +136,9 @@ def enrich_files(
     ``good``, failed events as JSON lines to ``bad`` (``-`` is standard output).
 
     ``input_format`` is ``auto`` or a loader name (:data:`INPUT_FORMATS`).
-    ``workers`` > 1 enriches in that many processes; the output order is the
-    input order either way.
+    ``workers`` > 1 enriches in that many processes, each with an enricher of
+    its own (``enricher`` then serves only this process, which enriches nothing);
+    the output order is the input order either way.
     """
     enricher = enricher or Enricher()
     if input_format != "auto":

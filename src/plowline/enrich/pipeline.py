@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -332,14 +332,6 @@ def raw_payload(raw: RawEvent) -> dict[str, Any]:
         "userId": record.network_userid,
         "rawRecordId": record.id,
     }
-
-
-def enrich_lines(
-    enricher: Enricher, lines: Iterable[tuple[str, int, bytes]]
-) -> Iterator[Outcome]:
-    """Enrich (source, line number, line) triples in order."""
-    for source, number, line in lines:
-        yield from enricher.enrich_line(line, source=source, line_number=number)
 
 
 @dataclass(slots=True)
