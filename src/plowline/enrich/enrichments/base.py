@@ -1,0 +1,84 @@
+"""What every enrichment is: its configuration entry point and its per-event call.
+
+An enrichment is built once from the ``data.parameters`` object of its
+Snowplow configuration file (``from_parameters``) and then called for every
+event (``enrich``).  It changes the event's fields in place, appends the
+self-describing contexts it derives to ``EnrichmentInput.derived_contexts``,
+and raises ``EnrichmentError`` for a failure that must fail the event (an
+``enrichment_failures`` failed event naming the field and the value).
+Anything else it raises is a fault of Plowline: the pipeline turns it into a
+generic failed event and goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from plowline.enrich.failed import Message, field_message
+from plowline.rawlog.record import RawRecord
+
+# Fields of the enriched event by name, values as their TSV text (None = empty).
+Event = dict[str, str | None]
+
+# Snowplow's order inside one event (spec/enrichment.md section 2.2); the
+# names are the ``data.name`` of the configuration files.
+ORDER: tuple[str, ...] = (
+    "iab_spiders_and_robots_enrichment",
+    "user_agent_utils_config",
+    "ua_parser_config",
+    "currency_conversion_config",
+    "referer_parser",
+    "campaign_attribution",
+    "cross_navigation_config",
+    "event_fingerprint_config",
+    "cookie_extractor_config",
+    "http_header_extractor_config",
+    "ip_lookups",
+    "asn_lookups",
+    "bot_detection_enrichment_config",
+    "python_enrichment_config",
+    "anon_ip",
+    "pii_enrichment_config",
+)
+
+
+@dataclass(slots=True)
+class EnrichmentInput:
+    """What an enrichment may read besides the event's own fields."""
+
+    params: dict[str, str]  # the event's tracker parameters, after the POST merge
+    record: RawRecord  # the request it came in (headers, IP, user agent...)
+    derived_contexts: list[dict[str, Any]] = field(default_factory=list)
+
+
+class EnrichmentError(Exception):
+    """The event cannot be enriched: it becomes an enrichment failure."""
+
+    def __init__(self, message: Message) -> None:
+        super().__init__(message.get("expectation") or str(message))
+        self.message = message
+
+    @classmethod
+    def for_field(
+        cls, name: str, value: str | None, expectation: str
+    ) -> EnrichmentError:
+        return cls(field_message(name, value, expectation))
+
+
+class Enrichment:
+    """Base class: subclasses set ``name`` and implement both methods."""
+
+    name: ClassVar[str]  # data.name in the configuration file
+    # The schema versions accepted (SchemaVer with "*" as wildcard), as Snowplow
+    # accepts them, e.g. ("1-0-*",).
+    accepts: ClassVar[tuple[str, ...]] = ("1-0-*",)
+
+    @classmethod
+    def from_parameters(cls, parameters: dict[str, Any], *, source: str) -> Enrichment:
+        """Build from ``data.parameters``; raise ``ConfigurationError`` naming
+        ``source`` (the file), the field and what was expected."""
+        raise NotImplementedError
+
+    def enrich(self, event: Event, inp: EnrichmentInput) -> None:
+        raise NotImplementedError
