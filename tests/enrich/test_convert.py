@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from plowline.enrich.convert import (
     ConversionError,
+    has_control_characters,
     ms_to_tstamp,
     to_decimal,
     to_dimensions,
@@ -19,8 +20,12 @@ from plowline.enrich.convert import (
     tstamp_to_ms,
     tsv_safe,
 )
+from plowline.enrich.pipeline import EnrichedEvent
 from plowline.enrich.selfdesc import decode_base64
+from plowline.enrich.transform import apply_params
 from plowline.enrich.urls import parse_querystring, querystring_params, split_url
+
+FREE_TEXT_PARAMS = ("aid", "page", "se_ca", "se_la", "tr_ci", "url")
 
 
 @pytest.mark.parametrize(
@@ -195,3 +200,28 @@ def test_money_must_fit_the_sql_columns() -> None:
     assert to_money("9999999999999999.99") == "9999999999999999.99"
     with pytest.raises(ConversionError, match="DECIMAL"):
         to_money("1E16")
+
+
+@given(st.text(max_size=40))
+def test_control_check_agrees_with_tsv_safe(text: str) -> None:
+    # apply_params copies free text unchanged when this check says it may.
+    if not has_control_characters(text):
+        assert tsv_safe(text) == (text or None)
+
+
+@given(st.lists(st.text(max_size=20), min_size=1, max_size=6))
+def test_free_text_parameters_never_break_a_row(values: list[str]) -> None:
+    params = {
+        "e": "pv",
+        **{p: v for p, v in zip(FREE_TEXT_PARAMS, values, strict=False)},
+    }
+    event: dict[str, str | None] = {}
+    apply_params(event, params)
+    row = EnrichedEvent(event).to_tsv()
+    assert row.count("\t") == 130
+    assert not has_control_characters(row.replace("\t", ""))
+
+
+def test_a_row_refuses_a_field_it_does_not_have() -> None:
+    with pytest.raises(ValueError, match="not_a_field"):
+        EnrichedEvent({"app_id": "a", "not_a_field": "x"}).to_tsv()

@@ -49,6 +49,14 @@ class ConversionError(ValueError):
         self.expectation = expectation
 
 
+_TSV_UNSAFE_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether ``text`` holds a tab or another character ``tsv_safe`` changes."""
+    return _TSV_UNSAFE_RE.search(text) is not None
+
+
 def tsv_safe(value: str) -> str | None:
     """Make free text fit in one TSV field: tabs become four spaces (as in
     Snowplow), a line break between two words becomes one space ("Spring\nSale"

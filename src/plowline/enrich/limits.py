@@ -31,12 +31,29 @@ TRUNCATED_FIELDS = frozenset(
 )  # fmt: skip
 
 
+# Fields with a limit under this many characters are checked by name; a value
+# of any other field that is not longer than it needs no lookup (the hot path).
+_SHORT_BELOW = 36
+_SHORT_LIMITS = {n: limit for n, limit in MAX_LENGTHS.items() if limit < _SHORT_BELOW}
+
+
 def enforce_lengths(event: Event) -> list[Message]:
     """Cut free-text fields that are too long; report every other one."""
     problems: list[Message] = []
-    for name, value in event.items():
+    # The few values that may be too long: the rest are not looked up.
+    too_long = [
+        (name, value)
+        for name, value in event.items()
+        if value is not None and len(value) >= _SHORT_BELOW
+    ]
+    too_long += [
+        (name, value)
+        for name, limit in _SHORT_LIMITS.items()
+        if (value := event.get(name)) is not None and limit < len(value) < _SHORT_BELOW
+    ]
+    for name, value in too_long:
         limit = MAX_LENGTHS.get(name)
-        if value is None or limit is None or len(value) <= limit:
+        if limit is None or len(value) <= limit:
             continue
         if name in TRUNCATED_FIELDS:
             event[name] = value[:limit]

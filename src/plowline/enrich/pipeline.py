@@ -64,6 +64,8 @@ EVENT_SCHEMAS: dict[str, tuple[str, str, str, str]] = {
     ),
 }
 
+_EMPTY_ROW: dict[str, str | None] = dict.fromkeys(FIELD_NAMES)
+
 PAGE_PARTS = ("scheme", "host", "port", "path", "query", "fragment")
 
 
@@ -74,8 +76,13 @@ class EnrichedEvent:
     fields: Event
 
     def to_tsv(self) -> str:
-        get = self.fields.get
-        return "\t".join([get(name) or "" for name in FIELD_NAMES])
+        # Every field in TSV order with the set ones laid over it: the merge runs
+        # in C, where 131 lookups would not.
+        row = _EMPTY_ROW | self.fields
+        if len(row) != len(FIELD_NAMES):
+            unknown = sorted(row.keys() - _EMPTY_ROW.keys())
+            raise ValueError(f"not fields of an enriched event: {unknown}")
+        return "\t".join([value or "" for value in row.values()])
 
     def __getitem__(self, name: str) -> str | None:
         return self.fields.get(name)

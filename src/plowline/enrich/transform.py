@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from plowline.enrich.convert import (
     ConversionError,
+    has_control_characters,
     to_bool,
     to_decimal,
     to_dimensions,
@@ -125,27 +126,34 @@ LEGACY_ALIASES = {
     "ev_va": "se_va", "ti_na": "ti_nm",
 }  # fmt: skip
 
-# parameter -> (field, converter or None for free text): one lookup per parameter
-# sent, rather than one per parameter known (the per-event hot path).
-_RULES: dict[str, tuple[str, Converter | None]] = {
-    **{param: (name, None) for param, name in STRING_PARAMS},
-    **{param: (name, convert) for param, name, convert in CONVERTED_PARAMS},
+# parameter -> (field, converter or None for free text, the current name that
+# wins over this legacy one or None): one lookup per parameter sent, rather than
+# one per parameter known (the per-event hot path).
+_RULES: dict[str, tuple[str, Converter | None, str | None]] = {
+    **{param: (name, None, LEGACY_ALIASES.get(param)) for param, name in STRING_PARAMS},
+    **{
+        param: (name, convert, LEGACY_ALIASES.get(param))
+        for param, name, convert in CONVERTED_PARAMS
+    },
 }
 
 
 def apply_params(event: Event, params: dict[str, str]) -> list[Message]:
     """Set every field that a parameter maps to; return the conversion problems."""
     problems: list[Message] = []
+    # One scan of all values for tabs and control characters: when there are
+    # none (nearly always), free text is copied as it is.
+    clean = not has_control_characters("".join(params.values()))
+    rules = _RULES
     for param, value in params.items():
-        rule = _RULES.get(param)
+        rule = rules.get(param)
         if rule is None:
             continue
-        preferred = LEGACY_ALIASES.get(param)
+        name, convert, preferred = rule
         if preferred is not None and preferred in params:
             continue
-        name, convert = rule
         if convert is None:
-            event[name] = tsv_safe(value)
+            event[name] = (value or None) if clean else tsv_safe(value)
             continue
         try:
             event[name] = convert(value)

@@ -12,6 +12,7 @@ missing port is 443 for https and 80 otherwise.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import unquote_plus
 
@@ -27,11 +28,18 @@ def parse_querystring(querystring: str) -> list[tuple[str, str | None]]:
     tokens = querystring.split("&")
     if ";" in querystring:
         tokens = _PAIR_SEPARATORS.split(querystring)
+    append = pairs.append
     for token in tokens:
         if not token:
             continue
-        name, sep, value = token.partition("=")
-        pairs.append((_decode(name), _decode(value) if sep else None))
+        # Most names and many values need no decoding: the check is inlined
+        # because this loop runs for every parameter of every event.
+        if "%" in token or "+" in token:
+            name, sep, value = token.partition("=")
+            append((_decode(name), _decode(value) if sep else None))
+        else:
+            name, sep, value = token.partition("=")
+            append((name, value if sep else None))
     return pairs
 
 
@@ -59,6 +67,7 @@ class UrlParts(NamedTuple):
     fragment: str | None
 
 
+@lru_cache(maxsize=4096)
 def split_url(url: str) -> UrlParts:
     """Split ``url`` without decoding any part of it.
 
