@@ -81,6 +81,18 @@ def test_unsupported_platform_is_rejected() -> None:
 def test_missing_event_type_fails_enrichment() -> None:
     failed = only_failure(record(query="p=web&tv=t&aid=x"))
     assert failed.type == "enrichment_failures"
+    # enrichment_failures 2-0-1: each message says which enrichment failed
+    # (none: a base step) and how.
+    assert failed.failure["messages"] == [
+        {
+            "enrichment": None,
+            "message": {
+                "field": "e",
+                "value": None,
+                "expectation": "an event type: the e parameter is missing",
+            },
+        }
+    ]
     assert failed.payload["enriched"]["app_id"] == "x"
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 
+from plowline.enrich.enrichments.base import Enrichment, EnrichmentInput, Event
 from plowline.enrich.failed import FailedEvent
 from plowline.enrich.pipeline import EnrichedEvent, Enricher, Outcome
 from plowline.enrich.replay import replay_failed
@@ -71,13 +72,18 @@ def test_unfixed_event_fails_again_the_same_way() -> None:
     )
 
 
-class FaultyEnricher(Enricher):
+class FaultyEnrichment(Enrichment):
     """Fails on structured events, as a bug in an enrichment might."""
 
-    def enrich_event(self, raw, now_ms):  # type: ignore[no-untyped-def]
-        if raw.params.get("e") == "se":
+    name = "faulty"
+
+    def enrich(self, event: Event, inp: EnrichmentInput) -> None:
+        if event.get("event") == "struct":
             raise RuntimeError("bug in an enrichment")
-        return super().enrich_event(raw, now_ms)
+
+
+def FaultyEnricher() -> Enricher:
+    return Enricher(enrichments=[FaultyEnrichment()])
 
 
 def test_events_hit_by_a_fault_replay_once_it_is_fixed() -> None:

@@ -127,7 +127,8 @@ def test_tracker_parameters(case: dict[str, Any]) -> None:
     if "atomic_error" in expected:
         error = expected.pop("atomic_error")
         assert isinstance(outcome, FailedEvent)
-        messages = outcome.failure["messages"]
+        # Enrichment failures wrap each message with the enrichment's identity.
+        messages = [m.get("message", m) for m in outcome.failure["messages"]]
         assert any(m.get("field") == error["field"] for m in messages), messages
         if error["value"] is not None:
             assert any(m.get("value") == error["value"] for m in messages)
@@ -227,8 +228,9 @@ def test_cross_navigation_fields(case: dict[str, Any]) -> None:
         assert isinstance(outcome, FailedEvent)
         assert outcome.type == "enrichment_failures"
         message = expected["enrichment_failure"]["message"]
-        assert outcome.failure["messages"][0]["field"] == message["field"]
-        assert outcome.failure["messages"][0]["value"] == message["value"]
+        [failure] = outcome.failure["messages"]
+        assert failure["message"]["field"] == message["field"]
+        assert failure["message"]["value"] == message["value"]
         return
     fields = fields_of(outcome)
     for name in ("refr_domain_userid", "refr_dvce_tstamp"):

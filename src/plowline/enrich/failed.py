@@ -86,6 +86,10 @@ class FailedEvent:
 
 
 def describe_message(message: Message) -> str:
+    inner = message.get("message")
+    if isinstance(inner, dict):  # an enrichment failure: who failed, and how
+        who = (message.get("enrichment") or {}).get("identifier")
+        return (f"{who}: " if who else "") + describe_message(inner)
     if "field" in message and "expectation" in message:
         return (
             f"field {message['field']} has value {message['value']!r}, "

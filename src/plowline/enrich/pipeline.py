@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from plowline import __version__
 from plowline.enrich import selfdesc
@@ -23,6 +25,11 @@ from plowline.enrich.convert import (
     ms_to_tstamp,
     to_tstamp,
     tsv_safe,
+)
+from plowline.enrich.enrichments.base import (
+    Enrichment,
+    EnrichmentError,
+    EnrichmentInput,
 )
 from plowline.enrich.failed import (
     FailedEvent,
@@ -92,13 +99,22 @@ Outcome = EnrichedEvent | FailedEvent
 
 
 class Enricher:
-    """Turns raw records into enriched events; configuration is fixed at creation."""
+    """Turns raw records into enriched events; configuration is fixed at creation.
+
+    ``enrichments`` run in the order given (Snowplow's order, as
+    :func:`plowline.enrich.enrichments.config.load_enrichments` returns them).
+    """
 
     def __init__(
-        self, *, v_etl: str = V_ETL, clock: Callable[[], float] = time.time
+        self,
+        *,
+        v_etl: str = V_ETL,
+        clock: Callable[[], float] = time.time,
+        enrichments: Sequence[Enrichment] = (),
     ) -> None:
         self.v_etl = v_etl
         self.clock = clock
+        self.enrichments = tuple(enrichments)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -143,7 +159,7 @@ class Enricher:
                 outcomes.append(item)
                 continue
             try:
-                outcomes.append(self.enrich_event(item, now_ms))
+                outcomes.extend(self.enrich_events(item, now_ms))
             except Exception as exc:
                 outcomes.append(self._unexpected(exc, record, now_ms))
         return outcomes
@@ -159,7 +175,19 @@ class Enricher:
             [error], encode_record(record).decode().rstrip("\n"), now_ms=now_ms
         )
 
-    def enrich_event(self, raw: RawEvent, now_ms: int) -> Outcome:
+    def enrich_events(self, raw: RawEvent, now_ms: int) -> list[Outcome]:
+        """The event's outcome, then any events its enrichments emitted."""
+        extra: list[Event] = []
+        outcome = self.enrich_event(raw, now_ms, extra_events=extra)
+        if isinstance(outcome, FailedEvent) or not extra:
+            return [outcome]
+        return [outcome, *(EnrichedEvent(fields) for fields in extra)]
+
+    def enrich_event(
+        self, raw: RawEvent, now_ms: int, *, extra_events: list[Event] | None = None
+    ) -> Outcome:
+        """One event's outcome; events that enrichments emit besides it go to
+        ``extra_events`` (dropped when it is None)."""
         record, params = raw.record, raw.params
         event: Event = {
             # An event the tracker sent without an id gets one now, so that a
@@ -185,12 +213,36 @@ class Enricher:
             return self._failure("schema_violations", problems, raw, event, now_ms)
 
         problems = _derived_fields(event, params, record, schema_parts)
+        if not problems and self.enrichments:
+            problems = self._run_enrichments(event, raw, extra_events)
         if problems:
             return self._failure("enrichment_failures", problems, raw, event, now_ms)
         problems = enforce_lengths(event)
         if problems:
             return self._failure("schema_violations", problems, raw, event, now_ms)
         return EnrichedEvent(event)
+
+    def _run_enrichments(
+        self, event: Event, raw: RawEvent, extra_events: list[Event] | None
+    ) -> list[Message]:
+        """Every configured enrichment, in order; a failing one does not stop
+        the others, so the failed event names every problem at once."""
+        inp = EnrichmentInput(raw.params, raw.record)
+        problems: list[Message] = []
+        for enrichment in self.enrichments:
+            try:
+                enrichment.enrich(event, inp)
+            except EnrichmentError as exc:
+                problems.append(
+                    {"enrichment": enrichment.identity(), "message": exc.message}
+                )
+        if inp.derived_contexts:
+            event["derived_contexts"] = orjson.dumps(
+                {"schema": selfdesc.CONTEXTS_SCHEMA, "data": inp.derived_contexts}
+            ).decode()
+        if extra_events is not None and not problems:
+            extra_events.extend(inp.extra_events)
+        return problems
 
     def _failure(
         self,
@@ -201,6 +253,12 @@ class Enricher:
         now_ms: int,
     ) -> FailedEvent:
         enriched: Event = {k: v for k, v in event.items() if v is not None}
+        if kind == "enrichment_failures":
+            # Failures of the base steps are no configured enrichment's.
+            problems = [
+                p if "message" in p else {"enrichment": None, "message": p}
+                for p in problems
+            ]
         return event_failure(kind, problems, raw_payload(raw), enriched, now_ms=now_ms)
 
 

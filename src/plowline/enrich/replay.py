@@ -43,7 +43,7 @@ def replay_failed(document: dict[str, Any], enricher: Enricher) -> list[Outcome]
     payload = data.get("payload")
     failure = data.get("failure") or {}
     if kind in EVENT_FAILURES and isinstance(payload, dict) and "raw" in payload:
-        return [_replay_event(payload, enricher)]
+        return _replay_event(payload, enricher)
     if isinstance(payload, dict) and isinstance(payload.get("rawRecord"), dict):
         record = decode_record(orjson.dumps(payload["rawRecord"]))
         return enricher.enrich_record(record)
@@ -60,7 +60,7 @@ def replay_failed(document: dict[str, Any], enricher: Enricher) -> list[Outcome]
     )
 
 
-def _replay_event(payload: dict[str, Any], enricher: Enricher) -> Outcome:
+def _replay_event(payload: dict[str, Any], enricher: Enricher) -> list[Outcome]:
     raw = payload["raw"]
     params = {
         p["name"]: p["value"]
@@ -89,7 +89,7 @@ def _replay_event(payload: dict[str, Any], enricher: Enricher) -> Outcome:
         network_userid=raw.get("userId"),
     )
     event = RawEvent(str(raw.get("vendor")), str(raw.get("version")), params, record)
-    return enricher.enrich_event(event, enricher.now_ms())
+    return enricher.enrich_events(event, enricher.now_ms())
 
 
 def _iso_ms(text: str) -> int:

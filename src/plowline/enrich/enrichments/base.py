@@ -50,6 +50,9 @@ class EnrichmentInput:
     params: dict[str, str]  # the event's tracker parameters, after the POST merge
     record: RawRecord  # the request it came in (headers, IP, user agent...)
     derived_contexts: list[dict[str, Any]] = field(default_factory=list)
+    # Events an enrichment emits besides this one (PII's pii_transformation
+    # event): each a dict of enriched fields, enriched no further.
+    extra_events: list[Event] = field(default_factory=list)
 
 
 class EnrichmentError(Exception):
@@ -70,9 +73,23 @@ class Enrichment:
     """Base class: subclasses set ``name`` and implement both methods."""
 
     name: ClassVar[str]  # data.name in the configuration file
+    # How enrichment_failures name it (Snowplow's identifiers, e.g.
+    # "ua-parser"); ``name`` when not set.
+    identifier: ClassVar[str | None] = None
     # The schema versions accepted (SchemaVer with "*" as wildcard), as Snowplow
     # accepts them, e.g. ("1-0-*",).
     accepts: ClassVar[tuple[str, ...]] = ("1-0-*",)
+    # The Iglu URI of the configuration it was built from (set by the loader).
+    schema_key: str | None = None
+
+    def identity(self) -> dict[str, str] | None:
+        """Who failed, in the shape of an enrichment_failures message."""
+        if self.schema_key is None:
+            return None
+        return {
+            "schemaKey": self.schema_key,
+            "identifier": self.identifier or self.name,
+        }
 
     @classmethod
     def from_parameters(cls, parameters: dict[str, Any], *, source: str) -> Enrichment:
