@@ -6,10 +6,14 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from plowline import __version__
+
+if TYPE_CHECKING:
+    from plowline.enrich.pipeline import Enricher
 
 
 @click.group()
@@ -41,8 +45,39 @@ def _outputs(command: Callable[..., None]) -> Callable[..., None]:
     return good(bad(command))
 
 
+def _enrich_settings(command: Callable[..., None]) -> Callable[..., None]:
+    """The --enrichments and --iglu-resolver options of the commands that enrich."""
+    enrichments = click.option(
+        "--enrichments",
+        metavar="DIR",
+        envvar="PLOWLINE_ENRICHMENTS",
+        type=click.Path(exists=True, file_okay=False),
+        help="Folder of Snowplow enrichment JSON files (docs/enrichments.md).",
+    )
+    resolver = click.option(
+        "--iglu-resolver",
+        metavar="FILE",
+        envvar="PLOWLINE_IGLU_RESOLVER",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Iglu resolver configuration: validate contexts and self-describing "
+        "events against their schemas (docs/iglu.md).",
+    )
+    return enrichments(resolver(command))
+
+
+def _build_enricher(enrichments: str | None, iglu_resolver: str | None) -> Enricher:
+    from plowline.enrich.settings import EnrichSettings
+    from plowline.errors import PlowlineError
+
+    try:
+        return EnrichSettings(enrichments, iglu_resolver).build()
+    except PlowlineError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @cli.command()
 @_outputs
+@_enrich_settings
 @click.option(
     "--input-format",
     default="auto",
@@ -86,6 +121,8 @@ def _outputs(command: Callable[..., None]) -> Callable[..., None]:
 def enrich(
     good: str,
     bad: str,
+    enrichments: str | None,
+    iglu_resolver: str | None,
     input_format: str,
     workers: int,
     nats_url: str | None,
@@ -103,15 +140,23 @@ def enrich(
 
     if bool(nats_url) == bool(inputs):
         raise click.UsageError("Give INPUT files or --from-nats URL (one of them).")
+    enricher = _build_enricher(enrichments, iglu_resolver)
     try:
         if nats_url:
             from plowline.enrich.stream import StreamSource, enrich_stream
 
             source = StreamSource(nats_url, stream, durable)
-            stats = enrich_stream(source, good, bad, until_idle=until_idle)
+            stats = enrich_stream(
+                source, good, bad, enricher=enricher, until_idle=until_idle
+            )
         else:
             stats = enrich_files(
-                inputs, good, bad, input_format=input_format, workers=workers
+                inputs,
+                good,
+                bad,
+                enricher,
+                input_format=input_format,
+                workers=workers,
             )
     except PlowlineError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -124,8 +169,15 @@ def enrich(
 
 @cli.command()
 @_outputs
+@_enrich_settings
 @click.argument("inputs", nargs=-1, required=True, metavar="FAILED...")
-def replay(good: str, bad: str, inputs: tuple[str, ...]) -> None:
+def replay(
+    good: str,
+    bad: str,
+    enrichments: str | None,
+    iglu_resolver: str | None,
+    inputs: tuple[str, ...],
+) -> None:
     """Enrich failed events again (after a fix) from the input each one carries.
 
     FAILED are failed-event JSON-lines files (from --bad), folders or -.
@@ -135,7 +187,9 @@ def replay(good: str, bad: str, inputs: tuple[str, ...]) -> None:
     from plowline.errors import PlowlineError
 
     try:
-        stats = replay_files(inputs, good, bad)
+        stats = replay_files(
+            inputs, good, bad, _build_enricher(enrichments, iglu_resolver)
+        )
     except PlowlineError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
@@ -293,8 +347,18 @@ def collector(
     type=click.IntRange(1, 64),
     help="Collector worker processes.",
 )
-def up(host: str, port: int, data_dir: Path, duckdb_path: Path, workers: int) -> None:
+@_enrich_settings
+def up(
+    host: str,
+    port: int,
+    data_dir: Path,
+    duckdb_path: Path,
+    workers: int,
+    enrichments: str | None,
+    iglu_resolver: str | None,
+) -> None:
     """Run the collector and load what it receives into DuckDB, until stopped."""
+    from plowline.enrich.settings import EnrichSettings
     from plowline.errors import PlowlineError
     from plowline.up import UpConfig, run_up
 
@@ -304,6 +368,7 @@ def up(host: str, port: int, data_dir: Path, duckdb_path: Path, workers: int) ->
         data_dir=data_dir,
         duckdb_path=duckdb_path,
         workers=workers,
+        enrich=EnrichSettings(enrichments, iglu_resolver),
     )
     try:
         code = run_up(config)

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -29,6 +29,7 @@ from plowline.collector.server import check_address_free, wait_until_ready
 from plowline.enrich.failed import generic_error
 from plowline.enrich.fields import FIELD_NAMES
 from plowline.enrich.pipeline import EnrichedEvent, Enricher
+from plowline.enrich.settings import EnrichSettings
 from plowline.errors import (
     BadInputError,
     ConfigurationError,
@@ -63,6 +64,7 @@ class UpConfig:
     data_dir: Path = Path("plowline-data")
     duckdb_path: Path = Path("plowline.duckdb")
     workers: int = 1
+    enrich: EnrichSettings = field(default_factory=EnrichSettings)
     poll_seconds: float = 0.5
     startup_timeout: float = 30.0
 
@@ -290,10 +292,11 @@ def run_up(config: UpConfig, *, announce: bool = True) -> int:
     stopper.install()
     # Checked before anything is created, so a busy port leaves no files behind.
     check_address_free(config.host, config.port)
+    enricher = config.enrich.build()  # a configuration error stops us here
     config.raw_dir.mkdir(parents=True, exist_ok=True)
     conn = store.connect(config.duckdb_path)
     store.ensure_schema(conn)
-    loader = LiveLoader(conn, config.raw_dir)
+    loader = LiveLoader(conn, config.raw_dir, enricher)
     loader.drain()
     # The collector starts before the query server's thread: forking a process
     # that has threads is best avoided.

@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 from plowline.enrich.loaders import detect_format, loader_for
 from plowline.enrich.pipeline import EnrichedEvent, Enricher, EnrichStats
+from plowline.enrich.settings import EnrichSettings
 from plowline.rawlog.reader import expand_inputs, iter_lines
 
 logger = logging.getLogger(__name__)
@@ -91,9 +92,9 @@ def _chunks(sources: list[str], input_format: str) -> Iterator[tuple[str, list[L
 _worker_enricher: Enricher | None = None
 
 
-def _start_worker() -> None:
+def _start_worker(settings: EnrichSettings | None) -> None:
     global _worker_enricher
-    _worker_enricher = Enricher()
+    _worker_enricher = settings.build() if settings is not None else Enricher()
 
 
 def _enrich_in_worker(name: str, lines: list[Line]) -> ChunkResult:
@@ -112,7 +113,10 @@ def _results(
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker
+        workers,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(enricher.settings,),
     ) as pool:
         pending: deque[Future[ChunkResult]] = deque()
         for name, lines in chunks:
@@ -136,9 +140,10 @@ def enrich_files(
     ``good``, failed events as JSON lines to ``bad`` (``-`` is standard output).
 
     ``input_format`` is ``auto`` or a loader name (:data:`INPUT_FORMATS`).
-    ``workers`` > 1 enriches in that many processes, each with an enricher of
-    its own (``enricher`` then serves only this process, which enriches nothing);
-    the output order is the input order either way.
+    ``workers`` > 1 enriches in that many processes, each with an enricher
+    built from ``enricher.settings`` (an enricher made by hand, without
+    settings, gives workers the default enricher); the output order is the
+    input order either way.
     """
     enricher = enricher or Enricher()
     if input_format != "auto":

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -44,8 +44,13 @@ from plowline.enrich.fields import FIELD_NAMES
 from plowline.enrich.limits import enforce_lengths
 from plowline.enrich.transform import Event, apply_params
 from plowline.enrich.urls import UrlParts, querystring_params, split_url
+from plowline.enrich.validation import validate_derived_contexts, validate_entities
 from plowline.errors import BadInputError
+from plowline.iglu.resolver import Resolver
 from plowline.rawlog.record import RawRecord, decode_record, encode_record
+
+if TYPE_CHECKING:
+    from plowline.enrich.settings import EnrichSettings
 
 logger = logging.getLogger(__name__)
 
@@ -111,10 +116,17 @@ class Enricher:
         v_etl: str = V_ETL,
         clock: Callable[[], float] = time.time,
         enrichments: Sequence[Enrichment] = (),
+        resolver: Resolver | None = None,
+        settings: EnrichSettings | None = None,
     ) -> None:
         self.v_etl = v_etl
         self.clock = clock
         self.enrichments = tuple(enrichments)
+        # Validates contexts, self-describing events and derived contexts
+        # against their schemas; None checks their shape only.
+        self.resolver = resolver
+        # What built this enricher, for worker processes to build their own.
+        self.settings = settings
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -209,25 +221,39 @@ class Enricher:
             )
         problems.extend(apply_params(event, params))
         schema_parts = _self_describing(event, params, problems)
+        if not problems and self.resolver is not None:
+            problems = validate_entities(
+                self.resolver, event.get("contexts"), event.get("unstruct_event")
+            )
         if problems:
             return self._failure("schema_violations", problems, raw, event, now_ms)
 
         problems = _derived_fields(event, params, record, schema_parts)
+        derived: list[dict[str, Any]] = []
         if not problems and self.enrichments:
-            problems = self._run_enrichments(event, raw, extra_events)
+            problems = self._run_enrichments(event, raw, derived, extra_events)
         if problems:
             return self._failure("enrichment_failures", problems, raw, event, now_ms)
+        if derived and self.resolver is not None:
+            problems = validate_derived_contexts(self.resolver, derived)
+            if problems:
+                return self._failure("schema_violations", problems, raw, event, now_ms)
         problems = enforce_lengths(event)
         if problems:
             return self._failure("schema_violations", problems, raw, event, now_ms)
         return EnrichedEvent(event)
 
     def _run_enrichments(
-        self, event: Event, raw: RawEvent, extra_events: list[Event] | None
+        self,
+        event: Event,
+        raw: RawEvent,
+        derived: list[dict[str, Any]],
+        extra_events: list[Event] | None,
     ) -> list[Message]:
         """Every configured enrichment, in order; a failing one does not stop
-        the others, so the failed event names every problem at once."""
-        inp = EnrichmentInput(raw.params, raw.record)
+        the others, so the failed event names every problem at once. The
+        contexts they derive are added to ``derived`` too."""
+        inp = EnrichmentInput(raw.params, raw.record, derived)
         problems: list[Message] = []
         for enrichment in self.enrichments:
             try:

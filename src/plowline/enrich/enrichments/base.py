@@ -37,6 +37,7 @@ ORDER: tuple[str, ...] = (
     "ip_lookups",
     "asn_lookups",
     "bot_detection_enrichment_config",
+    "bot_detection_config",
     "python_enrichment_config",
     "anon_ip",
     "pii_enrichment_config",

@@ -1,0 +1,209 @@
+"""Currency conversion (``currency_conversion_config``): transaction amounts in
+one base currency, from exchange rates in a local file (no network).
+
+Reads ``tr_total``, ``tr_tax``, ``tr_shipping`` (in ``tr_currency``) and
+``ti_price`` (in ``ti_currency``); writes ``tr_total_base``, ``tr_tax_base``,
+``tr_shipping_base``, ``ti_price_base`` and, on every event, ``base_currency``.
+An amount is converted only when it and its currency are both there.
+
+The rates file is CSV with the header ``date,currency,rate``; each row says how
+many units of ``currency`` one unit of the file's reference currency bought at
+the end of ``date`` (as Open Exchange Rates publishes them, where USD is 1).
+The reference currency itself needs a row with rate 1 when events use it.
+Blank lines and lines starting with ``#`` are skipped. As Snowplow's
+``EOD_PRIOR``, an event uses the rates of the day before its collector date, or
+the latest earlier day in the file, at most ``maxRateAgeDays`` days before that.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import datetime as dt
+import logging
+import re
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, ClassVar
+
+from plowline.enrich.convert import MONEY_LIMIT
+from plowline.enrich.enrichments.base import (
+    Enrichment,
+    EnrichmentError,
+    EnrichmentInput,
+    Event,
+)
+from plowline.errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+# (amount field, currency field, converted field), in Snowplow's order.
+AMOUNTS = (
+    ("tr_total", "tr_currency", "tr_total_base"),
+    ("tr_tax", "tr_currency", "tr_tax_base"),
+    ("tr_shipping", "tr_currency", "tr_shipping_base"),
+    ("ti_price", "ti_currency", "ti_price_base"),
+)
+HEADER = ["date", "currency", "rate"]
+CENT = Decimal("0.01")
+_CODE_RE = re.compile(r"[A-Z]{3}")
+
+Rates = dict[dt.date, dict[str, Decimal]]
+
+
+def _bad_row(line: int, expected: str, row: list[str]) -> ValueError:
+    return ValueError(f"line {line}: expected {expected}, found {','.join(row)!r}")
+
+
+def _parse_row(line: int, row: list[str]) -> tuple[dt.date, str, Decimal]:
+    if len(row) != 3:
+        raise _bad_row(line, "three columns date,currency,rate", row)
+    try:
+        day = dt.date.fromisoformat(row[0].strip())
+    except ValueError:
+        raise _bad_row(line, "a date such as 2024-01-31", row) from None
+    code = row[1].strip()
+    if not _CODE_RE.fullmatch(code):
+        raise _bad_row(line, "a three-letter upper-case currency code", row)
+    try:
+        rate = Decimal(row[2].strip())
+    except InvalidOperation:
+        rate = Decimal(0)
+    if not rate.is_finite() or rate <= 0:
+        raise _bad_row(line, "a positive rate such as 0.9245", row)
+    return day, code, rate
+
+
+def read_rates(path: Path) -> Rates:
+    """The rates in ``path`` by day, then by currency code; ValueError names
+    the line that is wrong."""
+    rates: Rates = {}
+    with path.open(encoding="utf-8", newline="") as handle:
+        lines = (
+            (number, text)
+            for number, text in enumerate(handle, 1)
+            if text.strip() and not text.startswith("#")
+        )
+        header_seen = False
+        for number, text in lines:
+            row = next(csv.reader([text]))
+            if not header_seen:
+                if [cell.strip() for cell in row] != HEADER:
+                    raise _bad_row(number, "the header date,currency,rate", row)
+                header_seen = True
+                continue
+            day, code, rate = _parse_row(number, row)
+            rates.setdefault(day, {})[code] = rate
+    if not rates:
+        raise ValueError("it holds no rates")
+    return rates
+
+
+def _fail(source: str, name: str, expected: str, found: Any) -> ConfigurationError:
+    return ConfigurationError(
+        f"{source}: parameters.{name} must be {expected}; found {found!r}."
+    )
+
+
+class CurrencyConversion(Enrichment):
+    name: ClassVar[str] = "currency_conversion_config"
+    accepts: ClassVar[tuple[str, ...]] = ("1-0-*",)
+
+    def __init__(
+        self, base: str, rates: Rates, *, max_age_days: int = 7, path: str = ""
+    ) -> None:
+        self.base = base
+        self.rates = rates
+        self.days = sorted(rates)
+        self.max_age = dt.timedelta(days=max_age_days)
+        self.path = path
+
+    @classmethod
+    def from_parameters(
+        cls, parameters: dict[str, Any], *, source: str
+    ) -> CurrencyConversion:
+        base = parameters.get("baseCurrency")
+        if not isinstance(base, str) or not _CODE_RE.fullmatch(base):
+            raise _fail(source, "baseCurrency", "an ISO 4217 code such as EUR", base)
+        if parameters.get("rateAt", "EOD_PRIOR") != "EOD_PRIOR":
+            raise _fail(source, "rateAt", "EOD_PRIOR", parameters["rateAt"])
+        max_age = parameters.get("maxRateAgeDays", 7)
+        if not isinstance(max_age, int) or isinstance(max_age, bool) or max_age < 0:
+            raise _fail(source, "maxRateAgeDays", "a whole number of days", max_age)
+        path = _rates_path(parameters.get("ratesFile"), source)
+        try:
+            rates = read_rates(path)
+        except (OSError, ValueError, csv.Error) as exc:
+            raise ConfigurationError(
+                f"{source}: cannot use the rates file {path}: {exc}."
+            ) from exc
+        return cls(
+            base,
+            rates,
+            max_age_days=max_age,
+            path=str(parameters.get("ratesFile")),
+        )
+
+    def rates_for(self, collector_tstamp: str) -> tuple[dt.date, dict[str, Decimal]]:
+        """The rates an event collected at ``collector_tstamp`` converts with."""
+        wanted = dt.date.fromisoformat(collector_tstamp[:10]) - dt.timedelta(days=1)
+        index = bisect.bisect_right(self.days, wanted) - 1
+        if index < 0 or wanted - self.days[index] > self.max_age:
+            raise EnrichmentError.for_field(
+                "collector_tstamp",
+                collector_tstamp,
+                f"a date with exchange rates in {self.path}: it has none for "
+                f"{wanted} or the {self.max_age.days} days before",
+            )
+        day = self.days[index]
+        return day, self.rates[day]
+
+    def enrich(self, event: Event, inp: EnrichmentInput) -> None:
+        event["base_currency"] = self.base
+        todo = [item for item in AMOUNTS if event.get(item[0]) and event.get(item[1])]
+        if not todo:
+            return
+        day, rates = self.rates_for(event.get("collector_tstamp") or "")
+        target = rates.get(self.base)
+        if target is None:
+            raise EnrichmentError.for_field(
+                "base_currency", self.base, f"a currency with a rate on {day}"
+            )
+        for amount_field, currency_field, out_field in todo:
+            code = event[currency_field]
+            rate = rates.get(code or "")
+            if rate is None:
+                raise EnrichmentError.for_field(
+                    currency_field,
+                    code,
+                    f"a currency with a rate on {day} in {self.path}",
+                )
+            amount = Decimal(event[amount_field] or "0") * target / rate
+            if abs(amount) < MONEY_LIMIT:
+                amount = amount.quantize(CENT, ROUND_HALF_EVEN)
+            if abs(amount) >= MONEY_LIMIT:  # also after rounding up
+                raise EnrichmentError.for_field(
+                    out_field,
+                    format(amount, "f"),
+                    f"an amount below {MONEY_LIMIT} (DECIMAL(18,2))",
+                )
+            event[out_field] = str(amount)
+
+
+def _rates_path(value: Any, source: str) -> Path:
+    # Snowplow's own file has no ratesFile: Plowline never calls an exchange-rate
+    # service, so a file of rates is the one way to convert.
+    if not isinstance(value, str) or not value:
+        raise _fail(
+            source,
+            "ratesFile",
+            "the path of a CSV file of exchange rates (date,currency,rate); "
+            "Plowline does not fetch rates from Open Exchange Rates",
+            value,
+        )
+    path = Path(value)
+    if not path.is_absolute() and Path(source).is_file():
+        path = Path(source).parent / path  # relative to the configuration file
+    if not path.is_file():
+        raise ConfigurationError(f"{source}: the rates file {path} does not exist.")
+    return path

@@ -1,0 +1,217 @@
+"""Python enrichment (``python_enrichment_config``): a function of your own,
+from a ``.py`` file, run on every event. Plowline's counterpart of Snowplow's
+JavaScript enrichment.
+
+The configuration names the file, the function (``process`` by default) and a
+``config`` object. The function is called as ``function(event, config)``:
+
+* ``event`` is a :class:`PythonEvent`: ``fields`` (the enriched fields by name,
+  TSV text or None, read-only), ``contexts`` (the tracker's entities),
+  ``unstruct_event`` (the self-describing event, or None), ``derived_contexts``
+  (those added by earlier enrichments) and ``headers`` (the request's
+  ``(name, value)`` pairs). All are copies: changing them changes nothing.
+* ``config`` is a copy of the ``config`` object of the configuration.
+
+It returns None or a list of self-describing JSON objects ``{"schema":
+"iglu:...", "data": {...}}``, which become derived contexts. Whatever it raises
+fails the event (an enrichment failure naming the file, the function and the
+exception); Plowline goes on. The file is loaded once per process, so the
+enrichment can be rebuilt from its parameters in each worker process.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import logging
+import sys
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import orjson
+
+from plowline.enrich.enrichments.base import (
+    Enrichment,
+    EnrichmentError,
+    EnrichmentInput,
+    Event,
+)
+from plowline.enrich.selfdesc import IGLU_URI_RE
+from plowline.errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+UserFunction = Callable[["PythonEvent", Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PythonEvent:
+    """What the user's function is given about one event."""
+
+    fields: Mapping[str, str | None]
+    contexts: list[dict[str, Any]]
+    unstruct_event: dict[str, Any] | None
+    derived_contexts: list[dict[str, Any]]
+    headers: tuple[tuple[str, str], ...]
+
+
+def load_function(path: Path, function: str, source: str) -> UserFunction:
+    """``function`` from the module in ``path``, loaded once per process."""
+    # The module name comes from the full path, so two files both called
+    # enrich.py do not replace each other in sys.modules.
+    digest = hashlib.sha1(str(path).encode(), usedforsecurity=False).hexdigest()[:12]
+    module_name = f"plowline_user_enrichment_{digest}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        module = _import(path, module_name, source)
+    found = getattr(module, function, None)
+    if not callable(found):
+        raise ConfigurationError(
+            f"{source}: {path} defines no function {function!r} "
+            f"(parameters.function names the function to call)."
+        )
+    return found  # type: ignore[no-any-return]
+
+
+def _import(path: Path, module_name: str, source: str) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigurationError(f"{source}: {path} cannot be loaded as Python.")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ConfigurationError(
+            f"{source}: loading {path} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    sys.modules[module_name] = module
+    logger.info("Loaded Python enrichment %s", path)
+    return module
+
+
+def _rebuild(parameters: dict[str, Any], source: str) -> PythonEnrichment:
+    return PythonEnrichment.from_parameters(parameters, source=source)
+
+
+class PythonEnrichment(Enrichment):
+    name: ClassVar[str] = "python_enrichment_config"
+    accepts: ClassVar[tuple[str, ...]] = ("1-0-*",)
+
+    def __init__(
+        self,
+        function: UserFunction,
+        config: Any,
+        *,
+        label: str,
+        parameters: dict[str, Any],
+        source: str,
+    ) -> None:
+        self.function = function
+        self.config = config
+        self.label = label  # "file.py:process", for failure messages
+        self._parameters = parameters
+        self._source = source
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The user's function may not pickle: a worker process rebuilds the
+        # enrichment from its parameters instead.
+        return (_rebuild, (self._parameters, self._source))
+
+    @classmethod
+    def from_parameters(
+        cls, parameters: dict[str, Any], *, source: str
+    ) -> PythonEnrichment:
+        file = parameters.get("file")
+        if not isinstance(file, str) or not file.endswith(".py"):
+            raise ConfigurationError(
+                f"{source}: parameters.file must be the path of a .py file; "
+                f"found {file!r}."
+            )
+        path = Path(file)
+        if not path.is_absolute() and Path(source).is_file():
+            path = Path(source).parent / path  # relative to the configuration file
+        if not path.is_file():
+            raise ConfigurationError(
+                f"{source}: the Python file {path} does not exist."
+            )
+        name = parameters.get("function", "process")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ConfigurationError(
+                f"{source}: parameters.function must be a Python function name; "
+                f"found {name!r}."
+            )
+        config = parameters.get("config", {})
+        if not isinstance(config, dict):
+            raise ConfigurationError(
+                f"{source}: parameters.config must be an object; found {config!r}."
+            )
+        function = load_function(path.resolve(), name, source)
+        return cls(
+            function,
+            config,
+            label=f"{path.name}:{name}",
+            parameters=parameters,
+            source=source,
+        )
+
+    def enrich(self, event: Event, inp: EnrichmentInput) -> None:
+        view = PythonEvent(
+            fields=types.MappingProxyType(dict(event)),
+            contexts=_entities(event.get("contexts")),
+            unstruct_event=_unstruct(event.get("unstruct_event")),
+            derived_contexts=copy.deepcopy(inp.derived_contexts),
+            headers=inp.record.headers,
+        )
+        try:
+            result = self.function(view, copy.deepcopy(self.config))
+        except Exception as exc:
+            raise EnrichmentError(
+                {"error": f"{self.label} raised {type(exc).__name__}: {exc}"}
+            ) from exc
+        inp.derived_contexts.extend(self._contexts(result))
+
+    def _contexts(self, result: Any) -> list[dict[str, Any]]:
+        if result is None:
+            return []
+        if not isinstance(result, list):
+            raise self._bad_result(f"returned {type(result).__name__}")
+        for index, item in enumerate(result):
+            schema = item.get("schema") if isinstance(item, dict) else None
+            if (
+                not isinstance(schema, str)
+                or not IGLU_URI_RE.fullmatch(schema)
+                or set(item) != {"schema", "data"}
+            ):
+                raise self._bad_result(f"item {index} is {_short(item)}")
+        return result
+
+    def _bad_result(self, what: str) -> EnrichmentError:
+        return EnrichmentError(
+            {
+                "error": f"{self.label} must return None or a list of "
+                f'{{"schema": "iglu:...", "data": ...}} objects; {what}'
+            }
+        )
+
+
+def _entities(text: str | None) -> list[dict[str, Any]]:
+    if not text:
+        return []
+    data = orjson.loads(text).get("data")
+    return data if isinstance(data, list) else []
+
+
+def _unstruct(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    data = orjson.loads(text).get("data")
+    return data if isinstance(data, dict) else None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
