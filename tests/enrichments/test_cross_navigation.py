@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -11,6 +12,7 @@ import pytest
 
 from fixture_traffic import SHARED
 from plowline.enrich.enrichments.base import EnrichmentError, EnrichmentInput
+from plowline.enrich.enrichments.config import load_enrichments
 from plowline.enrich.enrichments.cross_navigation import CrossNavigation
 from plowline.errors import ConfigurationError
 from plowline.rawlog.record import RawRecord
@@ -92,10 +94,15 @@ def test_undecodable_base64_part_fails_the_event() -> None:
     }
 
 
-def test_example_configuration_builds() -> None:
-    data = json.loads((CONFIGS / "cross_navigation_config.json").read_text())["data"]
-    assert data["name"] == CrossNavigation.name
-    CrossNavigation.from_parameters(data["parameters"], source="cfg.json")
+def test_example_configuration_builds(tmp_path: Path) -> None:
+    # Snowplow's schema for this file allows no parameters at all.
+    shutil.copy(CONFIGS / "cross_navigation_config.json", tmp_path)
+    [enrichment] = load_enrichments(tmp_path)
+    assert isinstance(enrichment, CrossNavigation)
+    assert enrichment.schema_key == (
+        "iglu:com.snowplowanalytics.snowplow.enrichments/cross_navigation_config/"
+        "jsonschema/1-0-0"
+    )
 
 
 def test_parameters_that_are_not_an_object_are_refused() -> None:
