@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from plowline.errors import PlowlineError
 
@@ -70,6 +71,10 @@ class SchemaKey:
     @classmethod
     def parse(cls, uri: str) -> SchemaKey:
         """Read ``iglu:vendor/name/format/M-R-A``."""
+        return _parse_key(uri) if isinstance(uri, str) else cls._parse(uri)
+
+    @classmethod
+    def _parse(cls, uri: str) -> SchemaKey:
         match = _KEY_RE.fullmatch(uri) if isinstance(uri, str) else None
         if match is None:
             loose = _LOOSE_KEY_RE.fullmatch(uri) if isinstance(uri, str) else None
@@ -92,6 +97,12 @@ class SchemaKey:
 
     def __str__(self) -> str:
         return f"iglu:{self.path}"
+
+
+@lru_cache(maxsize=4096)
+def _parse_key(uri: str) -> SchemaKey:
+    # Events name the same few schemas over and over: parse each once.
+    return SchemaKey._parse(uri)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,13 @@ from jsonschema import Draft4Validator
 
 from plowline.errors import PlowlineError, StoreUnavailableError
 from plowline.iglu.core import IgluSyntaxError, SchemaKey
-from plowline.iglu.draft4 import InvalidSchemaError, Schema, compile_schema
+from plowline.iglu.draft4 import (
+    FastCheck,
+    InvalidSchemaError,
+    Schema,
+    compile_fast,
+    compile_schema,
+)
 from plowline.iglu.repositories import (
     EmbeddedRepository,
     NotFound,
@@ -88,6 +94,8 @@ class _Entry:
     error: ResolutionError | None
     expires: float | None
     validator: Draft4Validator | InvalidSchemaError | None = None
+    fast: FastCheck | None = None
+    fast_tried: bool = False
 
 
 class Resolver:
@@ -159,6 +167,19 @@ class Resolver:
         if isinstance(entry.validator, InvalidSchemaError):
             raise entry.validator
         return entry.validator
+
+    def fast_check(self, key: SchemaKey) -> FastCheck | None:
+        """A fast yes/no check of ``key``'s schema, compiled once while the
+        schema is cached (None when it cannot be compiled); raises
+        ``ResolutionError`` as ``validator`` does."""
+        entry = self._entry(key)
+        if entry.error is not None:
+            raise entry.error
+        if not entry.fast_tried:
+            assert entry.schema is not None
+            entry.fast = compile_fast(entry.schema, self.retrieve)
+            entry.fast_tried = True
+        return entry.fast
 
     def retrieve(self, uri: str) -> Schema:
         """The document of a ``$ref`` to a registry address, such as

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from plowline.iglu.core import IgluSyntaxError, SchemaKey
-from plowline.iglu.draft4 import InvalidSchemaError, data_reports
+from plowline.iglu.draft4 import InvalidSchemaError, data_reports, fast_says_valid
 from plowline.iglu.resolver import RegistryUnreachableError, ResolutionError, Resolver
 
 Message = dict[str, Any]
@@ -28,6 +28,9 @@ Message = dict[str, Any]
 def check(resolver: Resolver, key: SchemaKey, data: Any) -> Message | None:
     """The IgluError message for ``data`` against ``key``'s schema, or None."""
     try:
+        fast = resolver.fast_check(key)
+        if fast is not None and fast_says_valid(fast, data):
+            return None  # the common case, without building any report
         validator = resolver.validator(key)
         reports = data_reports(validator, data)
     except ResolutionError as exc:

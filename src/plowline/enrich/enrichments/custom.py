@@ -21,7 +21,6 @@ enrichment can be rebuilt from its parameters in each worker process.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import importlib.util
 import logging
@@ -163,11 +162,11 @@ class PythonEnrichment(Enrichment):
             fields=types.MappingProxyType(dict(event)),
             contexts=_entities(event.get("contexts")),
             unstruct_event=_unstruct(event.get("unstruct_event")),
-            derived_contexts=copy.deepcopy(inp.derived_contexts),
+            derived_contexts=_copy(inp.derived_contexts),
             headers=inp.record.headers,
         )
         try:
-            result = self.function(view, copy.deepcopy(self.config))
+            result = self.function(view, _copy(self.config))
         except Exception as exc:
             raise EnrichmentError(
                 {"error": f"{self.label} raised {type(exc).__name__}: {exc}"}
@@ -215,3 +214,9 @@ def _unstruct(text: str | None) -> dict[str, Any] | None:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON data: through orjson, many times faster than
+    copy.deepcopy (and the data came from JSON in the first place)."""
+    return orjson.loads(orjson.dumps(value))
