@@ -42,7 +42,14 @@ def _outputs(command: Callable[..., None]) -> Callable[..., None]:
         metavar="FILE",
         help="Where failed events go, as JSON lines (- for standard output).",
     )
-    return good(bad(command))
+    pii = click.option(
+        "--pii",
+        metavar="FILE",
+        help="Where the events of PII pseudonymisation with emitEvent go, as "
+        "TSV: they hold the original values, so they never join the enriched "
+        "events.",
+    )
+    return good(bad(pii(command)))
 
 
 def _enrich_settings(command: Callable[..., None]) -> Callable[..., None]:
@@ -63,6 +70,10 @@ def _enrich_settings(command: Callable[..., None]) -> Callable[..., None]:
         "events against their schemas (docs/iglu.md).",
     )
     return enrichments(resolver(command))
+
+
+def _pii_note(count: int) -> str:
+    return f" ({count} PII events)" if count else ""
 
 
 def _build_enricher(enrichments: str | None, iglu_resolver: str | None) -> Enricher:
@@ -121,6 +132,7 @@ def _build_enricher(enrichments: str | None, iglu_resolver: str | None) -> Enric
 def enrich(
     good: str,
     bad: str,
+    pii: str | None,
     enrichments: str | None,
     iglu_resolver: str | None,
     input_format: str,
@@ -147,7 +159,7 @@ def enrich(
 
             source = StreamSource(nats_url, stream, durable)
             stats = enrich_stream(
-                source, good, bad, enricher=enricher, until_idle=until_idle
+                source, good, bad, enricher=enricher, until_idle=until_idle, pii=pii
             )
         else:
             stats = enrich_files(
@@ -157,12 +169,13 @@ def enrich(
                 enricher,
                 input_format=input_format,
                 workers=workers,
+                pii=pii,
             )
     except PlowlineError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
         f"Read {stats.lines} raw records: {stats.enriched} enriched events, "
-        f"{stats.failed} failed events.",
+        f"{stats.failed} failed events" + _pii_note(stats.pii) + ".",
         err=True,
     )
 
@@ -174,6 +187,7 @@ def enrich(
 def replay(
     good: str,
     bad: str,
+    pii: str | None,
     enrichments: str | None,
     iglu_resolver: str | None,
     inputs: tuple[str, ...],
@@ -188,13 +202,13 @@ def replay(
 
     try:
         stats = replay_files(
-            inputs, good, bad, _build_enricher(enrichments, iglu_resolver)
+            inputs, good, bad, _build_enricher(enrichments, iglu_resolver), pii=pii
         )
     except PlowlineError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
         f"Replayed {stats.lines} failed events: {stats.enriched} enriched events, "
-        f"{stats.failed} failed again.",
+        f"{stats.failed} failed again" + _pii_note(stats.pii) + ".",
         err=True,
     )
 

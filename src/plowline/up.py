@@ -293,6 +293,12 @@ def run_up(config: UpConfig, *, announce: bool = True) -> int:
     # Checked before anything is created, so a busy port leaves no files behind.
     check_address_free(config.host, config.port)
     enricher = config.enrich.build()  # a configuration error stops us here
+    if enricher.emits_pii_events:
+        raise ConfigurationError(
+            "The PII enrichment has emitEvent on, and plowline up has no output "
+            "for those events (they hold the original values): set emitEvent to "
+            "false here, or run plowline enrich with --pii FILE."
+        )
     config.raw_dir.mkdir(parents=True, exist_ok=True)
     conn = store.connect(config.duckdb_path)
     store.ensure_schema(conn)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -15,7 +16,12 @@ from operator import itemgetter
 from typing import BinaryIO
 
 from plowline.enrich.loaders import detect_format, loader_for
-from plowline.enrich.pipeline import EnrichedEvent, Enricher, EnrichStats
+from plowline.enrich.pipeline import (
+    Enricher,
+    EnrichStats,
+    output_line,
+    require_pii_output,
+)
 from plowline.enrich.settings import EnrichSettings
 from plowline.rawlog.reader import expand_inputs, iter_lines
 
@@ -28,7 +34,13 @@ IN_FLIGHT_PER_WORKER = 3
 
 
 @contextmanager
-def open_output(path: str) -> Iterator[BinaryIO]:
+def open_output(path: str | None) -> Iterator[BinaryIO]:
+    """The file at ``path`` for writing, standard output for ``-``, and a sink
+    that keeps nothing for None (an output nobody asked for)."""
+    if path is None:
+        with open(os.devnull, "wb") as nowhere:
+            yield nowhere
+        return
     if path == "-":
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
@@ -46,14 +58,14 @@ class ChunkResult:
 
     good: bytes
     bad: bytes
+    pii: bytes
     stats: EnrichStats
 
 
 def enrich_chunk(enricher: Enricher, name: str, lines: list[Line]) -> ChunkResult:
     """Enrich consecutive lines read with the loader ``name``."""
     loader = loader_for(name)
-    good: list[bytes] = []
-    bad: list[bytes] = []
+    outputs: dict[str, list[bytes]] = {"good": [], "bad": [], "pii": []}
     stats = EnrichStats()
     for source, number, line in lines:
         outcomes = enricher.enrich_line(
@@ -64,11 +76,11 @@ def enrich_chunk(enricher: Enricher, name: str, lines: list[Line]) -> ChunkResul
         stats.lines += 1
         for outcome in outcomes:
             stats.add(outcome)
-            if isinstance(outcome, EnrichedEvent):
-                good.append(outcome.to_tsv().encode("utf-8"))
-            else:
-                bad.append(outcome.to_json())
-    return ChunkResult(_lines(good), _lines(bad), stats)
+            stream, text = output_line(outcome)
+            outputs[stream].append(text)
+    return ChunkResult(
+        _lines(outputs["good"]), _lines(outputs["bad"]), _lines(outputs["pii"]), stats
+    )
 
 
 def _lines(items: list[bytes]) -> bytes:
@@ -135,6 +147,7 @@ def enrich_files(
     *,
     input_format: str = "auto",
     workers: int = 1,
+    pii: str | None = None,
 ) -> EnrichStats:
     """Enrich every raw record in ``inputs``: enriched events as TSV lines to
     ``good``, failed events as JSON lines to ``bad`` (``-`` is standard output).
@@ -144,18 +157,26 @@ def enrich_files(
     built from ``enricher.settings`` (an enricher made by hand, without
     settings, gives workers the default enricher); the output order is the
     input order either way.
+    ``pii`` receives the events PII pseudonymisation emits, when it is
+    configured to.
     """
     enricher = enricher or Enricher()
+    require_pii_output(enricher, pii)
     if input_format != "auto":
         loader_for(input_format)  # an unknown format fails before any output
     stats = EnrichStats()
     # Inputs are checked before the outputs are opened (and emptied).
     sources = expand_inputs(inputs)
-    with open_output(good) as good_out, open_output(bad) as bad_out:
+    with (
+        open_output(good) as good_out,
+        open_output(bad) as bad_out,
+        open_output(pii) as pii_out,
+    ):
         chunks = _chunks(sources, input_format)
         for result in _results(chunks, enricher, workers):
             good_out.write(result.good)
             bad_out.write(result.bad)
+            pii_out.write(result.pii)
             before = stats.lines // PROGRESS_EVERY
             stats.merge(result.stats)
             if stats.lines // PROGRESS_EVERY > before:

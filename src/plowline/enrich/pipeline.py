@@ -45,7 +45,7 @@ from plowline.enrich.limits import enforce_lengths
 from plowline.enrich.transform import Event, apply_params
 from plowline.enrich.urls import UrlParts, querystring_params, split_url
 from plowline.enrich.validation import validate_derived_contexts, validate_entities
-from plowline.errors import BadInputError
+from plowline.errors import BadInputError, ConfigurationError
 from plowline.iglu.resolver import Resolver
 from plowline.rawlog.record import RawRecord, decode_record, encode_record
 
@@ -83,9 +83,14 @@ PAGE_PARTS = ("scheme", "host", "port", "path", "query", "fragment")
 
 @dataclass(slots=True)
 class EnrichedEvent:
-    """The 131 fields of one enriched event, as TSV text (None = empty)."""
+    """The 131 fields of one enriched event, as TSV text (None = empty).
+
+    ``stream`` is ``good`` for enriched events and ``pii`` for the events that
+    PII pseudonymisation emits with the original values, which go to an output
+    of their own."""
 
     fields: Event
+    stream: str = "good"
 
     def to_tsv(self) -> str:
         # Every field in TSV order with the set ones laid over it: the merge runs
@@ -127,6 +132,12 @@ class Enricher:
         self.resolver = resolver
         # What built this enricher, for worker processes to build their own.
         self.settings = settings
+
+    @property
+    def emits_pii_events(self) -> bool:
+        """Whether PII events (``EnrichedEvent.stream == "pii"``) may come out:
+        the caller must have somewhere to put them."""
+        return any(e.emits_events for e in self.enrichments)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -193,7 +204,7 @@ class Enricher:
         outcome = self.enrich_event(raw, now_ms, extra_events=extra)
         if isinstance(outcome, FailedEvent) or not extra:
             return [outcome]
-        return [outcome, *(EnrichedEvent(fields) for fields in extra)]
+        return [outcome, *(EnrichedEvent(fields, "pii") for fields in extra)]
 
     def enrich_event(
         self, raw: RawEvent, now_ms: int, *, extra_events: list[Event] | None = None
@@ -432,14 +443,36 @@ class EnrichStats:
     lines: int = 0
     enriched: int = 0
     failed: int = 0
+    pii: int = 0  # events PII pseudonymisation emitted (not input events)
 
     def merge(self, other: EnrichStats) -> None:
         self.lines += other.lines
         self.enriched += other.enriched
         self.failed += other.failed
+        self.pii += other.pii
 
     def add(self, outcome: Outcome) -> None:
-        if isinstance(outcome, EnrichedEvent):
-            self.enriched += 1
-        else:
+        if isinstance(outcome, FailedEvent):
             self.failed += 1
+        elif outcome.stream == "pii":
+            self.pii += 1
+        else:
+            self.enriched += 1
+
+
+def output_line(outcome: Outcome) -> tuple[str, bytes]:
+    """Which output an outcome goes to (good, bad or pii) and its line there,
+    without the line break."""
+    if isinstance(outcome, FailedEvent):
+        return "bad", outcome.to_json()
+    return outcome.stream, outcome.to_tsv().encode("utf-8")
+
+
+def require_pii_output(enricher: Enricher, pii: str | None) -> None:
+    """Refuse to start when PII events would have nowhere to go."""
+    if pii is None and enricher.emits_pii_events:
+        raise ConfigurationError(
+            "The PII enrichment has emitEvent on: its events carry the original "
+            "values and need an output of their own (--pii FILE); or set "
+            "emitEvent to false."
+        )

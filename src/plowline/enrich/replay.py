@@ -25,7 +25,13 @@ import orjson
 from plowline.enrich.adapters import RawEvent
 from plowline.enrich.files import open_output
 from plowline.enrich.loaders import loader_for
-from plowline.enrich.pipeline import EnrichedEvent, Enricher, EnrichStats, Outcome
+from plowline.enrich.pipeline import (
+    Enricher,
+    EnrichStats,
+    Outcome,
+    output_line,
+    require_pii_output,
+)
 from plowline.errors import BadInputError
 from plowline.rawlog.reader import expand_inputs, iter_lines
 from plowline.rawlog.record import RawRecord, decode_record
@@ -99,13 +105,24 @@ def _iso_ms(text: str) -> int:
 
 
 def replay_files(
-    inputs: Sequence[str], good: str, bad: str, enricher: Enricher | None = None
+    inputs: Sequence[str],
+    good: str,
+    bad: str,
+    enricher: Enricher | None = None,
+    *,
+    pii: str | None = None,
 ) -> EnrichStats:
     """Replay every failed event in ``inputs`` (JSON lines, ``-`` for stdin)."""
     enricher = enricher or Enricher()
+    require_pii_output(enricher, pii)
     stats = EnrichStats()
     sources = expand_inputs(inputs)
-    with open_output(good) as good_out, open_output(bad) as bad_out:
+    with (
+        open_output(good) as good_out,
+        open_output(bad) as bad_out,
+        open_output(pii) as pii_out,
+    ):
+        outputs = {"good": good_out, "bad": bad_out, "pii": pii_out}
         for source, number, line in iter_lines(sources):
             stats.lines += 1
             try:
@@ -118,10 +135,8 @@ def replay_files(
                 ) from exc
             for outcome in outcomes:
                 stats.add(outcome)
-                if isinstance(outcome, EnrichedEvent):
-                    good_out.write(outcome.to_tsv().encode("utf-8") + b"\n")
-                else:
-                    bad_out.write(outcome.to_json() + b"\n")
+                stream, text = output_line(outcome)
+                outputs[stream].write(text + b"\n")
     logger.info(
         "Replayed %d failed events: %d enriched events, %d failed again",
         stats.lines,

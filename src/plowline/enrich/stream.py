@@ -22,7 +22,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from plowline.enrich.pipeline import EnrichedEvent, Enricher, EnrichStats
+from plowline.enrich.pipeline import (
+    Enricher,
+    EnrichStats,
+    output_line,
+    require_pii_output,
+)
 from plowline.errors import ConfigurationError, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -45,8 +50,12 @@ class StreamSource:
 
 
 @contextmanager
-def _appending(path: str) -> Iterator[BinaryIO]:
+def _appending(path: str | None) -> Iterator[BinaryIO]:
     # Appended to, not replaced: a consumer that restarts goes on writing.
+    if path is None:  # an output nobody asked for
+        with open(os.devnull, "ab") as nowhere:
+            yield nowhere
+        return
     if path == "-":
         yield sys.stdout.buffer
         return
@@ -67,15 +76,23 @@ def enrich_stream(
     *,
     enricher: Enricher | None = None,
     until_idle: bool = False,
+    pii: str | None = None,
 ) -> EnrichStats:
     """Enrich what the stream holds and receives, until SIGTERM or SIGINT (or,
     with ``until_idle``, until the consumer has nothing left to read)."""
     from plowline.collector.nats_sink import import_nats
 
     nats = import_nats()
-    reader = _StreamEnricher(nats, source, enricher or Enricher())
-    with _appending(good) as good_out, _appending(bad) as bad_out:
-        asyncio.run(reader.run(good_out, bad_out, until_idle=until_idle))
+    enricher = enricher or Enricher()
+    require_pii_output(enricher, pii)
+    reader = _StreamEnricher(nats, source, enricher)
+    with (
+        _appending(good) as good_out,
+        _appending(bad) as bad_out,
+        _appending(pii) as pii_out,
+    ):
+        outputs = {"good": good_out, "bad": bad_out, "pii": pii_out}
+        asyncio.run(reader.run(outputs, until_idle=until_idle))
     logger.info(
         "Read %d raw records from %s: %d enriched events, %d failed events",
         reader.stats.lines,
@@ -94,7 +111,7 @@ class _StreamEnricher:
         self.stats = EnrichStats()
         self.stop = asyncio.Event()
 
-    async def run(self, good: BinaryIO, bad: BinaryIO, *, until_idle: bool) -> None:
+    async def run(self, outputs: dict[str, BinaryIO], *, until_idle: bool) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(ValueError, NotImplementedError):
@@ -105,7 +122,7 @@ class _StreamEnricher:
             while not self.stop.is_set():
                 messages = await self._fetch(subscription)
                 if messages:
-                    self._write(messages, good, bad)
+                    self._write(messages, outputs)
                     for message in messages:
                         await message.ack()
                     await connection.flush()
@@ -168,7 +185,7 @@ class _StreamEnricher:
         info = await subscription.consumer_info()
         return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
-    def _write(self, messages: list[Any], good: BinaryIO, bad: BinaryIO) -> None:
+    def _write(self, messages: list[Any], outputs: dict[str, BinaryIO]) -> None:
         for message in messages:
             sequence = message.metadata.sequence.stream
             outcomes = self.enricher.enrich_line(
@@ -177,9 +194,7 @@ class _StreamEnricher:
             self.stats.lines += 1
             for outcome in outcomes:
                 self.stats.add(outcome)
-                if isinstance(outcome, EnrichedEvent):
-                    good.write(outcome.to_tsv().encode("utf-8") + b"\n")
-                else:
-                    bad.write(outcome.to_json() + b"\n")
-        _persist(good)
-        _persist(bad)
+                stream, text = output_line(outcome)
+                outputs[stream].write(text + b"\n")
+        for handle in outputs.values():
+            _persist(handle)

@@ -52,7 +52,8 @@ class EnrichmentInput:
     record: RawRecord  # the request it came in (headers, IP, user agent...)
     derived_contexts: list[dict[str, Any]] = field(default_factory=list)
     # Events an enrichment emits besides this one (PII's pii_transformation
-    # event): each a dict of enriched fields, enriched no further.
+    # event, with the original values): each a dict of enriched fields, enriched
+    # no further, for the separate PII output (never the enriched one).
     extra_events: list[Event] = field(default_factory=list)
 
 
@@ -100,3 +101,8 @@ class Enrichment:
 
     def enrich(self, event: Event, inp: EnrichmentInput) -> None:
         raise NotImplementedError
+
+    @property
+    def emits_events(self) -> bool:
+        """Whether it may add to ``EnrichmentInput.extra_events``."""
+        return False

@@ -243,6 +243,10 @@ class PiiPseudonymizer(Enrichment):
     def hash(self, value: str) -> str:
         return self._digest(value + self.salt)
 
+    @property
+    def emits_events(self) -> bool:
+        return self.emit_event
+
     def enrich(self, event: Event, inp: EnrichmentInput) -> None:
         if self.anonymous_only and not _anonymous(inp):
             return
