@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -122,6 +123,8 @@ def test_readme_stage_commands_run_in_order(tmp_path: Path, up: RunningUp) -> No
         # As the collector leaves them when it stops: closed, without ".open".
         closed = source.name.removesuffix(".open")
         (raw_dir / closed).write_bytes(source.read_bytes())
+    # The README's paths are relative to a clone.
+    shutil.copytree(README.parent / "examples", tmp_path / "examples")
     stages = ("plowline enrich", "plowline load", "plowline replay")
     for command in [c for stage in stages for c in readme_commands(stage)]:
         done = run_shell(command, tmp_path, up.port)
