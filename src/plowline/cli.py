@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +17,7 @@ from plowline import __version__
 
 if TYPE_CHECKING:
     from plowline.enrich.pipeline import Enricher
+    from plowline.storage.loader import LoadResult
 
 
 @click.group()
@@ -394,11 +398,11 @@ def up(
 @cli.command()
 @click.option(
     "--duckdb",
-    "duckdb_path",
-    required=True,
+    "duckdb_paths",
+    multiple=True,
     metavar="FILE",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="DuckDB database to load into (created if missing).",
+    help="DuckDB database to load into (created if missing); repeatable.",
 )
 @click.option(
     "--failed",
@@ -408,29 +412,95 @@ def up(
     help="A failed-events JSON-lines file (from plowline enrich --bad) to load "
     "into atomic.failed_events; repeatable.",
 )
+@click.option(
+    "--iglu-resolver",
+    metavar="FILE",
+    envvar="PLOWLINE_IGLU_RESOLVER",
+    help="Iglu resolver configuration: child-table column types come from the "
+    "JSON Schemas (else from the values seen).",
+)
+@click.option(
+    "--batch-bytes",
+    type=click.IntRange(min=1),
+    envvar="PLOWLINE_LOAD_BATCH_BYTES",
+    metavar="N",
+    help="Load in batches of about N bytes of whole lines, one transaction "
+    "each (default 32 MiB). Re-runs must use the same size to skip whole "
+    "batches.",
+)
 @click.argument("inputs", nargs=-1, metavar="INPUT...")
 def load(
-    duckdb_path: Path, failed_inputs: tuple[str, ...], inputs: tuple[str, ...]
+    duckdb_paths: tuple[Path, ...],
+    failed_inputs: tuple[str, ...],
+    iglu_resolver: str | None,
+    batch_bytes: int | None,
+    inputs: tuple[str, ...],
 ) -> None:
-    """Load enriched TSV files (.gz too, - for standard input) into DuckDB.
+    """Load enriched TSV files (.gz too, - for standard input) into stores.
 
-    Every input is loaded, or none: a bad line stops the load and names it.
-    Loads append: loading a file twice loads its events twice.
+    Exactly once: each batch is one transaction, recorded in a manifest, so a
+    file loaded twice is loaded once and a re-run after a crash completes the
+    load. Duplicate events are dropped or re-keyed, and self-describing JSON is
+    shredded into one table per schema (docs/storage.md).
     """
     from plowline.errors import PlowlineError
-    from plowline.storage.duckdb import load_failed_files, load_files
+    from plowline.storage.duckdb import DuckDBStore
+    from plowline.storage.loader import load_failed_files, load_files
 
     if not inputs and not failed_inputs:
         raise click.UsageError("Give enriched TSV inputs, --failed files, or both.")
+    if not duckdb_paths:
+        raise click.UsageError("Give a store to load into: --duckdb FILE.")
     try:
-        if inputs:
-            result = load_files(duckdb_path, inputs)
-            click.echo(f"Loaded {result.events} events into {duckdb_path}")
-        if failed_inputs:
-            count = load_failed_files(duckdb_path, failed_inputs)
-            click.echo(f"Loaded {count} failed events into {duckdb_path}")
+        resolver = None
+        if iglu_resolver is not None:
+            from plowline.iglu.config import load_resolver
+
+            resolver = load_resolver(iglu_resolver)
+        with _spooled_stdin(inputs, len(duckdb_paths)) as events_in:
+            for path in duckdb_paths:
+                store = DuckDBStore(path)
+                try:
+                    if events_in:
+                        result = load_files(
+                            store, events_in, batch_bytes=batch_bytes, resolver=resolver
+                        )
+                        click.echo(f"Loaded {result.events} events into {path}")
+                        _echo_details(result)
+                    if failed_inputs:
+                        failed = load_failed_files(
+                            store, failed_inputs, batch_bytes=batch_bytes
+                        )
+                        click.echo(f"Loaded {failed.events} failed events into {path}")
+                        _echo_details(failed)
+                finally:
+                    store.close()
     except PlowlineError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _echo_details(result: LoadResult) -> None:
+    if result.skipped_batches:
+        click.echo(f"  {result.skipped_batches} batches were loaded before: skipped")
+    if result.natural_duplicates or result.synthetic_duplicates:
+        click.echo(
+            f"  {result.natural_duplicates} duplicate events dropped, "
+            f"{result.synthetic_duplicates} events sharing an id given new ids"
+        )
+
+
+@contextmanager
+def _spooled_stdin(inputs: tuple[str, ...], readers: int) -> Iterator[tuple[str, ...]]:
+    """The inputs, with standard input saved to a temporary file first when
+    several stores must read it."""
+    if "-" not in inputs or readers < 2:
+        yield inputs
+        return
+    with tempfile.TemporaryDirectory(prefix="plowline-load-") as folder:
+        spool = Path(folder) / "stdin.tsv"
+        with open(spool, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+        yield tuple(str(spool) if name == "-" else name for name in inputs)
 
 
 @cli.command()

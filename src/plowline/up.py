@@ -137,7 +137,9 @@ class LiveLoader:
         stage = "events"
         self.conn.begin()
         try:
-            store.load_rows(self.conn, rows, transaction=False)
+            store.load_rows(
+                self.conn, rows, transaction=False, resolver=self.enricher.resolver
+            )
             stage = "failed events"
             store.load_failed(self.conn, failed, transaction=False)
             self.conn.executemany(

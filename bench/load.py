@@ -1,0 +1,137 @@
+"""Load benchmark: N enriched events into a store; events/s and bytes/event.
+
+The captured tracker traffic (../shared/fixtures/traffic) is enriched once;
+its rows are then repeated with a new event id, shifted timestamps and a
+distinct page URL per row until there are N of them, written to a TSV file,
+and loaded with the same library call as ``plowline load``.
+
+    .venv/bin/python bench/load.py --events 1000000 --store duckdb
+
+Other stores plug in through ``STORES`` (a factory from a work folder to a
+Store, and the path whose size is the data on disk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from fixture_traffic import all_captured_requests, record_from_capture  # noqa: E402
+from plowline.enrich.fields import FIELD_INDEX, FIELD_NAMES  # noqa: E402
+from plowline.enrich.pipeline import EnrichedEvent, Enricher  # noqa: E402
+from plowline.storage import loader  # noqa: E402
+from plowline.storage.base import Store  # noqa: E402
+
+log = logging.getLogger("bench.load")
+
+
+def _duckdb(folder: Path) -> tuple[Store, Path]:
+    from plowline.storage.duckdb import DuckDBStore
+
+    path = folder / "events.duckdb"
+    return DuckDBStore(path), path
+
+
+STORES: dict[str, Callable[[Path], tuple[Store, Path]]] = {"duckdb": _duckdb}
+
+
+def traffic_rows() -> list[list[str]]:
+    enricher = Enricher()
+    rows = []
+    for request in all_captured_requests():
+        for outcome in enricher.enrich_record(record_from_capture(request)):
+            if isinstance(outcome, EnrichedEvent):
+                get = outcome.fields.get
+                rows.append([get(name) or "" for name in FIELD_NAMES])
+    return rows
+
+
+_TSTAMPS = [
+    FIELD_INDEX[name]
+    for name in (
+        "collector_tstamp",
+        "etl_tstamp",
+        "dvce_created_tstamp",
+        "derived_tstamp",
+    )
+]
+_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def write_input(path: Path, count: int) -> int:
+    """Write ``count`` varied enriched rows; returns the file's size."""
+    base = traffic_rows()
+    event_id, page_url = FIELD_INDEX["event_id"], FIELD_INDEX["page_url"]
+    start = datetime(2026, 12, 4)
+    with open(path, "w", encoding="utf-8") as out:
+        lines = []
+        for n in range(count):
+            row = list(base[n % len(base)])
+            row[event_id] = f"{n:08x}-0000-4000-8000-{n * 2654435761 % 16**12:012x}"
+            moment = (start + timedelta(milliseconds=n)).strftime(_FORMAT)[:-3]
+            for index in _TSTAMPS:
+                if row[index]:
+                    row[index] = moment
+            if row[page_url]:
+                row[page_url] = f"{row[page_url]}#n{n}"
+            lines.append("\t".join(row))
+            if len(lines) == 20_000:
+                out.write("\n".join(lines) + "\n")
+                lines.clear()
+        if lines:
+            out.write("\n".join(lines) + "\n")
+    return path.stat().st_size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--store", choices=sorted(STORES), default="duckdb")
+    parser.add_argument("--batch-bytes", type=int, default=None)
+    parser.add_argument("--dir", type=Path, default=None, help="work folder")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+
+    folder = args.dir or Path(tempfile.mkdtemp(prefix="plowline-bench-load-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / "events.tsv"
+    started = time.perf_counter()
+    size = write_input(source, args.events)
+    print(
+        f"input: {args.events} events, {size / 1e6:.0f} MB "
+        f"({time.perf_counter() - started:.1f} s to build)"
+    )
+
+    store, on_disk = STORES[args.store](folder)
+    try:
+        started = time.perf_counter()
+        result = loader.load_files(store, [str(source)], batch_bytes=args.batch_bytes)
+        seconds = time.perf_counter() - started
+    finally:
+        store.close()
+    disk = _size(on_disk)
+    print(
+        f"{args.store}: {result.events} events in {seconds:.2f} s = "
+        f"{result.events / seconds:,.0f} events/s; "
+        f"{disk / 1e6:.1f} MB on disk = {disk / max(result.events, 1):.1f} bytes/event"
+    )
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    wal = path.with_name(path.name + ".wal")
+    return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+if __name__ == "__main__":
+    main()

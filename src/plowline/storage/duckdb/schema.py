@@ -1,0 +1,140 @@
+"""DuckDB connections and the tables Plowline creates in a DuckDB file.
+
+Column types per field kind are in ``SQL_TYPES``. Strings are plain VARCHAR:
+DuckDB accepts ``VARCHAR(n)`` but does not enforce the length, so the lengths
+of the atomic schema are checked before insert (:mod:`plowline.storage.batch`)
+instead of declared.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import duckdb
+
+from plowline.enrich.fields import FIELDS, REQUIRED_FIELDS, Field, Kind
+from plowline.errors import ConfigurationError, StoreUnavailableError
+from plowline.storage.shred import FIXED_COLUMNS, ShredKind
+
+log = logging.getLogger(__name__)
+
+EVENTS_TABLE = "atomic.events"
+FAILED_EVENTS_TABLE = "atomic.failed_events"
+# Not "plowline": the default database file plowline.duckdb is a catalog of that name.
+META_SCHEMA = "plowline_meta"
+MANIFEST_TABLE = f"{META_SCHEMA}.load_manifest"
+
+SQL_TYPES: dict[Kind, str] = {
+    "str": "VARCHAR",
+    "int": "INTEGER",
+    "bool": "BOOLEAN",
+    "tstamp": "TIMESTAMP",
+    "dec": "DECIMAL(18,2)",
+    "float": "DOUBLE",
+    "json": "JSON",
+}
+CHILD_TYPES: dict[ShredKind, str] = {
+    "bool": "BOOLEAN",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "text": "VARCHAR",
+}
+KINDS_OF_CHILD_TYPES: dict[str, ShredKind] = {v: k for k, v in CHILD_TYPES.items()}
+_FIXED_TYPES = {"root_tstamp": "TIMESTAMP"}
+
+FAILED_DDL = f"""
+CREATE TABLE IF NOT EXISTS {FAILED_EVENTS_TABLE} (
+    failed_at TIMESTAMP NOT NULL,
+    failure_type VARCHAR NOT NULL,
+    failure_schema VARCHAR NOT NULL,
+    message VARCHAR,
+    payload JSON,
+    failed_event JSON NOT NULL
+)"""
+
+MANIFEST_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {META_SCHEMA};
+CREATE TABLE IF NOT EXISTS {MANIFEST_TABLE} (
+    batch_id VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    batch_index INTEGER NOT NULL,
+    first_line BIGINT NOT NULL,
+    lines INTEGER NOT NULL,
+    events INTEGER NOT NULL,
+    natural_duplicates INTEGER NOT NULL,
+    synthetic_duplicates INTEGER NOT NULL,
+    loaded_at TIMESTAMP NOT NULL
+)"""
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def child_table(name: str) -> str:
+    return f"atomic.{quote(name)}"
+
+
+def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open a DuckDB file, turning DuckDB's open errors into Plowline's."""
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        text = str(exc)
+        if read_only and "does not exist" in text:
+            raise ConfigurationError(f"There is no DuckDB database at {path}.") from exc
+        if "lock" in text.lower():
+            raise StoreUnavailableError(_locked_message(path, text)) from exc
+        raise StoreUnavailableError(
+            f"Cannot open the DuckDB file {path}: {text}"
+        ) from exc
+    except duckdb.ConnectionException as exc:
+        raise StoreUnavailableError(
+            f"The DuckDB file {path} is already open in this process with other "
+            f"settings (read-only or not); use that connection: {exc}"
+        ) from exc
+
+
+def _locked_message(path: str | Path, detail: str) -> str:
+    # DuckDB's own text names the process that holds the lock, with its PID.
+    detail = detail.split(". See also", 1)[0]
+    return (
+        f"The DuckDB file {path} is locked by another process ({detail}). DuckDB "
+        "lets one process write to a file and no other process open it meanwhile: "
+        "wait for that process to finish or stop it. While `plowline up` owns the "
+        f"file, `plowline query` asks it through its socket {path}.sock."
+    )
+
+
+def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create ``atomic.events``, ``atomic.failed_events`` and the manifest
+    unless they exist."""
+    # Known limitation: tables that already exist are not compared with FIELDS;
+    # a file made with another layout fails on the first insert.
+    for sql in ("CREATE SCHEMA IF NOT EXISTS atomic", events_ddl(), FAILED_DDL):
+        conn.execute(sql).fetchall()
+    for sql in MANIFEST_DDL.split(";"):
+        conn.execute(sql).fetchall()
+
+
+def events_ddl() -> str:
+    """The ``CREATE TABLE`` statement of ``atomic.events``, derived from FIELDS."""
+    columns = ",\n".join(f"    {_column_ddl(field)}" for field in FIELDS)
+    return f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} (\n{columns}\n)"
+
+
+def _column_ddl(field: Field) -> str:
+    ddl = f"{quote(field.name)} {SQL_TYPES[field.kind]}"
+    return f"{ddl} NOT NULL" if field.name in REQUIRED_FIELDS else ddl
+
+
+def child_ddl(name: str, columns: dict[str, ShredKind]) -> str:
+    fixed = [
+        f"{quote(column)} {_FIXED_TYPES.get(column, 'VARCHAR')} NOT NULL"
+        for column, _ in FIXED_COLUMNS
+    ]
+    props = [f"{quote(column)} {CHILD_TYPES[kind]}" for column, kind in columns.items()]
+    body = ",\n    ".join(fixed + props)
+    return f"CREATE TABLE {child_table(name)} (\n    {body}\n)"
