@@ -240,8 +240,8 @@ P = "bots.json: parameters."
          "security_scanner, seo_crawler; found 'robot'."),
         ({"ignorePatterns": [3]}, P + "ignorePatterns[0] must be a regular "
          "expression (a string); found 3."),
-        ({"cacheSize": -1}, P + "cacheSize must be a whole number of user agents, "
-         "0 or more; found -1."),
+        ({"cacheSize": -1}, P + "cacheSize must be a whole number of user agents "
+         "from 0 to 1000000000; found -1."),
         ({"userAgentListFile": str(DATA / "bot_list_bad_pattern.json")},
          "bots.json: a pattern of the user-agent list (" + str(DATA) +
          "/bot_list_bad_pattern.json), 'Acme(', is not a valid regular expression: "

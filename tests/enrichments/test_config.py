@@ -279,11 +279,6 @@ BAD_ENTRIES = [
         "KeyError: 'hashAlgorithm'",
         id="enrichment-unexpected-error",
     ),
-    pytest.param(
-        [],
-        'expected a JSON object {"schema", "data"}',
-        id="array",
-    ),
 ]
 
 

@@ -181,10 +181,10 @@ RATES = str(DATA / "rates.csv")
         ({"baseCurrency": "EUR", "ratesFile": RATES, "rateAt": "NOW"},
          "cur.json: parameters.rateAt must be EOD_PRIOR; found 'NOW'."),
         ({"baseCurrency": "EUR", "ratesFile": RATES, "maxRateAgeDays": "3"},
-         "cur.json: parameters.maxRateAgeDays must be a whole number of days; "
-         "found '3'."),
+         "cur.json: parameters.maxRateAgeDays must be a whole number of days "
+         "from 0 to 999999999; found '3'."),
         ({"baseCurrency": "EUR", "ratesFile": "/nonexistent/rates.csv"},
-         "cur.json: the rates file /nonexistent/rates.csv does not exist."),
+         "cur.json: the rates file '/nonexistent/rates.csv' does not exist."),
     ],
     ids=["base-lower-case", "rate-at", "max-age", "no-file"],
 )  # fmt: skip

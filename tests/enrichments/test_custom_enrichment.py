@@ -133,7 +133,7 @@ P = "py.json: "
         ({"file": str(DATA / "rates.csv")}, P + "parameters.file must be the path "
          "of a .py file; found '" + str(DATA / "rates.csv") + "'."),
         ({"file": "/nonexistent/enrich.py"}, P + "the Python file "
-         "/nonexistent/enrich.py does not exist."),
+         "'/nonexistent/enrich.py' does not exist."),
         ({"file": USER_FILE, "function": "not a name"}, P + "parameters.function "
          "must be a Python function name; found 'not a name'."),
         ({"file": USER_FILE, "function": "missing"}, P + USER_FILE + " defines no "

@@ -107,18 +107,19 @@ def test_configured_closed_port_fails_quickly(tmp_path: Path) -> None:
 BAD_DATA = [
     pytest.param(
         {"repositories": []},
-        "data.cacheSize must be a number of schemas >= 0; "
+        "data.cacheSize must be a number of schemas from 0 to 1000000000; "
         "found nothing (the field is missing)",
         id="cache-size-missing",
     ),
     pytest.param(
         {"cacheSize": "big", "repositories": []},
-        "data.cacheSize must be a number of schemas >= 0; found 'big'",
+        "data.cacheSize must be a number of schemas from 0 to 1000000000; found 'big'",
         id="cache-size-text",
     ),
     pytest.param(
         {"cacheSize": 1, "cacheTtl": -5, "repositories": []},
-        "data.cacheTtl must be an integer number of seconds >= 0, or null; found -5",
+        "data.cacheTtl must be an integer number of seconds from 0 to 10000000000, "
+        "or null; found -5",
         id="negative-ttl",
     ),
     pytest.param(

@@ -104,9 +104,33 @@ def _chunks(sources: list[str], input_format: str) -> Iterator[tuple[str, list[L
 _worker_enricher: Enricher | None = None
 
 
-def _start_worker(settings: EnrichSettings | None) -> None:
+# How the parent logs (level, format, date format), for its worker processes:
+# a spawned process starts with logging unconfigured.
+LogSetup = tuple[int, str, str | None] | None
+
+
+def _log_setup() -> LogSetup:
+    root = logging.getLogger()
+    if not root.handlers:
+        return None
+    formatter = root.handlers[0].formatter
+    if formatter is None or formatter._fmt is None:
+        return root.level, logging.BASIC_FORMAT, None
+    return root.level, formatter._fmt, formatter.datefmt
+
+
+def _start_worker(settings: EnrichSettings | None, log_setup: LogSetup = None) -> None:
     global _worker_enricher
-    _worker_enricher = settings.build() if settings is not None else Enricher()
+    if log_setup is not None:
+        level, fmt, datefmt = log_setup
+        logging.basicConfig(level=level, format=fmt, datefmt=datefmt)
+    # The parent built the same enricher and logged its warnings already
+    # (deprecated settings and the like): a worker does not repeat them.
+    logging.disable(logging.WARNING)
+    try:
+        _worker_enricher = settings.build() if settings is not None else Enricher()
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def _enrich_in_worker(name: str, lines: list[Line]) -> ChunkResult:
@@ -128,7 +152,7 @@ def _results(
         workers,
         mp_context=context,
         initializer=_start_worker,
-        initargs=(enricher.settings,),
+        initargs=(enricher.settings, _log_setup()),
     ) as pool:
         pending: deque[Future[ChunkResult]] = deque()
         for name, lines in chunks:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -33,6 +34,10 @@ MAX_ADDITION = 3  # 1-0-0 ... 1-0-3
 _TOP_KEYS = {"cacheSize", "cacheTtl", "repositories"}
 _REPO_KEYS = {"name", "priority", "vendorPrefixes", "connection"}
 MISSING: Any = object()
+# Bounds that keep numbers usable (JSON's 1e400 is read as infinity, and a
+# huge cacheTtl would overflow the clock arithmetic).
+MAX_CACHE_SIZE = 10**9
+MAX_TTL = 10**10  # seconds: some 300 years
 
 
 def read_json(path: Path) -> Any:
@@ -50,6 +55,8 @@ def read_json(path: Path) -> Any:
             f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, "
             f"column {exc.colno}"
         ) from exc
+    except (ValueError, RecursionError) as exc:  # a number too long, too deep
+        raise ConfigurationError(f"{path}: not usable JSON: {exc}") from exc
 
 
 def load_resolver(
@@ -88,14 +95,22 @@ def parse_resolver_config(
     ``source``); every mistake is a ConfigurationError naming the field."""
     data = _check_envelope(document, source)
     size = data.get("cacheSize", MISSING)
-    if isinstance(size, bool) or not isinstance(size, int | float) or size < 0:
-        _fail(source, "data.cacheSize", "a number of schemas >= 0", size)
+    if not _number(size) or not 0 <= size <= MAX_CACHE_SIZE:
+        _fail(
+            source,
+            "data.cacheSize",
+            f"a number of schemas from 0 to {MAX_CACHE_SIZE}",
+            size,
+        )
     ttl = data.get("cacheTtl")
     if ttl is not None and (
-        isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0
+        isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_TTL
     ):
         _fail(
-            source, "data.cacheTtl", "an integer number of seconds >= 0, or null", ttl
+            source,
+            "data.cacheTtl",
+            f"an integer number of seconds from 0 to {MAX_TTL}, or null",
+            ttl,
         )
     entries = data.get("repositories", MISSING)
     if not isinstance(entries, list):
@@ -152,7 +167,7 @@ def _repository(
     if not isinstance(name, str) or not name:
         _fail(source, f"{where}.name", "a non-empty string", name)
     priority = entry.get("priority", MISSING)
-    if isinstance(priority, bool) or not isinstance(priority, int | float):
+    if not _number(priority) or not math.isfinite(priority):
         _fail(source, f"{where}.priority", "a number (lower is asked first)", priority)
     prefixes = entry.get("vendorPrefixes", MISSING)
     if not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes):
@@ -233,6 +248,10 @@ def _http(
     if parts.scheme == "" or len(parts.scheme) == 1:  # a path (C: on Windows)
         return LocalRepository(**common, root=base_dir / Path(uri))
     _fail(source, f"{where}.uri", "an http://, https:// or file:// URI, or a path", uri)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _no_unknown_keys(

@@ -50,6 +50,12 @@ _HOSTNAME_RE = re.compile(
 )
 
 
+RECURSION_MESSAGE = (
+    "validation does not end: the schema refers to itself ($ref) without "
+    "checking anything first, or the data is nested too deeply for it"
+)
+
+
 class InvalidSchemaError(PlowlineError):
     """A schema that is not valid draft 4 JSON Schema: nothing can be checked
     against it. ``issues`` are ``{path, message}`` pairs."""
@@ -145,6 +151,9 @@ def compile_schema(schema: Schema, retrieve: Retrieve | None = None) -> Draft4Va
     except SchemaError as exc:
         issues = [{"path": json_path(exc.absolute_path), "message": exc.message}]
         raise InvalidSchemaError(issues) from exc
+    except RecursionError:
+        issues = [{"path": "$", "message": "the schema is nested too deeply"}]
+        raise InvalidSchemaError(issues) from None
     registry: Registry[Any] = Registry(retrieve=_retriever(retrieve))  # type: ignore[call-arg]
     return Draft4Validator(schema, registry=registry, format_checker=FORMAT_CHECKER)
 
@@ -220,6 +229,13 @@ def data_reports(validator: Draft4Validator, instance: Any) -> list[DataReport]:
         raise InvalidSchemaError(
             [{"path": "$", "message": f"cannot resolve $ref {exc.ref!r}"}]
         ) from exc
+    except RecursionError:
+        # {"$ref": "#"}, or a schema whose $ref leads back to itself through a
+        # registry address, never reaches a check; a recursive schema with data
+        # nested deeper than Python's stack ends the same way.
+        raise InvalidSchemaError(
+            [{"path": "$", "message": RECURSION_MESSAGE}]
+        ) from None
     reports: list[DataReport] = []
     seen: set[tuple[str, str]] = set()
     for error in errors:

@@ -6,7 +6,10 @@ no leading zeros, no ``::``) and keeps its first ``8 - anonSegments`` groups.
 Snowplow also masks text that is not an address (spec/enrichment.md 3.2):
 anything with a ``.`` is split on dots and masked like IPv4, anything with a
 ``:`` is split on colons and masked like IPv6 padded to eight groups, and the
-rest is left alone. The step runs last among the enrichments that read the
+rest is left alone. Unlike Snowplow, an address with a port
+(``1.2.3.4:8080``, ``[2001:db8::1]:443``) loses the port (and brackets) and is
+masked as an address, ``1.2.3.x``: masked as text, it would keep the whole
+address. The step runs last among the enrichments that read the
 address, so geo lookups and bot checks still see the full one.
 """
 
@@ -17,6 +20,7 @@ import logging
 from functools import lru_cache
 from typing import Any
 
+from plowline.enrich.enrichments.addresses import without_port
 from plowline.enrich.enrichments.base import Enrichment, EnrichmentInput, Event
 from plowline.errors import ConfigurationError
 
@@ -81,6 +85,12 @@ class AnonIp(Enrichment):
             # A zone ("fe80::1%eth0") names a local interface: it is dropped.
             address = ipaddress.ip_address(text.partition("%")[0])
         except ValueError:
+            # An address with a port ("1.2.3.4:8080", "[2001:db8::1]:443"):
+            # Snowplow masks it as text that is not an address, which keeps
+            # the whole address; Plowline masks the address without the port.
+            bare = without_port(text)
+            if bare != text and _is_address(bare):
+                return self._anonymise(bare)
             return self._anonymise_invalid(text)
 
         if isinstance(address, ipaddress.IPv4Address):
@@ -102,6 +112,14 @@ class AnonIp(Enrichment):
         return text
 
 
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
 def _count(parameters: dict[str, Any], key: str, top: int, source: str) -> int | None:
     value = parameters.get(key)
     if value is None:
@@ -112,7 +130,9 @@ def _count(parameters: dict[str, Any], key: str, top: int, source: str) -> int |
             f"{source}: parameters.{key} must be a whole number from 1 to {top}, "
             f"not {value!r}."
         )
-    if value != int(value) or not 1 <= value <= top:
+    # Also refuses inf and nan (what JSON's 1e400 and the like become).
+    whole = isinstance(value, int) or value.is_integer()
+    if not whole or not 1 <= value <= top:
         raise ConfigurationError(
             f"{source}: parameters.{key} must be a whole number from 1 to {top}, "
             f"not {value!r}."

@@ -148,6 +148,10 @@ def entities(text: str | None, prefix: str) -> Iterator[dict[str, Any]]:
                 yield data
 
 
+# Beyond this, the cache's size no longer fits the cache (an OverflowError).
+MAX_CACHE_SIZE = 10**9
+
+
 def derived(inp: EnrichmentInput, prefix: str) -> Iterator[dict[str, Any]]:
     for entity in inp.derived_contexts:
         if str(entity.get("schema")).startswith(prefix):
@@ -243,10 +247,14 @@ class BotDetection(Enrichment):
         if _flag(parameters, "useUserAgentList", True, source):
             rules += _load_list(parameters.get("userAgentListFile"), source)
         size = parameters.get("cacheSize", 10_000)
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        if (
+            not isinstance(size, int)
+            or isinstance(size, bool)
+            or not 0 <= size <= MAX_CACHE_SIZE
+        ):
             raise ConfigurationError(
                 f"{source}: parameters.cacheSize must be a whole number of user "
-                f"agents, 0 or more; found {size!r}."
+                f"agents from 0 to {MAX_CACHE_SIZE}; found {size!r}."
             )
         try:
             matcher = UserAgentMatcher(rules, ignore, size) if rules else None

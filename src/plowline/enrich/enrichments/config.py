@@ -1,11 +1,16 @@
 """Loading Snowplow enrichment configuration files from a folder.
 
-Every ``*.json`` file of the folder is a self-describing enrichment
-configuration ``{"schema": "iglu:<vendor>/<name>/jsonschema/<ver>", "data":
-{"vendor", "name", "enabled", "parameters"}}``, or the combined form: a
+Every ``*.json`` file of the folder that is an object with a ``schema`` or a
+``data`` key at its top is a self-describing enrichment configuration
+``{"schema": "iglu:<vendor>/<name>/jsonschema/<ver>", "data": {"vendor",
+"name", "enabled", "parameters"}}``, or the combined form: a
 ``iglu:com.snowplowanalytics.snowplow/enrichments/jsonschema/1-0-0`` document
-whose ``data`` is an array of them. As in Snowplow, an unknown ``data.name`` is
-ignored (with a warning) and a disabled enrichment is left out.
+whose ``data`` is an array of them. Other JSON files (an array, an object with
+neither key, such as a referer database kept beside its configuration) are
+data files: skipped, with an info line naming them. A file with either key
+that is not a valid configuration is an error, as is a file that is not JSON.
+As in Snowplow, an unknown ``data.name`` is ignored (with a warning) and a
+disabled enrichment is left out.
 
 All mistakes are gathered and raised together, one line each, naming the file,
 the field and what was expected, so a configuration is fixed in one pass.
@@ -122,6 +127,13 @@ def read_configs(
         problems.append(str(exc))
         return []
     source = str(path)
+    if not _configuration_like(document):
+        logger.info(
+            '%s: skipped: not an enrichment configuration (no "schema" or "data" '
+            "at its top), taken for a data file",
+            source,
+        )
+        return []
     key = _schema_key(document, source, problems)
     if key is None:
         return []
@@ -143,6 +155,13 @@ def read_configs(
         if entry is not None:
             entries.append(entry)
     return entries
+
+
+def _configuration_like(document: Any) -> bool:
+    """Whether a JSON file of the folder is meant as a configuration: an object
+    with a "schema" or a "data" key at its top. Anything else (an array, a
+    referer database) is a data file kept beside the configurations."""
+    return isinstance(document, dict) and ("schema" in document or "data" in document)
 
 
 def _schema_key(document: Any, source: str, problems: list[str]) -> SchemaKey | None:
@@ -261,6 +280,7 @@ def _valid(config: EnrichmentConfig, resolver: Resolver, problems: list[str]) ->
     """Checks ``data`` against the configuration's schema where it is found."""
     try:
         validator = resolver.validator(config.key)
+        reports = data_reports(validator, config.data)
     except SchemaNotFoundError:
         logger.debug(
             "%s: schema %s not found; data not validated", config.source, config.key
@@ -271,7 +291,6 @@ def _valid(config: EnrichmentConfig, resolver: Resolver, problems: list[str]) ->
             "%s: data not validated against its schema: %s", config.source, exc
         )
         return True
-    reports = data_reports(validator, config.data)
     for report in reports:
         where, _, message = report.message.partition(": ")
         field = "data" + where[1:]

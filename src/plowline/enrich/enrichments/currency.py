@@ -33,6 +33,7 @@ from plowline.enrich.enrichments.base import (
     EnrichmentInput,
     Event,
 )
+from plowline.enrich.enrichments.databases import require_file
 from plowline.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,10 @@ def read_rates(path: Path) -> Rates:
     return rates
 
 
+# The most days a datetime.timedelta holds.
+MAX_RATE_AGE_DAYS = dt.timedelta.max.days
+
+
 def _fail(source: str, name: str, expected: str, found: Any) -> ConfigurationError:
     return ConfigurationError(
         f"{source}: parameters.{name} must be {expected}; found {found!r}."
@@ -128,8 +133,17 @@ class CurrencyConversion(Enrichment):
         if parameters.get("rateAt", "EOD_PRIOR") != "EOD_PRIOR":
             raise _fail(source, "rateAt", "EOD_PRIOR", parameters["rateAt"])
         max_age = parameters.get("maxRateAgeDays", 7)
-        if not isinstance(max_age, int) or isinstance(max_age, bool) or max_age < 0:
-            raise _fail(source, "maxRateAgeDays", "a whole number of days", max_age)
+        if (
+            not isinstance(max_age, int)
+            or isinstance(max_age, bool)
+            or not 0 <= max_age <= MAX_RATE_AGE_DAYS
+        ):
+            raise _fail(
+                source,
+                "maxRateAgeDays",
+                f"a whole number of days from 0 to {MAX_RATE_AGE_DAYS}",
+                max_age,
+            )
         path = _rates_path(parameters.get("ratesFile"), source)
         try:
             rates = read_rates(path)
@@ -146,7 +160,15 @@ class CurrencyConversion(Enrichment):
 
     def rates_for(self, collector_tstamp: str) -> tuple[dt.date, dict[str, Decimal]]:
         """The rates an event collected at ``collector_tstamp`` converts with."""
-        wanted = dt.date.fromisoformat(collector_tstamp[:10]) - dt.timedelta(days=1)
+        try:
+            day = dt.date.fromisoformat(collector_tstamp[:10])
+            wanted = day - dt.timedelta(days=1)
+        except (ValueError, OverflowError):  # 0001-01-01 has no day before
+            raise EnrichmentError.for_field(
+                "collector_tstamp",
+                collector_tstamp,
+                f"a date after 0001-01-01 with exchange rates in {self.path}",
+            ) from None
         index = bisect.bisect_right(self.days, wanted) - 1
         if index < 0 or wanted - self.days[index] > self.max_age:
             raise EnrichmentError.for_field(
@@ -155,8 +177,8 @@ class CurrencyConversion(Enrichment):
                 f"a date with exchange rates in {self.path}: it has none for "
                 f"{wanted} or the {self.max_age.days} days before",
             )
-        day = self.days[index]
-        return day, self.rates[day]
+        found = self.days[index]
+        return found, self.rates[found]
 
     def enrich(self, event: Event, inp: EnrichmentInput) -> None:
         event["base_currency"] = self.base
@@ -178,7 +200,14 @@ class CurrencyConversion(Enrichment):
                     code,
                     f"a currency with a rate on {day} in {self.path}",
                 )
-            amount = Decimal(event[amount_field] or "0") * target / rate
+            try:
+                amount = Decimal(event[amount_field] or "0") * target / rate
+            except ArithmeticError:  # beyond Decimal's exponents (tiny rates)
+                raise EnrichmentError.for_field(
+                    out_field,
+                    event[amount_field],
+                    f"an amount below {MONEY_LIMIT} (DECIMAL(18,2))",
+                ) from None
             if abs(amount) < MONEY_LIMIT:
                 amount = amount.quantize(CENT, ROUND_HALF_EVEN)
             if abs(amount) >= MONEY_LIMIT:  # also after rounding up
@@ -204,6 +233,5 @@ def _rates_path(value: Any, source: str) -> Path:
     path = Path(value)
     if not path.is_absolute() and Path(source).is_file():
         path = Path(source).parent / path  # relative to the configuration file
-    if not path.is_file():
-        raise ConfigurationError(f"{source}: the rates file {path} does not exist.")
+    require_file(path, source=source, what="the rates file")
     return path

@@ -13,10 +13,18 @@ The configuration names the file, the function (``process`` by default) and a
 * ``config`` is a copy of the ``config`` object of the configuration.
 
 It returns None or a list of self-describing JSON objects ``{"schema":
-"iglu:...", "data": {...}}``, which become derived contexts. Whatever it raises
-fails the event (an enrichment failure naming the file, the function and the
-exception); Plowline goes on. The file is loaded once per process, so the
-enrichment can be rebuilt from its parameters in each worker process.
+"iglu:...", "data": {...}}``, which become derived contexts (a copy of them:
+the function may return the same objects every time). Whatever it raises,
+``SystemExit`` included, fails the event (an enrichment failure naming the
+file, the function and the exception); Plowline goes on. Only
+``KeyboardInterrupt`` goes through, so Ctrl-C still stops Plowline. A call that
+runs longer than ``timeoutSeconds`` (default ``DEFAULT_TIMEOUT_SECONDS``;
+``null`` for none) is stopped and fails its event: see ``time_limit`` for how,
+and for what cannot be stopped.
+
+The file is loaded once per process, so the enrichment can be rebuilt from its
+parameters in each worker process. An exception at its top level, or
+``sys.exit()``, is a configuration error.
 """
 
 from __future__ import annotations
@@ -39,12 +47,20 @@ from plowline.enrich.enrichments.base import (
     EnrichmentInput,
     Event,
 )
+from plowline.enrich.enrichments.databases import require_file
+from plowline.enrich.enrichments.time_limit import TIME_LIMIT, TimeLimitExceeded
 from plowline.enrich.selfdesc import IGLU_URI_RE
 from plowline.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
 UserFunction = Callable[["PythonEvent", Any], Any]
+
+DEFAULT_TIMEOUT_SECONDS = 5.0
+MAX_TIMEOUT_SECONDS = 3600.0
+# What the function's result may hold: JSON's types, as orjson writes them
+# (dataclasses and dates are refused rather than converted).
+_STRICT_JSON = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +99,7 @@ def _import(path: Path, module_name: str, source: str) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # Ctrl-C (KeyboardInterrupt) goes on
         raise ConfigurationError(
             f"{source}: loading {path} failed: {type(exc).__name__}: {exc}"
         ) from exc
@@ -108,10 +124,12 @@ class PythonEnrichment(Enrichment):
         label: str,
         parameters: dict[str, Any],
         source: str,
+        timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
         self.function = function
         self.config = config
         self.label = label  # "file.py:process", for failure messages
+        self.timeout = timeout  # seconds per call; None: no limit
         self._parameters = parameters
         self._source = source
 
@@ -133,10 +151,7 @@ class PythonEnrichment(Enrichment):
         path = Path(file)
         if not path.is_absolute() and Path(source).is_file():
             path = Path(source).parent / path  # relative to the configuration file
-        if not path.is_file():
-            raise ConfigurationError(
-                f"{source}: the Python file {path} does not exist."
-            )
+        require_file(path, source=source, what="the Python file")
         name = parameters.get("function", "process")
         if not isinstance(name, str) or not name.isidentifier():
             raise ConfigurationError(
@@ -148,6 +163,7 @@ class PythonEnrichment(Enrichment):
             raise ConfigurationError(
                 f"{source}: parameters.config must be an object; found {config!r}."
             )
+        timeout = _timeout(parameters, source)
         function = load_function(path.resolve(), name, source)
         return cls(
             function,
@@ -155,6 +171,7 @@ class PythonEnrichment(Enrichment):
             label=f"{path.name}:{name}",
             parameters=parameters,
             source=source,
+            timeout=timeout,
         )
 
     def enrich(self, event: Event, inp: EnrichmentInput) -> None:
@@ -165,19 +182,38 @@ class PythonEnrichment(Enrichment):
             derived_contexts=_copy(inp.derived_contexts),
             headers=inp.record.headers,
         )
+        config = _copy(self.config)
         try:
-            result = self.function(view, _copy(self.config))
-        except Exception as exc:
+            if self.timeout is None:
+                result = self.function(view, config)
+            else:
+                result = TIME_LIMIT.run(self.timeout, self.function, view, config)
+        except TimeLimitExceeded:
             raise EnrichmentError(
-                {"error": f"{self.label} raised {type(exc).__name__}: {exc}"}
+                {
+                    "error": f"{self.label} did not return within its time limit "
+                    f"of {self.timeout:g} s (parameters.timeoutSeconds)"
+                }
+            ) from None
+        except (Exception, SystemExit) as exc:  # Ctrl-C (KeyboardInterrupt) goes on
+            raise EnrichmentError(
+                {"error": f"{self.label} raised {_describe(exc)}"}
             ) from exc
         inp.derived_contexts.extend(self._contexts(result))
 
-    def _contexts(self, result: Any) -> list[dict[str, Any]]:
-        if result is None:
+    def _contexts(self, returned: Any) -> list[dict[str, Any]]:
+        if returned is None:
             return []
-        if not isinstance(result, list):
-            raise self._bad_result(f"returned {type(result).__name__}")
+        if not isinstance(returned, list):
+            raise self._bad_result(f"returned {type(returned).__name__}")
+        try:
+            # A copy: what the function returns may be its own (a module-level
+            # list...), and later enrichments (PII) change derived contexts.
+            result: list[Any] = orjson.loads(
+                orjson.dumps(returned, option=_STRICT_JSON)
+            )
+        except (TypeError, orjson.JSONDecodeError) as exc:
+            raise self._bad_result(f"it is not JSON data ({exc})") from None
         for index, item in enumerate(result):
             schema = item.get("schema") if isinstance(item, dict) else None
             if (
@@ -197,6 +233,29 @@ class PythonEnrichment(Enrichment):
         )
 
 
+def _timeout(parameters: dict[str, Any], source: str) -> float | None:
+    value = parameters.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= MAX_TIMEOUT_SECONDS
+    ):
+        raise ConfigurationError(
+            f"{source}: parameters.timeoutSeconds must be a number of seconds "
+            f"above 0 and at most {MAX_TIMEOUT_SECONDS:g}, or null for no limit; "
+            f"found {value!r}."
+        )
+    if not TIME_LIMIT.supported:
+        logger.warning(
+            "%s: this Python cannot stop a running call; timeoutSeconds is not "
+            "enforced",
+            source,
+        )
+    return float(value)
+
+
 def _entities(text: str | None) -> list[dict[str, Any]]:
     if not text:
         return []
@@ -209,6 +268,18 @@ def _unstruct(text: str | None) -> dict[str, Any] | None:
         return None
     data = orjson.loads(text).get("data")
     return data if isinstance(data, dict) else None
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:  # the user's __str__ may fail too
+        text = "(its message cannot be shown)"
+    return _short_text(f"{type(exc).__name__}: {text}", 1000)
+
+
+def _short_text(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _short(value: Any) -> str:

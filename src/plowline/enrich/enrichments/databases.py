@@ -45,3 +45,14 @@ def resolve_database(uri: Any, database: Any, *, source: str, section: str) -> P
         base = config_file.parent if config_file.is_file() else Path.cwd()
         directory = base / directory
     return directory / str(database)
+
+
+def require_file(path: Path, *, source: str, what: str, hint: str = "") -> None:
+    """A ConfigurationError unless ``path`` is a file; ``what`` names it in the
+    message ("the geo database"), ``hint`` says what to do."""
+    if path.is_file():
+        return
+    problem = "is a directory, not a file" if path.is_dir() else "does not exist"
+    raise ConfigurationError(
+        f"{source}: {what} {str(path)!r} {problem}" + (f"; {hint}" if hint else ".")
+    )

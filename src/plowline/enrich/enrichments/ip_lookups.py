@@ -27,8 +27,9 @@ from typing import Any
 import maxminddb
 
 from plowline.enrich.convert import tsv_safe
+from plowline.enrich.enrichments.addresses import without_port
 from plowline.enrich.enrichments.base import Enrichment, EnrichmentInput, Event
-from plowline.enrich.enrichments.databases import resolve_database
+from plowline.enrich.enrichments.databases import require_file, resolve_database
 from plowline.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -82,12 +83,7 @@ def java_float_text(value: float) -> str:
 
 def lookup_key(ip: str) -> str:
     """The address without a port: ``1.2.3.4:80`` and ``[::1]:80`` both work."""
-    if ip.startswith("["):
-        end = ip.find("]")
-        return ip[1:end] if end > 0 else ip
-    if ip.count(":") == 1:
-        return ip.partition(":")[0]
-    return ip
+    return without_port(ip)
 
 
 class IpLookups(Enrichment):
@@ -145,11 +141,12 @@ def _open(section_config: Any, source: str, section: str) -> Any:
         path = builtin_geo_database()
     else:
         path = resolve_database(uri, database, source=source, section=section)
-    if not path.is_file():
-        raise ConfigurationError(
-            f"{source}: the {section} database {str(path)!r} does not exist; "
-            "download the MaxMind file there or change uri/database."
-        )
+    require_file(
+        path,
+        source=source,
+        what=f"the {section} database",
+        hint="download the MaxMind file there or change uri/database.",
+    )
     try:
         reader = maxminddb.open_database(str(path), maxminddb.MODE_AUTO)
     except (maxminddb.InvalidDatabaseError, OSError, ValueError) as exc:
@@ -176,38 +173,63 @@ def _get(reader: Any, key: str) -> dict[str, Any] | None:
         record = reader.get(key)
     except (ValueError, TypeError):  # not an address, or IPv6 in an IPv4 file
         return None
+    except maxminddb.InvalidDatabaseError as exc:  # a damaged file
+        logger.warning("ip_lookups: cannot read the record of %s: %s", key, exc)
+        return None
     return record if isinstance(record, dict) else None
 
 
-def _name(node: Any) -> str | None:
-    if not isinstance(node, dict):
+# Records are read defensively: another vendor's .mmdb may lay them out
+# otherwise (flat strings where MaxMind has objects). Whatever does not have
+# the expected shape leaves its field empty; nothing but text and numbers is
+# ever written to a field.
+
+
+def _node(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bool):
         return None
-    names = node.get("names")
-    return names.get("en") if isinstance(names, dict) else None
+    if isinstance(value, int):
+        value = str(value)
+    return tsv_safe(value) if isinstance(value, str) else None
+
+
+def _name(node: Any) -> Any:
+    return _node(_node(node).get("names")).get("en")
 
 
 def _geo(records: dict[str, Any], out: list[tuple[str, str]]) -> None:
     record = records.get("geo")
     if record is None:
         return
-    country = record.get("country") or {}
-    location = record.get("location") or {}
-    subdivisions = record.get("subdivisions") or [{}]
-    region = subdivisions[-1]  # the most specific one, as Snowplow reports it
+    country = _node(record.get("country"))
+    location = _node(record.get("location"))
+    subdivisions = record.get("subdivisions")
+    # The most specific subdivision, as Snowplow reports it.
+    region = _node(
+        subdivisions[-1] if isinstance(subdivisions, list) and subdivisions else None
+    )
     values = {
         "geo_country": country.get("iso_code"),
         "geo_region": region.get("iso_code"),
         "geo_city": _name(record.get("city")),
-        "geo_zipcode": (record.get("postal") or {}).get("code"),
+        "geo_zipcode": _node(record.get("postal")).get("code"),
         "geo_region_name": _name(region),
         "geo_timezone": location.get("time_zone"),
     }
-    for axis in ("latitude", "longitude"):
+    texts = {field: _text(value) for field, value in values.items()}
+    for axis, bound in (("latitude", 90.0), ("longitude", 180.0)):
         number = location.get(axis)
-        if isinstance(number, int | float):
-            values["geo_" + axis] = java_float_text(float(number))
-    for field, value in values.items():
-        text = tsv_safe(str(value)) if value is not None else None
+        if (
+            isinstance(number, int | float)
+            and not isinstance(number, bool)
+            and -bound <= number <= bound  # also false for nan
+        ):
+            texts["geo_" + axis] = java_float_text(float(number))
+    for field, text in texts.items():
         if text is not None:
             out.append((field, text))
 
@@ -237,9 +259,10 @@ def _asn(records: dict[str, Any]) -> dict[str, Any] | None:
             continue
         number = record.get("autonomous_system_number")
         if isinstance(number, int) and not isinstance(number, bool):
+            organization = record.get("autonomous_system_organization")
             return {
                 "number": number,
-                "organization": record.get("autonomous_system_organization"),
+                "organization": organization if isinstance(organization, str) else None,
             }
     return None
 

@@ -7,6 +7,9 @@ values inside self-describing JSON (``contexts``, ``derived_contexts``,
 becomes ``hex(H(utf8(value + salt)))``. Only strings are hashed (also the strings
 of an array the path selects); nothing is ever added.
 
+Nothing it did not create is changed in place: a derived context with
+something to hash is replaced by a hashed copy.
+
 With ``emitEvent``, an event that had anything hashed also yields a separate
 ``pii_transformation`` event holding the original and new values; it is
 appended to ``inp.extra_events`` (see ``EMITTED_EVENTS_ATTRIBUTE``) for the
@@ -273,8 +276,14 @@ class PiiPseudonymizer(Enrichment):
         done: PiiTransformation,
     ) -> None:
         if spec.field == "derived_contexts":
-            for entity in inp.derived_contexts:
-                self._hash_entity(spec, entity, done)
+            # The entities belong to the enrichments that derived them (which
+            # may reuse them for every event): a changed entity is a copy.
+            entities = inp.derived_contexts
+            for index, entity in enumerate(entities):
+                if isinstance(entity, dict) and spec.selects(entity.get("schema")):
+                    copy = orjson.loads(orjson.dumps(entity))
+                    if self._hash_entity(spec, copy, done):
+                        entities[index] = copy
             return
         text = event.get(spec.field)
         if not text:

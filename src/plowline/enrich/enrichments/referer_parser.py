@@ -35,7 +35,7 @@ import yaml
 
 from plowline.enrich.convert import tsv_safe
 from plowline.enrich.enrichments.base import Enrichment, EnrichmentInput, Event
-from plowline.enrich.enrichments.databases import resolve_database
+from plowline.enrich.enrichments.databases import require_file, resolve_database
 from plowline.enrich.urls import split_url
 from plowline.errors import ConfigurationError
 
@@ -176,23 +176,30 @@ def _paths(path: str) -> tuple[str, ...]:
 
 def load_database(path: Path, source: str) -> Any:
     """The parsed database file (JSON or YAML)."""
-    if not path.is_file():
+    require_file(
+        path,
+        source=source,
+        what="the referer database",
+        hint='use "uri": "builtin:" for the one installed with Plowline, '
+        "or download one.",
+    )
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeError) as exc:
         raise ConfigurationError(
-            f"{source}: the referer database {str(path)!r} does not exist; use "
-            '"uri": "builtin:" for the one installed with Plowline, or download one.'
-        )
-    text = path.read_text("utf-8")
+            f"{source}: cannot read the referer database {str(path)!r}: {exc}"
+        ) from exc
     if path.suffix.lower() in (".yml", ".yaml"):
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         try:
             return yaml.load(text, Loader=loader)
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, RecursionError) as exc:
             raise ConfigurationError(
                 f"{source}: the referer database {str(path)!r} is not valid YAML: {exc}"
             ) from exc
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ConfigurationError(
             f"{source}: the referer database {str(path)!r} is not valid JSON: {exc}"
         ) from exc

@@ -27,7 +27,7 @@ from ua_parser import Domain, Matchers, Result
 from ua_parser.loaders import load_json, load_lazy_builtins, load_yaml
 
 from plowline.enrich.enrichments.base import Enrichment, EnrichmentInput, Event
-from plowline.enrich.enrichments.databases import resolve_database
+from plowline.enrich.enrichments.databases import require_file, resolve_database
 from plowline.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -133,10 +133,7 @@ class UaParser(Enrichment):
 
 def load_rules(path: Path, source: str) -> Matchers:
     """Custom uap-core rules from ``path`` (YAML or JSON)."""
-    if not path.is_file():
-        raise ConfigurationError(
-            f"{source}: the ua-parser rules file {str(path)!r} does not exist."
-        )
+    require_file(path, source=source, what="the ua-parser rules file")
     is_yaml = path.suffix.lower() in (".yaml", ".yml")
     if is_yaml and load_yaml is None:
         raise ConfigurationError(

@@ -1,0 +1,162 @@
+"""A time limit on a call of user code, in whichever thread makes the call.
+
+``TimeLimit.run(seconds, function, *args)`` calls ``function`` in the calling
+thread. One watchdog thread per process (started on the first call, asleep
+while no call is made) wakes a few times a second while calls are running;
+when a call has passed its deadline it asks CPython to raise
+:class:`TimeLimitExceeded` in the calling thread
+(``PyThreadState_SetAsyncExc``), which happens at the next bytecode boundary.
+
+Why not ``signal.setitimer``: SIGALRM reaches only the main thread, replaces
+any handler another part of the program (or a test runner) set, and Plowline
+may enrich outside the main thread. The watchdog works in any thread, the main
+thread under asyncio included, and costs a clock reading and two lock
+round-trips per call.
+
+Limits: the exception is raised only when the thread runs Python bytecode. A
+call blocked in C code (a ``time.sleep``, a read from a socket without a
+timeout, a catastrophic regular expression, a huge integer power) is stopped
+only when that C code returns. :class:`TimeLimitExceeded` derives from
+``BaseException`` so that ``except Exception`` in user code does not swallow
+it; a bare ``except:`` can, so it is raised again every
+``max(seconds, 1)`` seconds until the call ends. Only CPython has the needed
+call: elsewhere the limit is not enforced (a warning says so once).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+POLL_SECONDS = 0.05  # how late past its deadline a call may be stopped
+IDLE_SECONDS = 2.0  # the watchdog sleeps after this long without calls
+
+
+class TimeLimitExceeded(BaseException):
+    """Raised inside a call that ran past its time limit."""
+
+
+class _Call:
+    __slots__ = ("deadline", "done", "fired", "seconds", "thread_id")
+
+    def __init__(self, seconds: float) -> None:
+        self.thread_id = threading.get_ident()
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self.done = False
+        self.fired = 0  # how many times the exception was sent
+
+
+def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> int:
+    api = getattr(ctypes, "pythonapi", None)
+    if api is None:  # not CPython
+        return 0
+    result = api.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), None if exc is None else ctypes.py_object(exc)
+    )
+    return int(result)
+
+
+class TimeLimit:
+    """Runs calls with a deadline; one instance (``TIME_LIMIT``) per process."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        # Also after a fork: the child has no watchdog thread, and the lock
+        # may have been held by the parent's watchdog when it forked.
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._calls: set[_Call] = set()
+        self._thread: threading.Thread | None = None
+        self._sleeping = False
+        self._last_call = 0.0
+
+    @property
+    def supported(self) -> bool:
+        return hasattr(ctypes, "pythonapi")
+
+    def run(self, seconds: float, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)``, or :class:`TimeLimitExceeded` once it has run
+        ``seconds`` (and returns to Python code)."""
+        call = self._begin(seconds)
+        try:
+            try:
+                result = function(*args)
+            finally:
+                self._end(call)
+        except TimeLimitExceeded:
+            self._end(call)  # in case the exception cut the first _end short
+            if call.fired:
+                _set_async_exc(call.thread_id, None)  # nothing may stay pending
+            raise
+        if call.fired:
+            # Sent just as the call returned, or swallowed by the user's code:
+            # the call still went past its limit.
+            _set_async_exc(call.thread_id, None)
+            raise TimeLimitExceeded
+        return result
+
+    def _begin(self, seconds: float) -> _Call:
+        call = _Call(seconds)
+        with self._lock:
+            self._calls.add(call)
+            self._last_call = call.deadline - seconds
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._watch, name="plowline-time-limit", daemon=True
+                )
+                self._thread.start()
+            elif self._sleeping:
+                self._sleeping = False
+                self._wake.notify()
+        return call
+
+    def _end(self, call: _Call) -> None:
+        with self._lock:
+            call.done = True  # from here on, nothing is sent to that thread
+            self._calls.discard(call)
+
+    def _watch(self) -> None:
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                for call in self._calls:
+                    if not call.done and now >= call.deadline:
+                        self._fire(call, now)
+                if not self._calls and now - self._last_call > IDLE_SECONDS:
+                    self._sleeping = True
+                    self._wake.wait()  # until the next call begins
+                    continue
+                self._wake.wait(POLL_SECONDS)
+
+    def _fire(self, call: _Call, now: float) -> None:
+        # Called with the lock held, so the call cannot end meanwhile.
+        call.fired += 1
+        call.deadline = now + max(call.seconds, 1.0)  # again if it is swallowed
+        if call.fired == 2:
+            logger.warning(
+                "A call past its time limit of %s s is still running: it may be "
+                "blocked in C code, which cannot be interrupted",
+                call.seconds,
+            )
+        if _set_async_exc(call.thread_id, TimeLimitExceeded) == 0 and call.fired == 1:
+            logger.warning(
+                "Cannot stop a call past its time limit of %s s: this Python "
+                "has no PyThreadState_SetAsyncExc",
+                call.seconds,
+            )
+
+
+TIME_LIMIT = TimeLimit()
