@@ -623,7 +623,9 @@ def test_body_that_ends_early_is_kept_and_answered_400(writer: RawLogWriter) -> 
     app = CollectorApp(CollectorConfig(), writer)
     exchange = Exchange([b"part", b"more"])
     exchange.incoming[-1]["more_body"] = True
-    asyncio.run(app(asgi_scope("http", []), exchange.receive, exchange.send))
+    # A GET has a body over HTTP/1 only with Content-Length or Transfer-Encoding.
+    scope = asgi_scope("http", [(b"transfer-encoding", b"chunked")])
+    asyncio.run(app(scope, exchange.receive, exchange.send))
 
     assert exchange.sent[0]["status"] == 400
     [record] = written(writer)

@@ -141,6 +141,11 @@ def run(
     *,
     disconnect_early: bool = False,
 ) -> Response:
+    if any(body) or disconnect_early:
+        # Over HTTP/1 a request carries a body only when its headers say so; a
+        # chunked one may be of any length (and Transfer-Encoding overrides a
+        # Content-Length), as a server hands it over.
+        header_list = [*header_list, (b"transfer-encoding", b"chunked")]
     scope = scope_for(method, target, header_list, client=client)
     coroutine = send_request(app, scope, body, disconnect_early=disconnect_early)
     return asyncio.run(coroutine)

@@ -5,6 +5,15 @@ Every tracking request is appended to the raw log before it is answered, and a
 request is kept as received: the raw path, querystring and body bytes are never
 parsed into events here; that is the enrichment stage's job. Routes, settings
 and limits are described in docs/collector.md.
+
+The pixel request is the hot path (docs/collector.md, Speed): a plain one goes
+one straight way (``_plain_pixel``), its headers checked through one dict and
+written into the record's JSON from their bytes, its record encoded straight to
+its raw-log line (no ``RawRecord``), its id taken from a batch of random bytes
+and the constant part of its answer built once. A GET or HEAD over HTTP/1
+without ``Content-Length`` or ``Transfer-Encoding`` has no body, so the
+server's ``receive()``, which costs more than the rest of such a request's
+Python, is not called for it.
 """
 
 from __future__ import annotations
@@ -13,18 +22,20 @@ import asyncio
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
+
+import orjson
 
 from plowline import __version__
 from plowline.collector.client_ip import ClientAddress
 from plowline.collector.config import CollectorConfig
 from plowline.collector.cookies import CookieSetter, DoNotTrack, cookie_value
+from plowline.collector.lines import RandomIds, encode_line
 from plowline.collector.metrics import CONTENT_TYPE, CollectorMetrics
 from plowline.collector.redirect import RedirectPolicy
 from plowline.collector.tracker_script import (
@@ -32,7 +43,8 @@ from plowline.collector.tracker_script import (
     TRACKER_SCRIPT,
     load_tracker_script,
 )
-from plowline.rawlog.record import RawRecord
+from plowline.rawlog.record import RawRecord, decode_record
+from plowline.rawlog.writer import RawLogWriter
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +88,25 @@ _PIXEL_HEADERS: Headers = [
 ]
 _OK_HEADERS: Headers = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
 _REDIRECT_HEADERS: Headers = [(b"content-length", b"0"), _NO_STORE]
+_ALLOW_ORIGIN = b"access-control-allow-origin"
 _CORS_TAIL: Headers = [
     (b"access-control-allow-credentials", b"true"),
     (b"vary", b"Origin"),
 ]
+# The answers to a recorded request, but for the origin and the cookie, built
+# once: (head before the origin, tail after it, body).
+_ANSWERS: dict[str, tuple[Headers, Headers, bytes]] = {
+    "pixel": (_PIXEL_HEADERS, _CORS_TAIL, PIXEL),
+    "post": (_OK_HEADERS, _CORS_TAIL, b"ok"),
+}
+# Only HTTP/1 tells by its headers that a request has no body.
+_HTTP1 = frozenset({"1.1", "1.0"})
+# Headers that take a pixel request off the straight path (_plain_pixel).
+_NOTHING_SPECIAL = frozenset({b"content-length", b"transfer-encoding", b"sp-anonymous"})
+_PIXEL_ANSWER = tuple(_PIXEL_HEADERS)
+# ASGI messages the server only reads, so they can be shared.
+_PIXEL_BODY = {"type": "http.response.body", "body": PIXEL}
+_EMPTY_BODY = {"type": "http.response.body", "body": b""}
 _PREFLIGHT_TAIL: Headers = [
     *_CORS_TAIL,
     (b"access-control-allow-headers", b"Content-Type, SP-Anonymous"),
@@ -103,21 +130,57 @@ class RecordWriter(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(slots=True)
 class _RequestHeaders:
     """What the collector needs from the request headers, read in one pass."""
 
-    pairs: list[tuple[str, str]] = field(default_factory=list)
-    size: int = 0
-    origin: bytes | None = None
-    cookies: list[bytes] = field(default_factory=list)
-    forwarded: list[bytes] = field(default_factory=list)
-    anonymous: bool = False
-    content_type: str | None = None
-    content_length: int | None = None
-    useragent: str | None = None
-    referer: str | None = None
-    host: str | None = None
+    __slots__ = (
+        "anonymous",
+        "chunked",
+        "content_length",
+        "content_length_seen",
+        "content_type",
+        "cookies",
+        "forwarded",
+        "host",
+        "json",
+        "origin",
+        "raw",
+        "referer",
+        "size",
+        "useragent",
+    )
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.raw = raw
+        self.size = 0
+        # The record's "headers" value, encoded, when the quick way could.
+        self.json: bytes | None = None
+        self.origin: bytes | None = None
+        self.cookies: list[bytes] = []
+        self.forwarded: list[bytes] = []
+        self.anonymous = False
+        self.content_type: str | None = None
+        self.content_length: int | None = None
+        self.content_length_seen = False
+        self.chunked = False
+        self.useragent: str | None = None
+        self.referer: str | None = None
+        self.host: str | None = None
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """The headers as the record keeps them: names as Latin-1, values as
+        UTF-8 or else Latin-1; without the identifying ones when anonymous."""
+        pairs = [(name.decode("latin-1"), _text(value)) for name, value in self.raw]
+        if self.anonymous:
+            return [p for p in pairs if p[0].lower() not in _ANONYMOUS_DROPPED]
+        return pairs
+
+    @property
+    def may_have_body(self) -> bool:
+        """False when an HTTP/1 request has no body: neither Transfer-Encoding
+        nor a Content-Length other than 0 (RFC 9112 §6.3)."""
+        return self.chunked or (self.content_length_seen and self.content_length != 0)
 
 
 def _text(raw: bytes) -> str:
@@ -128,52 +191,91 @@ def _text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _read_headers(
-    raw_headers: list[tuple[bytes, bytes]], proxy: str
-) -> _RequestHeaders:
-    found = _RequestHeaders()
-    pairs = found.pairs
-    size = 0
-    for raw_name, raw_value in raw_headers:
-        size += len(raw_name) + len(raw_value)
-        name = raw_name.decode("latin-1")
-        value = _text(raw_value)
-        pairs.append((name, value))
-        lower = name.lower()
-        if lower in _NOTED_HEADERS:
-            _note_header(found, lower, raw_value, value)
-        elif lower == proxy:
-            found.forwarded.append(raw_value)
-    found.size = size + _HEADER_LINE_OVERHEAD * len(raw_headers)
-    if found.anonymous:
-        found.pairs = [p for p in pairs if p[0].lower() not in _ANONYMOUS_DROPPED]
-    return found
-
-
 _NOTED_HEADERS = frozenset(
-    {"cookie", "origin", "sp-anonymous", "content-type", "content-length"}
-    | {"user-agent", "referer", "host"}
+    {b"cookie", b"origin", b"sp-anonymous", b"content-type", b"content-length"}
+    | {b"user-agent", b"referer", b"host", b"transfer-encoding"}
 )
 
 
-def _note_header(found: _RequestHeaders, name: str, raw: bytes, value: str) -> None:
+def _read_headers(
+    raw_headers: list[tuple[bytes, bytes]], proxy: bytes
+) -> _RequestHeaders:
+    """Note the headers the collector uses; ``proxy`` is the lower-cased name of
+    the trusted proxies' header, or empty."""
+    found = _RequestHeaders(raw_headers)
+    for name, value in raw_headers:
+        if name in _NOTED_HEADERS:
+            _note_header(found, name, value)
+        elif not name.islower() and name.lower() in _NOTED_HEADERS:
+            # ASGI servers lower-case names; another caller may not have.
+            _note_header(found, name.lower(), value)
+        elif proxy and name.lower() == proxy:
+            found.forwarded.append(value)
+    count = len(raw_headers)
+    if count:
+        # Every name and value, a separator after each name and between pairs.
+        joined = _PAIR_SEP.join(map(_VALUE_SEP.join, raw_headers))
+        # What the headers weigh on the wire: ": " and CRLF instead of the two
+        # separators of each pair (the last one has only one).
+        found.size = len(joined) + (_HEADER_LINE_OVERHEAD - 2) * count + 1
+        if not found.anonymous:
+            found.json = _headers_json(joined, count)
+    else:
+        found.json = b"[]"
+    return found
+
+
+def _note_header(found: _RequestHeaders, name: bytes, raw: bytes) -> None:
     # The first occurrence wins for single-valued headers, as in RawRecord.header.
-    if name == "cookie":
+    if name == b"cookie":
         found.cookies.append(raw)
-    elif name == "origin" and found.origin is None:
-        found.origin = raw
-    elif name == "sp-anonymous":
+    elif name == b"user-agent":
+        if found.useragent is None:
+            found.useragent = _text(raw)
+    elif name == b"host":
+        if found.host is None:
+            found.host = _text(raw)
+    elif name == b"origin":
+        if found.origin is None:
+            found.origin = raw
+    elif name == b"referer":
+        if found.referer is None:
+            found.referer = _text(raw)
+    elif name == b"content-type":
+        if found.content_type is None:
+            found.content_type = _text(raw).lower()
+    elif name == b"content-length":
+        found.content_length_seen = True
+        if found.content_length is None and raw.isdigit():
+            found.content_length = int(raw)
+    elif name == b"transfer-encoding":
+        found.chunked = True
+    elif name == b"sp-anonymous":
         found.anonymous = True
-    elif name == "content-type" and found.content_type is None:
-        found.content_type = value.lower()
-    elif name == "content-length" and found.content_length is None:
-        found.content_length = int(raw) if raw.isdigit() else None
-    elif name == "user-agent" and found.useragent is None:
-        found.useragent = value
-    elif name == "referer" and found.referer is None:
-        found.referer = value
-    elif name == "host" and found.host is None:
-        found.host = value
+
+
+# Bytes that stand for themselves inside a JSON string (printable ASCII but the
+# quote and the backslash), and the separators _read_headers joins headers with.
+_VERBATIM = bytes(b for b in range(0x20, 0x80) if b not in b'"\\')
+_PAIR_SEP, _VALUE_SEP = b"\x00", b"\x01"
+_ESCAPED = b'"\\'
+
+
+def _headers_json(joined: bytes, count: int) -> bytes | None:
+    """The record's ``headers`` as JSON, from ``count`` headers joined with
+    separators; None when one holds anything but printable ASCII (the record is
+    then encoded the general way)."""
+    others = joined.translate(None, _VERBATIM)
+    separators = others.translate(None, _ESCAPED)
+    if len(separators) != 2 * count - 1 or separators.translate(None, b"\x00\x01"):
+        return None  # control characters, non-ASCII, or a separator in a header
+    if len(others) != len(separators):
+        joined = joined.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    return (
+        b'[["'
+        + joined.replace(_VALUE_SEP, b'","').replace(_PAIR_SEP, b'"],["')
+        + b'"]]'
+    )
 
 
 def _query_value(query: bytes, key: bytes) -> bytes | None:
@@ -261,6 +363,36 @@ async def _read_body(receive: Receive, limit: int) -> _Body:
             return _Body(bytes(kept), size, complete=False)
 
 
+_NO_BODY = _Body(b"", 0, complete=True)
+
+
+def _line_store(
+    writer: RecordWriter,
+) -> Callable[[bytes, str], Awaitable[None] | None]:
+    """How the application hands an encoded line to ``writer``.
+
+    Sinks take the line as it is. A :class:`RawLogWriter` appends it and is
+    done. Any other record writer gets the record read back from the line.
+    """
+    store: Callable[[bytes, str], Awaitable[None] | None] | None = getattr(
+        writer, "store", None
+    )
+    if store is not None:
+        return store
+    if isinstance(writer, RawLogWriter):
+        raw_writer = writer
+
+        def append(line: bytes, record_id: str) -> None:
+            raw_writer.write_line(line)
+
+        return append
+
+    def write_record(line: bytes, record_id: str) -> Awaitable[None] | None:
+        return writer.write(decode_record(line))
+
+    return write_record
+
+
 @dataclass(frozen=True, slots=True)
 class _Refusal:
     """Why a tracking request is answered 4xx: kept in the record as ``error``."""
@@ -316,7 +448,7 @@ def _cut(text: str | None) -> str | None:
     return text[:SNIPPET_BYTES] if text is not None else None
 
 
-def _cut_headers(pairs: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+def _cut_headers(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The first headers, up to about ``SNIPPET_BYTES`` in all."""
     kept = []
     budget = SNIPPET_BYTES
@@ -326,7 +458,7 @@ def _cut_headers(pairs: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
         value = value[:budget]
         kept.append((name[:budget], value))
         budget -= len(name) + len(value) + _HEADER_LINE_OVERHEAD
-    return tuple(kept)
+    return kept
 
 
 class CollectorApp:
@@ -358,9 +490,13 @@ class CollectorApp:
             config.trusted_proxies, config.proxy_header
         )
         self._proxy_header = (
-            self._client_address.header if config.trusted_proxies else ""
+            self._client_address.header.lower().encode("latin-1")
+            if config.trusted_proxies
+            else b""
         )
         self._tracker = load_tracker_script(tracker_script, config.tracker_max_age)
+        self._store = _line_store(writer)
+        self._ids = RandomIds()
         self._in_flight = 0
         self._failures_unlogged = 0
         self._last_failure_log = float("-inf")
@@ -368,9 +504,122 @@ class CollectorApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            # The pixel first: it is most of the traffic.
+            if scope["path"] in _PIXEL_PATHS and scope["method"] in ("GET", "HEAD"):
+                if not await self._plain_pixel(scope, send):
+                    await self._track(scope, receive, send, "pixel")
+            else:
+                await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    async def _plain_pixel(self, scope: Scope, send: Send) -> bool:
+        """Record and answer a pixel request that needs nothing special, in
+        one straight line; False, having done nothing, for any other.
+
+        Plain means: HTTP/1 without a body, every header name lower-case and
+        once only, printable ASCII throughout, within the size limits, not
+        anonymous, not opted out, and a raw log that takes the line at once
+        (``durability = os``). Everything else goes the general way, which
+        gives the same answer and record for these too (tests check both).
+        """
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        headers = dict(raw_headers)
+        count = len(raw_headers)
+        if (
+            len(headers) != count
+            or not count
+            or scope.get("http_version") not in _HTTP1
+            or not b"".join(headers).islower()
+            or not _NOTHING_SPECIAL.isdisjoint(headers)
+        ):
+            return False
+        query: bytes = scope.get("query_string", b"")
+        joined = _PAIR_SEP.join(map(_VALUE_SEP.join, raw_headers))
+        size = len(joined) + (_HEADER_LINE_OVERHEAD - 2) * count + 1
+        config = self.config
+        if len(query) > config.max_querystring_bytes or size > config.max_header_bytes:
+            return False
+        headers_json = _headers_json(joined, count)
+        if headers_json is None:
+            return False
+        cookie = headers.get(b"cookie")
+        cookies = [cookie] if cookie is not None else []
+        if self._do_not_track is not None and self._do_not_track.matches(cookies):
+            return False
+
+        now = self._clock()
+        userid = None
+        if query and b"nuid" in query:
+            userid = _usable_id(_query_value(query, b"nuid"))
+        if userid is None and cookie is not None:
+            userid = _usable_id(cookie_value(cookies, self._cookie_name))
+        if userid is None:
+            userid = self._ids.next()
+        client = scope.get("client")
+        peer = str(client[0]) if client else None
+        if self._proxy_header:
+            forwarded = headers.get(self._proxy_header)
+            proxies = [forwarded] if forwarded is not None else []
+            ip = self._client_address.resolve(peer, proxies)
+        else:
+            ip = peer
+        content_type = headers.get(b"content-type")
+        useragent = headers.get(b"user-agent")
+        referer = headers.get(b"referer")
+        host = headers.get(b"host")
+        record_id = self._ids.next()
+        line = encode_line(
+            record_id,
+            int(now * 1000),
+            self._collector,
+            scope["method"],
+            _raw_path(scope),
+            query,
+            b"",
+            None if content_type is None else content_type.decode("ascii").lower(),
+            orjson.Fragment(headers_json),
+            ip,
+            None if useragent is None else useragent.decode("ascii"),
+            None if referer is None else referer.decode("ascii"),
+            None if host is None else host.decode("ascii"),
+            userid,
+        )
+        received = self.metrics.received
+        received["querystring"] += len(query)
+        received["headers"] += size
+        self._in_flight += 1
+        try:
+            written = await self._write(line, record_id, now)
+            if not written:
+                found = _RequestHeaders(raw_headers)
+                found.origin = headers.get(b"origin")
+                await self._answer_error(scope, send, "pixel", found, 503, _UNAVAILABLE)
+                return True
+            origin = headers.get(b"origin") or b"*"
+            if self.config.cookie_enabled:
+                https = scope.get("scheme") == "https"
+                value = self._cookies.header(
+                    userid,
+                    now,
+                    https=https,
+                    host=None if host is None else host.decode("ascii"),
+                )
+                answer = [*_PIXEL_ANSWER, (_ALLOW_ORIGIN, origin), *_CORS_TAIL]
+                answer.append((b"set-cookie", value))
+            else:
+                answer = [*_PIXEL_ANSWER, (_ALLOW_ORIGIN, origin), *_CORS_TAIL]
+            self.metrics.count("pixel", 200)
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": answer}
+            )
+            if scope["method"] == "HEAD":
+                await send(_EMPTY_BODY)
+            else:
+                await send(_PIXEL_BODY)
+        finally:
+            self._in_flight -= 1
+        return True
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
@@ -444,51 +693,62 @@ class CollectorApp:
     async def _track(
         self, scope: Scope, receive: Receive, send: Send, kind: str
     ) -> None:
+        """Record a tracking request, then answer it."""
         self._in_flight += 1
         try:
-            await self._record_and_answer(scope, receive, send, kind)
-        finally:
-            self._in_flight -= 1
+            found = _read_headers(scope["headers"], self._proxy_header)
+            query: bytes = scope.get("query_string", b"")
+            if (
+                found.may_have_body
+                or kind == "post"
+                or scope.get("http_version") not in _HTTP1
+            ):
+                body = await _read_body(receive, self.config.max_body_bytes)
+            else:
+                body = _NO_BODY
 
-    async def _record_and_answer(
-        self, scope: Scope, receive: Receive, send: Send, kind: str
-    ) -> None:
-        found = _read_headers(scope["headers"], self._proxy_header)
-        query: bytes = scope.get("query_string", b"")
-        body = await _read_body(receive, self.config.max_body_bytes)
-
-        now = self._clock()
-        userid = self._network_userid(query, found)
-        refusal = _over_limits(query, found, body, self.config)
-        received = self.metrics.received
-        received["querystring"] += len(query)
-        received["headers"] += found.size
-        received["body"] += body.size
-        tracked = self._do_not_track is None or not self._do_not_track.matches(
-            found.cookies
-        )
-        if tracked:
-            record = self._record(scope, found, query, body.data, now, userid, refusal)
-            written = await self._write(record, now)
-        else:
-            # Do not track: nothing recorded, no cookie set, the usual answer.
-            self.metrics.do_not_track += 1
-            written = True
-
-        if not written:
-            await self._answer_error(scope, send, kind, found, 503, _UNAVAILABLE)
-        elif refusal is not None:
-            answer = self._answer_error(
-                scope, send, kind, found, refusal.status, _text_response(refusal.text)
+            now = self._clock()
+            userid = self._network_userid(query, found)
+            refusal = _over_limits(query, found, body, self.config)
+            received = self.metrics.received
+            received["querystring"] += len(query)
+            received["headers"] += found.size
+            received["body"] += body.size
+            tracked = self._do_not_track is None or not self._do_not_track.matches(
+                found.cookies
             )
-            if body.broken:
-                with suppress(Exception):  # the client may be gone already
+            if tracked:
+                record_id = self._ids.next()
+                line = self._line(
+                    record_id, scope, found, query, body.data, now, userid, refusal
+                )
+                written = await self._write(line, record_id, now)
+            else:
+                # Do not track: nothing recorded, no cookie set, the usual answer.
+                self.metrics.do_not_track += 1
+                written = True
+
+            if not written:
+                await self._answer_error(scope, send, kind, found, 503, _UNAVAILABLE)
+            elif refusal is not None:
+                answer = self._answer_error(
+                    scope,
+                    send,
+                    kind,
+                    found,
+                    refusal.status,
+                    _text_response(refusal.text),
+                )
+                if body.broken:
+                    with suppress(Exception):  # the client may be gone already
+                        await answer
+                else:
                     await answer
             else:
-                await answer
-        else:
-            cookie = tracked and self.config.cookie_enabled and not found.anonymous
-            await self._answer(scope, send, kind, found, now, userid, cookie=cookie)
+                cookie = tracked and self.config.cookie_enabled and not found.anonymous
+                await self._answer(scope, send, kind, found, now, userid, cookie=cookie)
+        finally:
+            self._in_flight -= 1
 
     def _network_userid(self, query: bytes, found: _RequestHeaders) -> str:
         # tnuid is not the collector's business: enrich applies it (§1.3.3).
@@ -502,10 +762,11 @@ class CollectorApp:
             from_cookie = _usable_id(cookie_value(found.cookies, self._cookie_name))
             if from_cookie is not None:
                 return from_cookie
-        return str(uuid.uuid4())
+        return self._ids.next()
 
-    def _record(
+    def _line(
         self,
+        record_id: str,
         scope: Scope,
         found: _RequestHeaders,
         query: bytes,
@@ -513,44 +774,46 @@ class CollectorApp:
         now: float,
         userid: str,
         refusal: _Refusal | None,
-    ) -> RawRecord:
+    ) -> bytes:
+        """The request's raw-log line (docs/raw-log.md)."""
         client = scope.get("client")
         peer = str(client[0]) if client else None
         forwarded = found.forwarded
         ip = None if found.anonymous else self._client_address.resolve(peer, forwarded)
-        headers = tuple(found.pairs)
+        headers: list[tuple[str, str]] | orjson.Fragment
+        headers = found.pairs if found.json is None else orjson.Fragment(found.json)
         path, content_type = _raw_path(scope), found.content_type
         useragent, referer, host = found.useragent, found.referer, found.host
-        extra: dict[str, Any] = {}
+        error = None
         if refusal is not None:
-            extra["error"] = refusal.error
-            if refusal.error.startswith("size_violation"):
+            error = refusal.error
+            if error.startswith("size_violation"):
                 # Only the start of each part: the record must stay writable.
                 query, body = query[:SNIPPET_BYTES], body[:SNIPPET_BYTES]
                 headers = _cut_headers(found.pairs)
                 path, content_type = _cut(path) or "", _cut(content_type)
                 useragent, referer, host = _cut(useragent), _cut(referer), _cut(host)
-        return RawRecord(
-            id=str(uuid.uuid4()),
-            tstamp=int(now * 1000),
-            collector=self._collector,
-            method=scope["method"],
-            path=path,
-            querystring=query or None,
-            body=body or None,
-            content_type=content_type,
-            headers=headers,
-            ip=ip,
-            useragent=useragent,
-            referer=referer,
-            host=host,
-            network_userid=userid,
-            extra=extra,
+        return encode_line(
+            record_id,
+            int(now * 1000),
+            self._collector,
+            scope["method"],
+            path,
+            query,
+            body,
+            content_type,
+            headers,
+            ip,
+            useragent,
+            referer,
+            host,
+            userid,
+            error,
         )
 
-    async def _write(self, record: RawRecord, now: float) -> bool:
+    async def _write(self, line: bytes, record_id: str, now: float) -> bool:
         try:
-            pending = self.writer.write(record)
+            pending = self._store(line, record_id)
             if pending is not None:
                 await pending
         except OSError as exc:
@@ -593,17 +856,18 @@ class CollectorApp:
                 await self._answer_error(scope, send, kind, found, 400, response)
                 return
             status, body = 302, b""
-            headers = [(b"location", decision.location), *_REDIRECT_HEADERS]
-        elif kind == "pixel":
-            status, body, headers = 200, PIXEL, list(_PIXEL_HEADERS)
+            head_part: Headers = [(b"location", decision.location), *_REDIRECT_HEADERS]
+            tail: Headers = _CORS_TAIL
         else:
-            status, body, headers = 200, b"ok", list(_OK_HEADERS)
-        headers.append((b"access-control-allow-origin", found.origin or b"*"))
-        headers.extend(_CORS_TAIL)
+            status = 200
+            head_part, tail, body = _ANSWERS[kind]
+        origin: Headers = [(_ALLOW_ORIGIN, found.origin or b"*")]
         if cookie:
             https = scope.get("scheme") == "https"
             value = self._cookies.header(userid, now, https=https, host=found.host)
-            headers.append((b"set-cookie", value))
+            headers = head_part + origin + tail + [(b"set-cookie", value)]
+        else:
+            headers = head_part + origin + tail
         head = scope["method"] == "HEAD"
         await self._send(send, kind, status, headers, body, head=head)
 

@@ -124,11 +124,13 @@ class NatsSink:
     # --- on the application's event loop ---
 
     def write(self, record: RawRecord) -> Awaitable[None] | None:
-        line = encode_record(record)
+        return self.store(encode_record(record), record.id)
+
+    def store(self, line: bytes, record_id: str) -> Awaitable[None] | None:
         with self._lock:
             if not self._streaming:
                 return self.spool.write_line(line)
-        return self._publish_or_spool(line, record.id)
+        return self._publish_or_spool(line, record_id)
 
     async def _publish_or_spool(self, line: bytes, record_id: str) -> None:
         published = asyncio.run_coroutine_threadsafe(

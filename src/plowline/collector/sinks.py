@@ -3,7 +3,9 @@
 Every sink has the shape the application expects of a record writer:
 ``write(record)`` hands the record over and returns ``None`` when it is stored
 already, or an awaitable that ends once it is (and raises :class:`OSError` if it
-could not be), and ``close()``. The application answers 2xx only after that.
+could not be), and ``close()``. ``store(line, record_id)`` does the same with a
+record the application has encoded itself (the request path does that). The
+application answers 2xx only after that.
 
 With ``durability = fsync`` the raw log answers once the record is on disk. The
 fsync is a group commit: records are written to the file at once, and a thread
@@ -40,6 +42,8 @@ class Sink(Protocol):
     """What the application writes records to (its ``RecordWriter``)."""
 
     def write(self, record: RawRecord) -> Awaitable[None] | None: ...
+
+    def store(self, line: bytes, record_id: str) -> Awaitable[None] | None: ...
 
     def close(self) -> None: ...
 
@@ -164,6 +168,9 @@ class RawLogSink:
     def write(self, record: RawRecord) -> Awaitable[None] | None:
         return self.write_line(encode_record(record))
 
+    def store(self, line: bytes, record_id: str) -> Awaitable[None] | None:
+        return self.write_line(line)
+
     def write_line(self, line: bytes) -> Awaitable[None] | None:
         """Append one encoded line; with fsync durability, await the result."""
         ticket = self.writer.write_line(line)
@@ -190,12 +197,15 @@ class StdoutSink:
         self._lock = threading.Lock()
 
     def write(self, record: RawRecord) -> None:
-        line = memoryview(encode_record(record))
+        self.store(encode_record(record), record.id)
+
+    def store(self, line: bytes, record_id: str) -> None:
+        view = memoryview(line)
         # Known limitation: with several workers, lines longer than the pipe's
         # atomic size (4 KiB on Linux) from two workers may interleave.
         with self._lock:
-            while line:
-                line = line[os.write(self._fd, line) :]
+            while view:
+                view = view[os.write(self._fd, view) :]
 
     def close(self) -> None:
         return None

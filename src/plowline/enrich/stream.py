@@ -65,7 +65,8 @@ def _appending(path: str | None) -> Iterator[BinaryIO]:
 
 def _persist(handle: BinaryIO) -> None:
     handle.flush()
-    if handle is not sys.stdout.buffer:
+    # Standard output and the sink of an output nobody asked for cannot sync.
+    if handle is not sys.stdout.buffer and handle.name != os.devnull:
         os.fsync(handle.fileno())
 
 
