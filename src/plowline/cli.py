@@ -405,6 +405,22 @@ def up(
     help="DuckDB database to load into (created if missing); repeatable.",
 )
 @click.option(
+    "--postgres",
+    "postgres_dsns",
+    multiple=True,
+    metavar="DSN",
+    help="PostgreSQL database to load into, as a libpq connection string "
+    "(postgresql://user@host:5432/db); repeatable.",
+)
+@click.option(
+    "--parquet",
+    "parquet_dirs",
+    multiple=True,
+    metavar="DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of Parquet files in a Hive layout (created if missing); repeatable.",
+)
+@click.option(
     "--failed",
     "failed_inputs",
     multiple=True,
@@ -431,6 +447,8 @@ def up(
 @click.argument("inputs", nargs=-1, metavar="INPUT...")
 def load(
     duckdb_paths: tuple[Path, ...],
+    postgres_dsns: tuple[str, ...],
+    parquet_dirs: tuple[Path, ...],
     failed_inputs: tuple[str, ...],
     iglu_resolver: str | None,
     batch_bytes: int | None,
@@ -444,22 +462,30 @@ def load(
     shredded into one table per schema (docs/storage.md).
     """
     from plowline.errors import PlowlineError
-    from plowline.storage.duckdb import DuckDBStore
     from plowline.storage.loader import load_failed_files, load_files
+    from plowline.storage.stores import open_store
 
     if not inputs and not failed_inputs:
         raise click.UsageError("Give enriched TSV inputs, --failed files, or both.")
-    if not duckdb_paths:
-        raise click.UsageError("Give a store to load into: --duckdb FILE.")
+    targets = [
+        *(("duckdb", str(path)) for path in duckdb_paths),
+        *(("postgres", dsn) for dsn in postgres_dsns),
+        *(("parquet", str(path)) for path in parquet_dirs),
+    ]
+    if not targets:
+        raise click.UsageError(
+            "Give a store to load into: --duckdb FILE, --postgres DSN or --parquet DIR."
+        )
     try:
         resolver = None
         if iglu_resolver is not None:
             from plowline.iglu.config import load_resolver
 
             resolver = load_resolver(iglu_resolver)
-        with _spooled_stdin(inputs, len(duckdb_paths)) as events_in:
-            for path in duckdb_paths:
-                store = DuckDBStore(path)
+        with _spooled_stdin(inputs, len(targets)) as events_in:
+            for kind, where in targets:
+                store = open_store(kind, where)
+                path = _shown(kind, where)
                 try:
                     if events_in:
                         result = load_files(
@@ -477,6 +503,19 @@ def load(
                     store.close()
     except PlowlineError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _shown(kind: str, where: str) -> str:
+    """A store's location for messages, without a password in a DSN."""
+    if kind != "postgres":
+        return where
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(where)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return where
 
 
 def _echo_details(result: LoadResult) -> None:
