@@ -344,6 +344,26 @@ def _iglu(record: RawRecord, api: tuple[str, str], now_ms: int) -> list[Outcome]
     return iglu_events(record, api, now_ms)
 
 
+def _vendor_webhook(
+    record: RawRecord, api: tuple[str, str], now_ms: int
+) -> list[Outcome]:
+    from plowline.enrich.webhook_vendors import vendor_events
+
+    return vendor_events(record, api, now_ms)
+
+
+# Third-party webhooks (plowline.enrich.webhook_vendors, docs/webhooks.md).
+VENDOR_WEBHOOKS = (
+    ("com.mailgun", "v1"),
+    ("com.mandrill", "v1"),
+    ("com.olark", "v1"),
+    ("com.pagerduty", "v1"),
+    ("com.pingdom", "v1"),
+    ("com.sendgrid", "v3"),
+    ("com.statusgator", "v1"),
+    ("com.unbounce", "v1"),
+)
+
 Adapter = Callable[[RawRecord, tuple[str, str], int], list[Outcome]]
 
 _ADAPTERS: dict[tuple[str, str], Adapter] = {
@@ -351,4 +371,5 @@ _ADAPTERS: dict[tuple[str, str], Adapter] = {
     (SNOWPLOW, "tp2"): _tp2,
     ("r", "tp2"): _redirect,
     ("com.snowplowanalytics.iglu", "v1"): _iglu,
+    **{api: _vendor_webhook for api in VENDOR_WEBHOOKS},
 }
