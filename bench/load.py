@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -41,7 +42,62 @@ def _duckdb(folder: Path) -> tuple[Store, Path]:
     return DuckDBStore(path), path
 
 
-STORES: dict[str, Callable[[Path], tuple[Store, Path]]] = {"duckdb": _duckdb}
+def _parquet(folder: Path) -> tuple[Store, Path]:
+    from plowline.storage.parquet import ParquetStore
+
+    path = folder / "parquet"
+    return ParquetStore(path), path
+
+
+# The PostgreSQL server of the benchmark; its database plowline_bench is made
+# afresh for each run and dropped at exit.
+POSTGRES_SERVER = os.environ.get(
+    "PLOWLINE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432"
+)
+_BENCH_DATABASE = "plowline_bench"
+
+
+def _postgres(folder: Path) -> tuple[Store, Callable[[], int]]:
+    """A fresh database; its size is that of Plowline's tables (with indexes
+    and TOAST), measured once the load is done."""
+    import atexit
+
+    import psycopg
+    from psycopg import sql
+
+    from plowline.storage.postgres import PostgresStore
+
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+        sql.Identifier(_BENCH_DATABASE)
+    )
+
+    def run(statement: sql.Composed) -> None:
+        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as conn:
+            conn.execute(statement)
+
+    run(drop)
+    run(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(_BENCH_DATABASE)))
+    atexit.register(run, drop)
+    dsn = f"{POSTGRES_SERVER}/{_BENCH_DATABASE}"
+
+    def size() -> int:
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute(
+                "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname IN ('atomic', 'plowline_meta') AND c.relkind = 'r'"
+            ).fetchone()
+        return int(row[0] or 0) if row else 0
+
+    return PostgresStore(dsn), size
+
+
+# kind -> factory: (the store, its data's path or a function giving its size)
+STORES: dict[str, Callable[[Path], tuple[Store, Path | Callable[[], int]]]] = {
+    "duckdb": _duckdb,
+    "parquet": _parquet,
+    "postgres": _postgres,
+}
 
 
 def traffic_rows() -> list[list[str]]:
@@ -118,7 +174,7 @@ def main() -> None:
         seconds = time.perf_counter() - started
     finally:
         store.close()
-    disk = _size(on_disk)
+    disk = _size(on_disk) if isinstance(on_disk, Path) else on_disk()
     print(
         f"{args.store}: {result.events} events in {seconds:.2f} s = "
         f"{result.events / seconds:,.0f} events/s; "

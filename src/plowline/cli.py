@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import click
 
@@ -441,7 +441,7 @@ def up(
     envvar="PLOWLINE_LOAD_BATCH_BYTES",
     metavar="N",
     help="Load in batches of about N bytes of whole lines, one transaction "
-    "each (default 32 MiB). Re-runs must use the same size to skip whole "
+    "each (default 128 MiB). Re-runs must use the same size to skip whole "
     "batches.",
 )
 @click.argument("inputs", nargs=-1, metavar="INPUT...")
@@ -591,3 +591,175 @@ def query(duckdb_path: Path, output_format: str, sql: str) -> None:
 
 def main() -> None:
     cli()
+
+
+# -- data models and reports (docs/analytics.md) ----------------------------
+
+
+def _model_store(
+    command: Callable[..., None],
+) -> Callable[..., None]:
+    """The --duckdb and --postgres options of `models` and `report`."""
+    duckdb_option = click.option(
+        "--duckdb",
+        "duckdb_path",
+        metavar="FILE",
+        type=click.Path(dir_okay=False),
+        help="DuckDB database (default plowline.duckdb when no --postgres).",
+    )
+    postgres_option = click.option(
+        "--postgres",
+        "postgres_dsn",
+        metavar="DSN",
+        help="PostgreSQL database, as a libpq connection string.",
+    )
+    return duckdb_option(postgres_option(command))
+
+
+def _model_target(
+    duckdb_path: str | None, postgres_dsn: str | None
+) -> tuple[Literal["duckdb", "postgres"], str]:
+    if duckdb_path and postgres_dsn:
+        raise click.UsageError("Give --duckdb FILE or --postgres DSN, not both.")
+    if postgres_dsn:
+        return "postgres", postgres_dsn
+    return "duckdb", duckdb_path or "plowline.duckdb"
+
+
+@cli.command()
+@_model_store
+@click.option(
+    "--include-bots",
+    is_flag=True,
+    help="Keep events labelled as bots (excluded by default). A change of this "
+    "setting rebuilds the models.",
+)
+@click.option(
+    "--heartbeat",
+    "heartbeat_s",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    metavar="SECONDS",
+    help="The trackers' page-ping interval: each ping counts this many "
+    "seconds of engaged time. A change rebuilds the models.",
+)
+@click.option(
+    "--lookback-hours",
+    type=click.IntRange(min=0),
+    default=24,
+    show_default=True,
+    metavar="N",
+    help="Events enriched up to N hours before the newest one processed are "
+    "still looked for (late loads).",
+)
+@click.option("--full-refresh", is_flag=True, help="Rebuild from scratch.")
+def models(
+    duckdb_path: str | None,
+    postgres_dsn: str | None,
+    include_bots: bool,
+    heartbeat_s: int,
+    lookback_hours: int,
+    full_refresh: bool,
+) -> None:
+    """Build or update the data models (derived.page_views, sessions, users,
+    transactions, transaction_items) from atomic.events.
+
+    Only new events are processed; a re-run with nothing new changes nothing.
+    """
+    from plowline.analytics import ModelSettings, update_models
+    from plowline.errors import PlowlineError
+
+    kind, where = _model_target(duckdb_path, postgres_dsn)
+    try:
+        settings = ModelSettings(
+            include_bots=include_bots,
+            heartbeat_s=heartbeat_s,
+            lookback_s=lookback_hours * 3600,
+            full_refresh=full_refresh,
+        )
+        result = update_models(kind, where, settings)
+    except PlowlineError as exc:
+        raise click.ClickException(str(exc)) from exc
+    verb = "Built" if result.full else "Updated"
+    click.echo(
+        f"{verb} the models in {_shown(kind, where)}: {result.new_events} new "
+        f"events, {result.sessions} sessions, {result.orders} orders and "
+        f"{result.users} users re-derived in {result.seconds:.2f} s"
+    )
+
+
+_REPORT_NAMES = (
+    "overview",
+    "pages",
+    "referrers",
+    "campaigns",
+    "devices",
+    "geo",
+    "ecommerce",
+    "funnel",
+)
+
+
+@cli.command()
+@click.argument("name", type=click.Choice(_REPORT_NAMES))
+@click.argument("steps", nargs=-1, metavar="[STEP...]")
+@_model_store
+@click.option("--since", metavar="DATE", help="From this day or time (UTC).")
+@click.option("--until", metavar="DATE", help="To this day (included) or time.")
+@click.option("--app-id", metavar="ID", help="Only this application's sessions.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True,
+    help="Rows at most (pages, referrers, ...).",
+)
+@click.option(
+    "--format",
+    "output_format",
+    default="table",
+    show_default=True,
+    type=click.Choice(["table", "csv", "json"]),
+    help="table for people; csv or json for scripts.",
+)
+def report(
+    name: str,
+    steps: tuple[str, ...],
+    duckdb_path: str | None,
+    postgres_dsn: str | None,
+    since: str | None,
+    until: str | None,
+    app_id: str | None,
+    limit: int,
+    output_format: str,
+) -> None:
+    """Print a report from the models: overview, pages, referrers, campaigns,
+    devices, geo, ecommerce or funnel.
+
+    funnel takes its steps in order: pages (/cart, page:/product/*) or events
+    (event:NAME, a self-describing event's name or a structured event's
+    action), and gives the sessions that reached each step after the one
+    before. Sessions are counted by their start time.
+    """
+    from rich.console import Console
+
+    from plowline.analytics import Filters, run_report
+    from plowline.analytics.reports import parse_time
+    from plowline.errors import PlowlineError
+    from plowline.storage.query import format_csv, format_json, rich_table
+
+    kind, where = _model_target(duckdb_path, postgres_dsn)
+    try:
+        filters = Filters(
+            since=parse_time(since) if since else None,
+            until=parse_time(until, end=True) if until else None,
+            app_id=app_id,
+            limit=limit,
+        )
+        result = run_report(kind, where, name, filters, list(steps))
+    except PlowlineError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if output_format == "csv":
+        click.echo(format_csv(result), nl=False)
+    elif output_format == "json":
+        click.echo(format_json(result))
+    else:
+        Console().print(rich_table(result))

@@ -15,7 +15,9 @@ import pytest
 
 from plowline.enrich.fields import FIELD_INDEX, FIELD_NAMES, FIELDS, REQUIRED_FIELDS
 from plowline.errors import BadInputError
+from plowline.storage.batch import rows_to_table
 from plowline.storage.duckdb import (
+    DuckDBStore,
     connect,
     ensure_schema,
     load_failed,
@@ -23,6 +25,7 @@ from plowline.storage.duckdb import (
     load_rows,
     read_tsv,
 )
+from plowline.storage.loader import write_events
 
 REQUIRED = {
     "collector_tstamp": "2026-12-04 15:29:10.526",
@@ -98,7 +101,8 @@ def test_events_table_has_every_field_in_order(conn: duckdb.DuckDBPyConnection) 
 
     assert [name for name, _, _ in columns] == list(FIELD_NAMES)
     assert [kind for _, kind, _ in columns] == [
-        EXPECTED_TYPES[field.kind] for field in FIELDS
+        "UUID" if field.name == "event_id" else EXPECTED_TYPES[field.kind]
+        for field in FIELDS
     ]
     not_null = {name for name, _, nullable in columns if nullable == "NO"}
     assert not_null == REQUIRED_FIELDS == set(REQUIRED)
@@ -596,3 +600,84 @@ def test_bad_failed_event_loads_nothing(
     with pytest.raises(BadInputError, match=problem):
         load_failed(conn, [FAILED_EVENTS[0], line])
     assert fetch_one(conn, "SELECT count(*) FROM atomic.failed_events") == (0,)
+
+
+# Event ids: UUID columns until an id is not a lower-case UUID
+
+
+def column_types(conn: duckdb.DuckDBPyConnection, column: str) -> dict[str, str]:
+    rows = conn.execute(
+        "SELECT table_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'atomic' AND column_name = ?",
+        [column],
+    ).fetchall()
+    return {str(table): str(kind) for table, kind in rows}
+
+
+def test_uuid_ids_stay_uuid_and_read_back_as_text(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
+    load_rows(conn, [enriched_row(contexts=CONTEXTS)])
+
+    assert column_types(conn, "event_id") == {"events": "UUID"}
+    assert column_types(conn, "root_id") == {
+        "com_snowplowanalytics_snowplow_web_page_1": "UUID"
+    }
+    store = DuckDBStore(conn)
+    assert store.read_events().column("event_id").to_pylist() == [REQUIRED["event_id"]]
+    child = store.read_child_table("com_snowplowanalytics_snowplow_web_page_1")
+    assert child.column("root_id").to_pylist() == [REQUIRED["event_id"]]
+
+
+def test_first_id_that_is_not_a_uuid_widens_every_id_column(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
+    load_rows(conn, [enriched_row(contexts=CONTEXTS)])
+    upper = REQUIRED["event_id"].upper()
+    load_rows(
+        conn,
+        [
+            enriched_row(event_id="e1", contexts=CONTEXTS),
+            # Upper case is another id, not the stored lower-case one.
+            enriched_row(event_id=upper, app_id="other"),
+        ],
+    )
+
+    assert column_types(conn, "event_id") == {"events": "VARCHAR"}
+    assert column_types(conn, "root_id") == {
+        "com_snowplowanalytics_snowplow_web_page_1": "VARCHAR"
+    }
+    ids = conn.execute("SELECT event_id FROM atomic.events ORDER BY 1").fetchall()
+    assert [i for (i,) in ids] == sorted([REQUIRED["event_id"], "e1", upper])
+    roots = conn.execute(
+        "SELECT root_id FROM atomic.com_snowplowanalytics_snowplow_web_page_1 "
+        "ORDER BY 1"
+    ).fetchall()
+    assert [r for (r,) in roots] == sorted([REQUIRED["event_id"], "e1"])
+
+
+def test_widening_is_undone_with_its_transaction(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
+    load_rows(conn, [enriched_row()])
+    store = DuckDBStore(conn)
+    with pytest.raises(RuntimeError), store.transaction():
+        write_events(store, rows_to_table([enriched_row(event_id="e1")]))
+        assert column_types(conn, "event_id") == {"events": "VARCHAR"}
+        raise RuntimeError("stop")
+
+    assert column_types(conn, "event_id") == {"events": "UUID"}
+    assert event_count(conn) == 1
+    other = "0b0b0b0b-1111-4222-8333-444444444444"
+    with store.transaction():
+        assert write_events(store, rows_to_table([enriched_row(event_id=other)]))
+    assert column_types(conn, "event_id") == {"events": "UUID"}
+    assert event_count(conn) == 2
+
+
+def test_stored_uuid_is_found_again_as_a_natural_duplicate(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
+    assert load_rows(conn, [enriched_row(app_id="a")]) == 1
+    assert load_rows(conn, [enriched_row(app_id="a")]) == 0
+    assert event_count(conn) == 1

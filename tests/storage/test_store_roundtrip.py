@@ -24,7 +24,9 @@ CONTEXTS = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1"
 # Text the enriched TSV can carry: no tabs, line breaks or lone surrogates.
 _CHARS = st.characters(
     blacklist_categories=["Cs"],
-    blacklist_characters="\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029",
+    # U+0000 too: enrich never writes it (control characters are removed) and
+    # PostgreSQL text cannot hold it (that store refuses it, naming the field).
+    blacklist_characters="\x00\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029",
 )
 _TSTAMP = st.datetimes(
     min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)

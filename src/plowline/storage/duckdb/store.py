@@ -1,7 +1,11 @@
 """The DuckDB store: :class:`~plowline.storage.base.Store` on one connection.
 
 Arrow tables are handed to DuckDB by registering them as views, so inserts run
-in DuckDB's C++ without a copy through Python.
+in DuckDB's C++ without a copy through Python. Event ids are stored as UUID
+while every id is a canonical lower-case UUID (the enricher always writes
+one); the first batch with another id turns the id columns into VARCHAR, in
+its own transaction (:func:`~plowline.storage.duckdb.schema.widen_ids`).
+Reads give the ids back as the same text either way.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import ClassVar
 
 import duckdb
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from plowline.errors import PlowlineError, StoreUnavailableError
 from plowline.storage.base import Store
@@ -23,13 +28,17 @@ from plowline.storage.duckdb.schema import (
     CHILD_TYPES,
     EVENTS_TABLE,
     FAILED_EVENTS_TABLE,
+    ID_TYPE,
     KINDS_OF_CHILD_TYPES,
+    LOAD_SETTINGS,
     MANIFEST_TABLE,
     child_ddl,
     child_table,
     connect,
     ensure_schema,
+    id_type,
     quote,
+    widen_ids,
 )
 from plowline.storage.failed import FAILED_SCHEMA
 from plowline.storage.manifest import ManifestEntry
@@ -38,6 +47,12 @@ from plowline.storage.shred import FIXED_NAMES, ShredKind
 log = logging.getLogger(__name__)
 
 _views = itertools.count()
+UUID_TEXT = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+# Every events column, with the id as text whatever its stored type.
+_EVENT_COLUMNS = ", ".join(
+    "event_id::VARCHAR AS event_id" if name == "event_id" else quote(name)
+    for name in EVENTS_SCHEMA.names
+)
 
 
 class DuckDBStore(Store):
@@ -54,7 +69,11 @@ class DuckDBStore(Store):
         else:
             self.conn = connect(target, read_only=read_only)
             self._owned = True
+            if not read_only:
+                for name, value in LOAD_SETTINGS.items():
+                    self.conn.execute(f"SET {name} = {value}").fetchall()
         self._children: dict[str, dict[str, ShredKind]] | None = None
+        self._id_type: str | None = None
         self._in_transaction = False
 
     def close(self) -> None:
@@ -74,6 +93,7 @@ class DuckDBStore(Store):
             yield
         except BaseException:
             self._children = None  # tables made in this transaction are gone
+            self._id_type = None
             # After a failed commit DuckDB has no transaction left to roll back.
             with suppress(duckdb.Error):
                 self.conn.rollback()
@@ -84,6 +104,7 @@ class DuckDBStore(Store):
             self.conn.commit()
         except duckdb.Error as exc:
             self._children = None
+            self._id_type = None
             raise StoreUnavailableError(f"Could not commit to DuckDB: {exc}") from exc
 
     @contextmanager
@@ -127,17 +148,49 @@ class DuckDBStore(Store):
 
     # Events
 
+    def _ids(self) -> str:
+        """The stored type of event ids, UUID or VARCHAR."""
+        if self._id_type is None:
+            self._id_type = id_type(self.conn)
+        return self._id_type
+
     def existing_events(self, event_ids: pa.Array) -> pa.Table:
-        ids = pa.table({"event_id": pa.array(event_ids, pa.string())})
-        with self._view(ids) as view:
+        """A semi-join inside DuckDB: only the (rare) stored matches come back."""
+        ids = pa.array(event_ids, pa.string())
+        match = "SELECT event_id FROM {view}"
+        if self._ids() == ID_TYPE:
+            # Other text cannot be in a UUID column (and 'ABC…' must not match 'abc…').
+            ids = ids.filter(pc.match_substring_regex(ids, UUID_TEXT))
+            match = "SELECT event_id::UUID FROM {view}"
+        if not len(ids):
+            return EVENTS_SCHEMA.empty_table()
+        with self._view(pa.table({"event_id": ids})) as view:
             found = self.conn.sql(
-                f"SELECT * FROM {EVENTS_TABLE} "
-                f"WHERE event_id IN (SELECT event_id FROM {view})"
+                f"SELECT {_EVENT_COLUMNS} FROM {EVENTS_TABLE} "
+                f"WHERE event_id IN ({match.format(view=view)})"
             ).to_arrow_table()
         return _as_schema(found, EVENTS_SCHEMA)
 
     def insert_events(self, events: pa.Table) -> None:
+        if self._ids() == ID_TYPE and events.num_rows:
+            ids = events.column("event_id")
+            if not pc.all(pc.match_substring_regex(ids, UUID_TEXT)).as_py():
+                log.warning(
+                    "An event id is not a lower-case UUID: event_id and root_id "
+                    "columns become VARCHAR"
+                )
+                self._run_widen()
         self._run(f"INSERT INTO {EVENTS_TABLE} SELECT * FROM {{view}}", events)
+
+    def _run_widen(self) -> None:
+        try:
+            widen_ids(self.conn)
+        except duckdb.Error as exc:
+            raise PlowlineError(
+                f"DuckDB could not widen the id columns: {exc}"
+            ) from exc
+        self._id_type = "VARCHAR"
+        self._children = None
 
     # Child tables
 
@@ -162,7 +215,7 @@ class DuckDBStore(Store):
         return None if columns is None else dict(columns)
 
     def create_child_table(self, table: str, columns: Mapping[str, ShredKind]) -> None:
-        self._run(child_ddl(table, dict(columns)))
+        self._run(child_ddl(table, dict(columns), self._ids()))
         self._child_map()[table] = dict(columns)
         log.info("Created child table atomic.%s", table)
 
@@ -215,7 +268,7 @@ class DuckDBStore(Store):
 
     def read_events(self) -> pa.Table:
         table = self.conn.sql(
-            f"SELECT * FROM {EVENTS_TABLE} ORDER BY event_id"
+            f"SELECT {_EVENT_COLUMNS} FROM {EVENTS_TABLE} ORDER BY event_id"
         ).to_arrow_table()
         return _as_schema(table, EVENTS_SCHEMA)
 
@@ -223,8 +276,10 @@ class DuckDBStore(Store):
         return sorted(self._child_map())
 
     def read_child_table(self, table: str) -> pa.Table:
+        # UUIDs order as their text does, so ORDER BY ALL is the same either way.
         return self.conn.sql(
-            f"SELECT * FROM {child_table(table)} ORDER BY ALL"
+            f"SELECT * REPLACE (root_id::VARCHAR AS root_id) "
+            f"FROM {child_table(table)} ORDER BY ALL"
         ).to_arrow_table()
 
     def read_failed(self) -> pa.Table:
