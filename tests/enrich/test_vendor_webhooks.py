@@ -660,7 +660,7 @@ def shaped(vendor: str, value: Any, fields: dict[str, str]) -> RawRecord:
     if vendor == "pingdom":
         return record(PINGDOM, query=urlencode({"message": text}))
     if vendor == "pagerduty":
-        body = orjson.dumps({"messages": value})
+        body = json.dumps({"messages": value}).encode()  # any size of integer
         return record(PAGERDUTY, body, "application/json")
     if vendor == "sendgrid":
         return record(SENDGRID, text.encode(), "application/json")
