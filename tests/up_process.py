@@ -60,6 +60,14 @@ class RunningUp:
         result = self.query(sql)
         return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
 
+    def tables_exist(self, schema: str, table: str) -> bool:
+        return bool(
+            self.scalar(
+                "select count(*) from information_schema.tables "
+                f"where table_schema = '{schema}' and table_name = '{table}'"
+            )
+        )
+
     def scalar(self, sql: str) -> Any:
         return self.query(sql).rows[0][0]
 

@@ -365,6 +365,16 @@ def collector(
     type=click.IntRange(1, 64),
     help="Collector worker processes.",
 )
+@click.option(
+    "--models-every",
+    "models_seconds",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Update the analytics models (plowline models) this often while "
+    "events arrive, and at the stop; 0 never.",
+)
 @_enrich_settings
 def up(
     host: str,
@@ -372,6 +382,7 @@ def up(
     data_dir: Path,
     duckdb_path: Path,
     workers: int,
+    models_seconds: float,
     enrichments: str | None,
     iglu_resolver: str | None,
 ) -> None:
@@ -386,6 +397,7 @@ def up(
         data_dir=data_dir,
         duckdb_path=duckdb_path,
         workers=workers,
+        models_seconds=models_seconds,
         enrich=EnrichSettings(enrichments, iglu_resolver),
     )
     try:
@@ -709,7 +721,10 @@ _REPORT_NAMES = (
 @click.option("--until", metavar="DATE", help="To this day (included) or time.")
 @click.option("--app-id", metavar="ID", help="Only this application's sessions.")
 @click.option(
-    "--limit", type=click.IntRange(min=1), default=50, show_default=True,
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
     help="Rows at most (pages, referrers, ...).",
 )
 @click.option(

@@ -65,6 +65,9 @@ class UpConfig:
     duckdb_path: Path = Path("plowline.duckdb")
     workers: int = 1
     enrich: EnrichSettings = field(default_factory=EnrichSettings)
+    # Update the analytics models (plowline models) this often while new events
+    # arrive, and once at the stop; 0 never.
+    models_seconds: float = 60.0
     poll_seconds: float = 0.5
     startup_timeout: float = 30.0
 
@@ -286,6 +289,36 @@ def banner(config: UpConfig) -> str:
     )
 
 
+class _ModelUpdater:
+    """Keeps the analytics models (``derived.*``) current while ``up`` owns the
+    DuckDB file, where ``plowline models`` cannot open it: an update when
+    events were loaded and ``every`` seconds have passed since the last one."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, every: float) -> None:
+        self.conn = conn
+        self.every = every
+        self.pending = False
+        self.last = time.monotonic()
+
+    def update_if_due(self, *, force: bool = False) -> None:
+        if self.every <= 0 or not self.pending:
+            return
+        if not force and time.monotonic() - self.last < self.every:
+            return
+        from plowline.analytics.models import build_models
+        from plowline.analytics.warehouse import Warehouse
+
+        self.last = time.monotonic()
+        self.pending = False
+        try:
+            result = build_models(Warehouse(self.conn, "duckdb"))
+        except Exception:  # the models must never take loading down with them
+            logger.exception("Updating the analytics models failed; retrying later")
+            self.pending = True
+            return
+        logger.info("Analytics models updated (%s)", result)
+
+
 def run_up(config: UpConfig, *, announce: bool = True) -> int:
     """Run until SIGTERM or SIGINT, then stop the collector and load the rest.
 
@@ -310,6 +343,7 @@ def run_up(config: UpConfig, *, announce: bool = True) -> int:
     # that has threads is best avoided.
     collector = start_collector(config)
     server = QueryServer(conn, socket_path_for(config.duckdb_path))
+    models = _ModelUpdater(conn, config.models_seconds)
     code = 0
     try:
         server.start()
@@ -326,16 +360,20 @@ def run_up(config: UpConfig, *, announce: bool = True) -> int:
                 break
             try:
                 if loader.step():
+                    models.pending = True
                     continue
             except StoreUnavailableError as exc:
                 logger.error("%s Retrying in %.0f s.", exc, RETRY_SECONDS)
                 stopper.event.wait(RETRY_SECONDS)
                 continue
+            models.update_if_due()
             stopper.event.wait(config.poll_seconds)
     finally:
         stop_collector(collector)
         try:
             loader.drain()
+            models.pending = True
+            models.update_if_due(force=True)
         except StoreUnavailableError as exc:
             logger.error("%s Stopping with records still to load.", exc)
             code = 1

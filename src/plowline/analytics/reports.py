@@ -1,0 +1,269 @@
+"""The reports of ``plowline report``: SQL over the derived tables, the same
+text for DuckDB and PostgreSQL.
+
+Each report is one SELECT, so that it can go through ``plowline up``'s query
+socket (which serves only reading statements). Filters are written into the
+SQL as literals, quoted by :func:`~plowline.analytics.warehouse.literal`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from plowline.analytics.tables import SCHEMA
+from plowline.analytics.warehouse import literal
+from plowline.errors import BadInputError
+
+REPORTS = (
+    "overview",
+    "pages",
+    "referrers",
+    "campaigns",
+    "devices",
+    "geo",
+    "ecommerce",
+    "funnel",
+)
+_D = SCHEMA
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which sessions a report counts: started in [since, until), of app_id."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    app_id: str | None = None
+    limit: int = 50
+
+    def where(self, tstamp: str, app: str = "app_id") -> str:
+        tests = ["TRUE"]
+        if self.since is not None:
+            tests.append(f"{tstamp} >= {_tstamp(self.since)}")
+        if self.until is not None:
+            tests.append(f"{tstamp} < {_tstamp(self.until)}")
+        if self.app_id is not None:
+            tests.append(f"{app} = {literal(self.app_id)}")
+        return " AND ".join(tests)
+
+
+def _tstamp(value: datetime) -> str:
+    return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+
+
+def parse_time(text: str, *, end: bool = False) -> datetime:
+    """``2026-03-02`` or ``2026-03-02T10:00[:00]`` (UTC). A date given as the
+    end of a range includes that whole day."""
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime(day.year, day.month, day.day)
+            return moment + timedelta(days=1) if end else moment
+        return datetime.fromisoformat(text).replace(tzinfo=None)
+    except ValueError as exc:
+        raise BadInputError(
+            f"{text!r} is not a date (2026-03-02) or a time (2026-03-02T10:00)."
+        ) from exc
+
+
+def _pct(part: str, whole: str) -> str:
+    # NUMERIC so that ROUND(x, 1) exists in PostgreSQL too.
+    return (
+        f"CAST(ROUND(CAST(100.0 * {part} / NULLIF({whole}, 0) AS NUMERIC), 1)"
+        " AS DECIMAL(6,1))"
+    )
+
+
+def _avg(value: str) -> str:
+    return f"CAST(ROUND(CAST(AVG({value}) AS NUMERIC), 1) AS DECIMAL(18,1))"
+
+
+def overview(f: Filters) -> str:
+    where = f.where("start_tstamp")
+    return f"""SELECT COUNT(DISTINCT stitched_user_id) AS users,
+        COUNT(*) AS sessions,
+        COALESCE(SUM(page_views), 0) AS page_views,
+        {_pct("SUM(CASE WHEN is_bounce THEN 1 ELSE 0 END)", "COUNT(*)")}
+            AS bounce_rate_pct,
+        {_avg("duration_s")} AS avg_session_s,
+        {_avg("engaged_time_s")} AS avg_engaged_s,
+        COALESCE(SUM(transactions), 0) AS transactions,
+        CAST(COALESCE(SUM(revenue), 0) AS DECIMAL(18,2)) AS revenue,
+        {_pct("SUM(CASE WHEN transactions > 0 THEN 1 ELSE 0 END)", "COUNT(*)")}
+            AS conversion_rate_pct
+    FROM {_D}.sessions WHERE {where}"""
+
+
+def pages(f: Filters) -> str:
+    where = f.where("start_tstamp")
+    return f"""SELECT page_urlpath AS page, COUNT(*) AS page_views,
+        COUNT(DISTINCT session_id) AS sessions,
+        COUNT(DISTINCT stitched_user_id) AS users,
+        {_avg("engaged_time_s")} AS avg_engaged_s,
+        {_avg("scroll_depth_pct")} AS avg_scroll_pct,
+        SUM(CASE WHEN is_entry THEN 1 ELSE 0 END) AS entries,
+        SUM(CASE WHEN is_exit THEN 1 ELSE 0 END) AS exits,
+        {_pct("SUM(CASE WHEN is_exit THEN 1 ELSE 0 END)", "COUNT(*)")}
+            AS exit_rate_pct
+    FROM {_D}.page_views WHERE {where}
+    GROUP BY page_urlpath ORDER BY page_views DESC, page LIMIT {f.limit}"""
+
+
+def _by_session(columns: str, names: str, f: Filters) -> str:
+    where = f.where("start_tstamp")
+    return f"""SELECT {columns}, COUNT(*) AS sessions,
+        COUNT(DISTINCT stitched_user_id) AS users,
+        COALESCE(SUM(page_views), 0) AS page_views,
+        {_pct("SUM(CASE WHEN is_bounce THEN 1 ELSE 0 END)", "COUNT(*)")}
+            AS bounce_rate_pct,
+        COALESCE(SUM(transactions), 0) AS transactions,
+        CAST(COALESCE(SUM(revenue), 0) AS DECIMAL(18,2)) AS revenue
+    FROM {_D}.sessions WHERE {where}
+    GROUP BY {names} ORDER BY sessions DESC, {names} LIMIT {f.limit}"""
+
+
+def referrers(f: Filters) -> str:
+    return _by_session(
+        "channel, refr_medium, refr_source, refr_term",
+        "channel, refr_medium, refr_source, refr_term",
+        f,
+    )
+
+
+def campaigns(f: Filters) -> str:
+    inner = Filters(f.since, f.until, f.app_id, f.limit)
+    sql = _by_session(
+        "mkt_campaign, mkt_source, mkt_medium",
+        "mkt_campaign, mkt_source, mkt_medium",
+        inner,
+    )
+    return sql.replace("WHERE TRUE", "WHERE mkt_campaign IS NOT NULL AND TRUE", 1)
+
+
+def devices(f: Filters) -> str:
+    return _by_session(
+        "dvce_type, br_family, os_family", "dvce_type, br_family, os_family", f
+    )
+
+
+def geo(f: Filters) -> str:
+    return _by_session("geo_country, geo_city", "geo_country, geo_city", f)
+
+
+def ecommerce(f: Filters) -> str:
+    where = f.where("t.tstamp", "t.app_id")
+    return f"""SELECT i.sku, i.name, i.category,
+        COUNT(DISTINCT i.order_id) AS orders,
+        SUM(i.quantity) AS quantity,
+        CAST(SUM(i.item_revenue) AS DECIMAL(18,2)) AS item_revenue
+    FROM {_D}.transaction_items i
+    JOIN {_D}.transactions t ON t.order_id = i.order_id
+    WHERE {where}
+    GROUP BY i.sku, i.name, i.category
+    ORDER BY item_revenue DESC, i.sku LIMIT {f.limit}"""
+
+
+@dataclass(frozen=True)
+class Step:
+    """A funnel step: a page (path, ``*`` a wildcard) or an event."""
+
+    kind: str  # "page" or "event"
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> Step:
+        if text.startswith("event:") and len(text) > 6:
+            return cls("event", text[6:])
+        if text.startswith("page:") and len(text) > 5:
+            return cls("page", text[5:])
+        if text.startswith("/"):
+            return cls("page", text)
+        raise BadInputError(
+            f"Funnel step {text!r} is neither a page (/path, page:/path*) nor an "
+            "event (event:NAME)."
+        )
+
+    @property
+    def label(self) -> str:
+        return self.value if self.kind == "page" else f"event:{self.value}"
+
+    def hits(self) -> str:
+        """SELECT session_id, tstamp of every time this step was reached."""
+        if self.kind == "page":
+            pattern = _like(self.value)
+            return (
+                f"SELECT session_id, start_tstamp AS tstamp FROM {_D}.page_views "
+                f"WHERE page_urlpath LIKE {literal(pattern)} ESCAPE '!'"
+            )
+        name = literal(self.value)
+        return (
+            "SELECT e.domain_sessionid AS session_id, "
+            "COALESCE(e.derived_tstamp, e.collector_tstamp) AS tstamp "
+            f"FROM atomic.events e WHERE e.domain_sessionid IN "
+            f"(SELECT session_id FROM _funnel_sessions) AND (e.event_name = {name} "
+            f"OR (e.event = 'struct' AND e.se_action = {name}))"
+        )
+
+
+def _like(path: str) -> str:
+    escaped = re.sub(r"([!%_])", r"!\1", path)
+    return escaped.replace("*", "%")
+
+
+def funnel(f: Filters, steps: list[Step]) -> str:
+    """Sessions that reached each step in order (each step at or after the
+    one before), and the conversion between steps."""
+    if len(steps) < 2:
+        raise BadInputError("A funnel needs at least two steps.")
+    where = f.where("start_tstamp")
+    ctes = [f"_funnel_sessions AS (SELECT session_id FROM {_D}.sessions WHERE {where})"]
+    for n, step in enumerate(steps, start=1):
+        hits = step.hits()
+        if n == 1:
+            ctes.append(
+                f"s1 AS (SELECT h.session_id, MIN(h.tstamp) AS tstamp FROM ({hits}) h "
+                "JOIN _funnel_sessions fs ON fs.session_id = h.session_id "
+                "GROUP BY h.session_id)"
+            )
+        else:
+            ctes.append(
+                f"s{n} AS (SELECT h.session_id, MIN(h.tstamp) AS tstamp "
+                f"FROM ({hits}) h "
+                f"JOIN s{n - 1} p ON p.session_id = h.session_id "
+                "AND h.tstamp >= p.tstamp GROUP BY h.session_id)"
+            )
+    counts = " UNION ALL ".join(
+        f"SELECT {n} AS step, {literal(step.label)} AS name, COUNT(*) AS sessions "
+        f"FROM s{n}"
+        for n, step in enumerate(steps, start=1)
+    )
+    return f"""WITH {", ".join(ctes)}, counts AS ({counts})
+    SELECT c.step, c.name, c.sessions,
+        {_pct("c.sessions", "p.sessions")} AS from_previous_pct,
+        {_pct("c.sessions", "f.sessions")} AS from_first_pct
+    FROM counts c
+    LEFT JOIN counts p ON p.step = c.step - 1
+    JOIN counts f ON f.step = 1
+    ORDER BY c.step"""
+
+
+def report_sql(name: str, filters: Filters, steps: list[str] | None = None) -> str:
+    """The SQL of the report ``name``."""
+    if name == "funnel":
+        return funnel(filters, [Step.parse(text) for text in steps or []])
+    builders = {
+        "overview": overview,
+        "pages": pages,
+        "referrers": referrers,
+        "campaigns": campaigns,
+        "devices": devices,
+        "geo": geo,
+        "ecommerce": ecommerce,
+    }
+    if name not in builders:
+        raise BadInputError(f"Unknown report {name!r}: one of {', '.join(REPORTS)}.")
+    if steps:
+        raise BadInputError("Only the funnel report takes steps.")
+    return builders[name](filters)
