@@ -26,6 +26,7 @@ import socket
 import socketserver
 import tempfile
 import threading
+import time as clock
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -332,6 +333,9 @@ class _Handler(socketserver.StreamRequestHandler):
 class _UnixServer(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     block_on_close = False
+    # Connections waiting to be accepted (socketserver's default is 5): a
+    # dashboard or a script may send many queries at once.
+    request_queue_size = 128
 
     def __init__(self, path: str, answer: Callable[[bytes], bytes]) -> None:
         self.answer = answer
@@ -395,14 +399,25 @@ def _ask_server(sock: Path, sql: str) -> QueryResult | None:
     """Send SQL to a query server; None when nobody listens on the socket."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
         client.settimeout(_CONNECT_TIMEOUT_S)
-        try:
-            client.connect(str(sock))
-        except (ConnectionRefusedError, FileNotFoundError):
-            return None
-        except OSError as exc:
-            raise StoreUnavailableError(
-                f"Cannot reach the query server on {sock}: {exc.strerror or exc}."
-            ) from exc
+        deadline = clock.monotonic() + _CONNECT_TIMEOUT_S
+        while True:
+            try:
+                client.connect(str(sock))
+                break
+            except (ConnectionRefusedError, FileNotFoundError):
+                return None
+            except BlockingIOError as exc:
+                # Every waiting place of the server is taken: wait a little.
+                if clock.monotonic() > deadline:
+                    raise StoreUnavailableError(
+                        f"The query server on {sock} is busy: no answer within "
+                        f"{_CONNECT_TIMEOUT_S:.0f} s; try again."
+                    ) from exc
+                clock.sleep(0.01)
+            except OSError as exc:
+                raise StoreUnavailableError(
+                    f"Cannot reach the query server on {sock}: {exc.strerror or exc}."
+                ) from exc
 
         # The query itself may take long: no timeout once it is sent.
         client.settimeout(None)
