@@ -7,6 +7,7 @@ real ``plowline collector`` where the HTTP server matters.
 
 from __future__ import annotations
 
+import gzip
 import re
 from email.utils import formatdate
 from pathlib import Path
@@ -301,6 +302,37 @@ def test_tracker_script_revalidates_with_its_etag(
     assert response.status == status
     assert response.header("etag") == etag
     assert response.body == (b"" if status == 304 else b"var x;")
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzipped"),
+    [
+        ("gzip, deflate, br", True),
+        ("br;q=1.0, gzip;q=0.8", True),
+        ("*", True),
+        ("gzip;q=0", False),
+        ("br", False),
+        (None, False),
+    ],
+)
+def test_tracker_script_is_sent_gzipped_to_who_accepts_it(
+    tmp_path: Path, accept_encoding: str | None, gzipped: bool
+) -> None:
+    script = b"window.plowline = function () { return 'plough'; };\n" * 50
+    app, _ = make_app(tmp_path, script)
+    headers = {"accept-encoding": accept_encoding} if accept_encoding else {}
+    response = call(app, "GET", "/plowline.js", headers)
+
+    assert response.status == 200
+    assert response.header("vary") == "Accept-Encoding"
+    if gzipped:
+        assert response.header("content-encoding") == "gzip"
+        assert gzip.decompress(response.body) == script
+        assert len(response.body) < len(script) // 10
+    else:
+        assert response.header("content-encoding") is None
+        assert response.body == script
+    assert response.header("content-length") == str(len(response.body))
 
 
 def test_head_of_the_tracker_script_has_no_body(tmp_path: Path) -> None:

@@ -685,8 +685,15 @@ class CollectorApp:
         if_none_match = next(
             (v for k, v in scope["headers"] if k.lower() == b"if-none-match"), None
         )
+        accept = next(
+            (v for k, v in scope["headers"] if k.lower() == b"accept-encoding"), None
+        )
         if script.not_modified(if_none_match):
             await self._send(send, "other", 304, script.not_modified_headers, b"")
+        elif script.accepts_gzip(accept):
+            await self._send(
+                send, "other", 200, script.gzipped_headers, script.gzipped, head=head
+            )
         else:
             await self._send(send, "other", 200, script.headers, script.body, head=head)
 

@@ -7,9 +7,10 @@ tracker is served after the collector restarts. Browsers may keep it for
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,20 @@ class TrackerScript:
     etag: bytes
     headers: list[tuple[bytes, bytes]]
     not_modified_headers: list[tuple[bytes, bytes]]
+    # The same file gzip-compressed once, for browsers that accept it.
+    gzipped: bytes = b""
+    gzipped_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    @staticmethod
+    def accepts_gzip(accept_encoding: bytes | None) -> bool:
+        """Whether ``Accept-Encoding`` allows gzip (and does not refuse it)."""
+        if not accept_encoding:
+            return False
+        for item in accept_encoding.lower().split(b","):
+            coding, _, params = item.strip().partition(b";")
+            if coding.strip() in (b"gzip", b"x-gzip", b"*"):
+                return params.replace(b" ", b"") not in (b"q=0", b"q=0.0", b"q=0.00")
+        return False
 
     def not_modified(self, if_none_match: bytes | None) -> bool:
         """True when the browser's ``If-None-Match`` names this version."""
@@ -58,9 +73,24 @@ def load_tracker_script(path: Path, max_age: int) -> TrackerScript | None:
         (b"cache-control", f"public, max-age={max_age}".encode("ascii")),
         (b"etag", etag),
     ]
+    common.append((b"vary", b"Accept-Encoding"))
     headers = [
         (b"content-type", b"application/javascript; charset=utf-8"),
         (b"content-length", str(len(body)).encode("ascii")),
         *common,
     ]
-    return TrackerScript(body, etag, headers, [*common, (b"content-length", b"0")])
+    gzipped = gzip.compress(body, compresslevel=9, mtime=0)
+    gzipped_headers = [
+        (b"content-type", b"application/javascript; charset=utf-8"),
+        (b"content-encoding", b"gzip"),
+        (b"content-length", str(len(gzipped)).encode("ascii")),
+        *common,
+    ]
+    return TrackerScript(
+        body,
+        etag,
+        headers,
+        [*common, (b"content-length", b"0")],
+        gzipped,
+        gzipped_headers,
+    )

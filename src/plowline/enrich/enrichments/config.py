@@ -255,7 +255,7 @@ def _build(
         ):
             continue
         if not config.enabled:
-            logger.info("%s: enrichment %s is disabled", config.source, config.name)
+            logger.debug("%s: enrichment %s is disabled", config.source, config.name)
             continue
         enrichment = _instantiate(config, cls, problems)
         if enrichment is not None:
