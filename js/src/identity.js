@@ -17,6 +17,10 @@ export function createIdentity(cfg) {
   const secure = cfg.cookieSecure ?? location.protocol == "https:";
   const sessionSeconds = cfg.sessionTimeout ?? 1800;
   let id = null;
+  // Whether the cookies written last time could be read back: where cookies
+  // are blocked, the ids and the session live in memory for the page's life.
+  let stick = true;
+  let lastTs = 0;
 
   const read = (name) => {
     const m = document.cookie.match("(?:^|; )" + name.replace(/\./g, "\\.") + "=([^;]*)");
@@ -49,7 +53,7 @@ export function createIdentity(cfg) {
      */
     forEvent(eventId, dtm) {
       const seconds = Math.floor(dtm / 1000);
-      const expired = !read(sesName);
+      const expired = !read(sesName) && (stick || !id || dtm - lastTs > sessionSeconds * 1000);
       id = load() || id;
       if (!id) id = { duid: uuid(), created: seconds, visits: 0, visitTs: seconds, lastVisitTs: 0, sid: "", prevSid: "", index: 0 };
       if (expired || !id.sid) {
@@ -64,6 +68,8 @@ export function createIdentity(cfg) {
       }
       id.index++;
       save();
+      stick = !!read(sesName);
+      lastTs = dtm;
       return id;
     },
     /** The domain user id, for cross-domain links. */
@@ -73,6 +79,7 @@ export function createIdentity(cfg) {
       write(idName, "", 0);
       write(sesName, "", 0);
       id = null;
+      stick = true;
     },
   };
 }

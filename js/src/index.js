@@ -3,8 +3,8 @@
 //   plowline("trackPageView");
 // Calls made before this script loaded wait in plowline.q (the loader snippet
 // puts them there) and run in order once it has.
-import { createTracker } from "./tracker.js";
-import { classesOf, hasClass, now, on } from "./util.js";
+import { VERSION, createTracker } from "./tracker.js";
+import { attr, classesOf, cut, hasClass, list, now, on, safe, warn } from "./util.js";
 
 const IGLU = "iglu:com.snowplowanalytics.snowplow/";
 const script = document.currentScript;
@@ -43,10 +43,10 @@ function startPings() {
   lastCheck = now();
   resetScroll();
   const heartbeat = (activity.heartbeatDelay ?? 10) * 1000;
-  pingTimer = setTimeout(() => {
+  pingTimer = setTimeout(safe(() => {
+    pingTimer = setInterval(safe(checkActivity), heartbeat);
     checkActivity();
-    pingTimer = setInterval(checkActivity, heartbeat);
-  }, (activity.minimumVisitLength ?? 5) * 1000 || heartbeat);
+  }), (activity.minimumVisitLength ?? 5) * 1000 || heartbeat);
 }
 
 function noteActivity(event) {
@@ -59,13 +59,16 @@ function noteActivity(event) {
 
 // --- links ---------------------------------------------------------------------
 
-const linkOf = (target) => target.closest && target.closest("a[href],area[href]");
+// The link clicked, also inside open shadow roots (event.target is the host there).
+const linkOf = (event) =>
+  (event.composedPath ? event.composedPath() : [event.target])
+    .find((n) => n.matches && n.matches("a[href],area[href]"));
 
 function decorate(link) {
   const domains = tracker.cfg.crossDomainLinker;
   const duid = tracker.duid();
   if (!domains || !duid || link.hostname == location.hostname) return;
-  const wanted = typeof domains == "function" ? domains(link) : domains.includes(link.hostname);
+  const wanted = typeof domains == "function" ? domains(link) : list(domains).includes(link.hostname);
   if (!wanted) return;
   const url = new URL(link.href);
   url.searchParams.set("_sp", duid + "." + now());
@@ -73,20 +76,31 @@ function decorate(link) {
 }
 
 function linkClick(event, options) {
-  const link = linkOf(event.target);
+  const link = linkOf(event);
   if (!link || (event.type == "auxclick" && event.button != 1)) return;
   if (options.allowlist ? !hasClass(link, options.allowlist) : hasClass(link, options.denylist)) return;
   const data = { targetUrl: link.href };
   if (link.id) data.elementId = link.id;
-  if (link.classList.length) data.elementClasses = classesOf(link);
+  if (classesOf(link).length) data.elementClasses = classesOf(link);
   if (link.target) data.elementTarget = link.target;
-  if (options.trackContent && link.innerText) data.elementContent = link.innerText.trim().slice(0, 1000);
+  if (options.trackContent && link.innerText) data.elementContent = cut(link.innerText.trim(), 1000);
   selfDescribing("link_click", "1-0-1", data, options.context);
 }
 
 // --- forms ---------------------------------------------------------------------
 
 const FIELD_NODES = ["INPUT", "TEXTAREA", "SELECT"];
+// Fields that are or ever were password fields ("show password" buttons make
+// them type=text), or look like one: never captured.
+const secret = new WeakSet();
+const SECRET_NAME = /passw|passcode|pwd|secret/i;
+const isSecret = (el) => secret.has(el) || el.type == "password"
+  || /(current|new)-password/.test(attr(el, "autocomplete")) || SECRET_NAME.test(el.name + " " + el.id);
+function watchPasswords() {
+  new MutationObserver(safe((changes) => changes.forEach((c) => c.oldValue == "password" && secret.add(c.target))))
+    .observe(document, { subtree: true, attributeFilter: ["type"], attributeOldValue: true });
+  document.querySelectorAll("input[type=password]").forEach((el) => secret.add(el));
+}
 const NOT_VALUES = ["submit", "button", "reset", "image"];
 
 function formOptions(options, form) {
@@ -99,12 +113,16 @@ function formOptions(options, form) {
 function fieldAllowed(options, el) {
   const fields = options.fields || {};
   const name = el.name || el.id;
-  if (el.type == "password" || !FIELD_NODES.includes(el.nodeName)) return false;
+  if (!FIELD_NODES.includes(el.nodeName)) return false;
+  if (isSecret(el)) return secret.add(el), false;
   if (fields.allowlist) return fields.allowlist.includes(name);
   return !(fields.denylist || []).includes(name);
 }
 
-const formId = (form) => form.id || form.getAttribute("name") || "";
+// Fields named "id" or "elements" shadow form.id and form.elements: read them
+// through the DOM's own getters.
+const formId = (form) => attr(form, "id") || attr(form, "name") || "";
+const elementsOf = (form) => Object.getOwnPropertyDescriptor(HTMLFormElement.prototype, "elements").get.call(form);
 // The schemas' type enums hold input types only (null is not among them).
 const typeOf = (el) => (el.nodeName == "INPUT" ? el.type : undefined);
 const valueOf = (el) => (/^(checkbox|radio)$/.test(el.type) && !el.checked ? null : el.value);
@@ -122,9 +140,9 @@ function formField(event, options) {
 
 function formSubmit(event, options) {
   const form = event.target;
-  if (!formOptions(options, form)) return;
+  if (!(form instanceof HTMLFormElement) || !formOptions(options, form)) return;
   const elements = [];
-  for (const el of form.elements) {
+  for (const el of elementsOf(form)) {
     if (!el.name || !fieldAllowed(options, el) || NOT_VALUES.includes(el.type) || valueOf(el) == null) continue;
     elements.push({ name: el.name, value: el.value, nodeName: el.nodeName, type: typeOf(el) });
   }
@@ -137,9 +155,9 @@ function trackError(error, context, extra) {
   const e = error || {};
   const data = {
     programmingLanguage: "JAVASCRIPT",
-    message: ("" + (e.message || error || "JavaScript error")).slice(0, 2048),
-    stackTrace: e.stack ? e.stack.slice(0, 8192) : null,
-    exceptionName: e.name ? ("" + e.name).slice(0, 1024) : null,
+    message: cut(e.message || error || "JavaScript error", 2048),
+    stackTrace: e.stack ? cut(e.stack, 8192) : null,
+    exceptionName: e.name ? cut(e.name, 1024) : null,
     isFatal: true,
     ...extra,
   };
@@ -156,8 +174,8 @@ const commands = {
     tracker.cfg = cfg;
     ["mousedown", "mousemove", "keydown", "scroll", "touchstart", "wheel", "click", "focus"]
       .forEach((type) => on(window, type, noteActivity));
-    on(document, "mousedown", (e) => linkOf(e.target) && decorate(linkOf(e.target)));
-    on(document, "keydown", (e) => linkOf(e.target) && decorate(linkOf(e.target)));
+    on(document, "mousedown", (e) => linkOf(e) && decorate(linkOf(e)));
+    on(document, "keydown", (e) => linkOf(e) && decorate(linkOf(e)));
   },
   trackPageView(options = {}) {
     tracker.newPageView();
@@ -189,10 +207,14 @@ const commands = {
     selfDescribing("link_click", "1-0-1", o.data || o, o.context);
   },
   enableLinkClickTracking(options = {}) {
+    options = { ...options, allowlist: list(options.allowlist), denylist: list(options.denylist) };
     on(document, "click", (e) => linkClick(e, options));
     on(document, "auxclick", (e) => linkClick(e, options));
   },
   enableFormTracking(options = {}) {
+    const lists = (o = {}) => ({ allowlist: list(o.allowlist), denylist: list(o.denylist) });
+    options = { ...options, forms: lists(options.forms), fields: lists(options.fields) };
+    watchPasswords();
     on(document, "focusin", (e) => formField(e, options));
     on(document, "change", (e) => formField(e, options));
     on(document, "submit", (e) => formSubmit(e, options));
@@ -200,7 +222,7 @@ const commands = {
   enableErrorTracking(options = {}) {
     on(window, "error", (e) =>
       trackError(e.error || e.message, options.context, {
-        lineNumber: e.lineno || null, lineColumn: e.colno || null, fileName: (e.filename || "").slice(0, 1024) || null,
+        lineNumber: e.lineno || null, lineColumn: e.colno || null, fileName: cut(e.filename || "", 1024) || null,
       }));
     on(window, "unhandledrejection", (e) => trackError(e.reason, options.context));
   },
@@ -223,15 +245,21 @@ function run(args) {
   const [name, ...rest] = args;
   if (typeof name == "function") return name();
   const command = commands[name];
-  if (!command) return console.warn("plowline: unknown command " + name);
-  if (!tracker && name != "init") return console.warn("plowline: call init before " + name);
+  if (!command) return warn("unknown command " + name);
+  if (!tracker && name != "init") return warn("call init before " + name);
   try {
     return command(...rest);
   } catch (e) {
-    console.warn("plowline: " + name + " failed", e);
+    warn(name + " failed", e);
   }
 }
 
-const waiting = (window.plowline && window.plowline.q) || [];
-window.plowline = (...args) => run(args);
-waiting.forEach(run);
+// A second copy of the script (page template and tag manager) finds the
+// first one's plowline() and leaves it alone.
+if (!(window.plowline && window.plowline.version)) {
+  const waiting = (window.plowline && window.plowline.q) || [];
+  const api = (...args) => run(args);
+  api.version = VERSION;
+  window.plowline = api;
+  waiting.forEach(run);
+}

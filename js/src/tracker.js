@@ -2,7 +2,7 @@
 // to the emitter. Every value sent is a string; empty ones are left out.
 import { createEmitter } from "./send.js";
 import { createIdentity } from "./identity.js";
-import { base64url, now, uuid } from "./util.js";
+import { base64url, now, uuid, warn } from "./util.js";
 
 export const VERSION = "plowline-js-0.1.0";
 const IGLU = "iglu:com.snowplowanalytics.snowplow/";
@@ -22,7 +22,7 @@ export function createTracker(cfg) {
   const off = dnt && cfg.respectDoNotTrack != "anonymous";
   let anonymous = !!(cfg.anonymous || dnt);
   const identity = createIdentity(cfg);
-  const emitter = createEmitter(cfg, () => anonymous);
+  const emitter = createEmitter(cfg);
   const post = (cfg.method || "post") != "get";
   const base64 = cfg.encodeBase64 ?? !post;
   const globals = [];
@@ -34,8 +34,12 @@ export function createTracker(cfg) {
   const entitiesFor = (payload, context) => {
     const list = [...(context || [])];
     for (const g of globals) {
-      const found = typeof g == "function" ? g(payload) : g;
-      if (found) list.push(...[].concat(found));
+      try {
+        const found = typeof g == "function" ? g(payload) : g;
+        if (found) list.push(...[].concat(found));
+      } catch (e) { // the event goes without that context
+        warn("global context failed", e);
+      }
     }
     if (cfg.webPage !== false) list.push({ schema: WEB_PAGE, data: { id: pageViewId } });
     return list;
@@ -72,8 +76,9 @@ export function createTracker(cfg) {
       else payload[k] = "" + payload[k];
     }
     const entities = entitiesFor(payload, context);
-    // Entities last: a GET request that is too long loses them first.
     if (entities.length) json(payload, "co", "cx", { schema: CONTEXTS, data: entities });
+    // Anonymity is the event's own: it is sent the way it was tracked.
+    if (anonymous) payload._a = 1;
     emitter.add(payload);
     return payload;
   }

@@ -50,11 +50,36 @@ export function sha1(s) {
   return h.map((v) => (v >>> 0).toString(16).padStart(8, "0")).join("");
 }
 
+/** Warn in the console: the tracker never throws into the page. */
+export const warn = (...a) => console.warn("plowline:", ...a);
+
+/** `fn` with every exception caught and logged instead of reaching the page. */
+export const safe = (fn) => (...a) => {
+  try {
+    return fn(...a);
+  } catch (e) {
+    warn(e);
+  }
+};
+
+/** An attribute read with the DOM's own method, so form fields named like it cannot shadow it. */
+export const attr = (el, name) => Element.prototype.getAttribute.call(el, name);
+
 /** An element's class names as an array. */
-export const classesOf = (el) => Array.from(el.classList || []);
+export const classesOf = (el) => (attr(el, "class") || "").split(/\s+/).filter(Boolean);
 
 /** True when the element has one of `names` among its classes. */
-export const hasClass = (el, names) => (names || []).some((n) => el.classList.contains(n));
+export const hasClass = (el, names) => classesOf(el).some((c) => (names || []).includes(c));
+
+/** A list option given as one value (or nothing) as a list (or undefined). */
+export const list = (v) => (v == null ? v : [].concat(v));
+
+/** At most `n` UTF-16 units of `s`, never cutting an emoji (a surrogate pair) in two. */
+export const cut = (s, n) => {
+  s = "" + s;
+  const c = s.charCodeAt(n - 1);
+  return s.slice(0, c > 0xd7ff && c < 0xdc00 ? n - 1 : n);
+};
 
 export const on = (target, type, fn, capture = true) =>
-  target.addEventListener(type, fn, { capture, passive: true });
+  target.addEventListener(type, safe(fn), { capture, passive: true });
