@@ -375,6 +375,15 @@ def collector(
     help="Update the analytics models (plowline models) this often while "
     "events arrive, and at the stop; 0 never.",
 )
+@click.option(
+    "--dashboard-port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    help="Also serve the dashboard (plowline dashboard) on 127.0.0.1:PORT, "
+    "e.g. 8090; 0 for none. A busy port leaves up running without it.",
+)
 @_enrich_settings
 def up(
     host: str,
@@ -383,6 +392,7 @@ def up(
     duckdb_path: Path,
     workers: int,
     models_seconds: float,
+    dashboard_port: int,
     enrichments: str | None,
     iglu_resolver: str | None,
 ) -> None:
@@ -398,6 +408,7 @@ def up(
         duckdb_path=duckdb_path,
         workers=workers,
         models_seconds=models_seconds,
+        dashboard_port=dashboard_port,
         enrich=EnrichSettings(enrichments, iglu_resolver),
     )
     try:
@@ -778,3 +789,38 @@ def report(
         click.echo(format_json(result))
     else:
         Console().print(rich_table(result))
+
+
+# -- the dashboard (docs/dashboard.md) ---------------------------------------
+
+
+@cli.command()
+@_model_store
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. The dashboard has no login: keep it on "
+    "loopback or behind a proxy that authenticates.",
+)
+@click.option(
+    "--port",
+    default=8090,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on.",
+)
+def dashboard(
+    duckdb_path: str | None, postgres_dsn: str | None, host: str, port: int
+) -> None:
+    """Serve the analytics dashboard: the reports of `plowline report` as web
+    pages, filtered by date range and app, and a live view of the last 30
+    minutes. Reads DuckDB through `plowline up`'s query socket while it runs."""
+    from plowline.dashboard.server import DashboardConfig, serve
+    from plowline.errors import PlowlineError
+
+    kind, where = _model_target(duckdb_path, postgres_dsn)
+    try:
+        serve(DashboardConfig(kind, where, host, port))
+    except PlowlineError as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -68,6 +68,8 @@ class UpConfig:
     # Update the analytics models (plowline models) this often while new events
     # arrive, and once at the stop; 0 never.
     models_seconds: float = 60.0
+    # The dashboard (plowline dashboard) on 127.0.0.1 at this port; 0 none.
+    dashboard_port: int = 0
     poll_seconds: float = 0.5
     startup_timeout: float = 30.0
 
@@ -221,6 +223,53 @@ def start_collector(config: UpConfig) -> subprocess.Popen[bytes]:
     )
 
 
+DASHBOARD_HOST = "127.0.0.1"
+
+
+def start_dashboard(config: UpConfig) -> subprocess.Popen[bytes] | None:
+    """``plowline dashboard`` on this DuckDB file as a child process, on
+    loopback only; None when turned off or when its port is taken (``up``
+    goes on without it: collecting matters more)."""
+    if not config.dashboard_port:
+        return None
+    try:
+        check_address_free(DASHBOARD_HOST, config.dashboard_port)
+    except ConfigurationError as exc:
+        logger.warning("Running without the dashboard: %s", exc)
+        return None
+    command = [
+        sys.executable,
+        "-m",
+        "plowline",
+        "dashboard",
+        "--duckdb",
+        str(config.duckdb_path),
+        "--host",
+        DASHBOARD_HOST,
+        "--port",
+        str(config.dashboard_port),
+    ]
+    return subprocess.Popen(
+        command, start_new_session=True, preexec_fn=_stop_with_parent
+    )
+
+
+def dashboard_url(config: UpConfig) -> str:
+    return f"http://{DASHBOARD_HOST}:{config.dashboard_port}/"
+
+
+def stop_dashboard(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        logger.error("The dashboard did not stop within 10 s; killing it")
+        process.kill()
+        process.wait()
+
+
 def _load_prctl() -> Callable[..., int] | None:
     try:
         prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
@@ -273,7 +322,7 @@ def stop_collector(process: subprocess.Popen[bytes]) -> None:
         logger.warning("The collector exited with code %s", process.returncode)
 
 
-def banner(config: UpConfig) -> str:
+def banner(config: UpConfig, *, dashboard: bool = False) -> str:
     host = f"[{config.host}]" if ":" in config.host else config.host
     base = f"http://{host}:{config.port}"
     return (
@@ -285,7 +334,8 @@ def banner(config: UpConfig) -> str:
         "(tables atomic.events and atomic.failed_events)\n"
         "  Query live      plowline query "
         f'--duckdb {config.duckdb_path} "select count(*) from atomic.events"\n'
-        "Stop with Ctrl-C; everything received is loaded before it exits."
+        + (f"  Dashboard       {dashboard_url(config)}\n" if dashboard else "")
+        + "Stop with Ctrl-C; everything received is loaded before it exits."
     )
 
 
@@ -327,6 +377,11 @@ def run_up(config: UpConfig, *, announce: bool = True) -> int:
     stopper.install()
     # Checked before anything is created, so a busy port leaves no files behind.
     check_address_free(config.host, config.port)
+    if config.dashboard_port == config.port:
+        raise ConfigurationError(
+            f"The dashboard and the collector cannot share port {config.port}: "
+            "pass another --dashboard-port (0 for no dashboard)."
+        )
     enricher = config.enrich.build()  # a configuration error stops us here
     if enricher.emits_pii_events:
         raise ConfigurationError(
@@ -342,6 +397,7 @@ def run_up(config: UpConfig, *, announce: bool = True) -> int:
     # The collector starts before the query server's thread: forking a process
     # that has threads is best avoided.
     collector = start_collector(config)
+    dashboard = start_dashboard(config)
     server = QueryServer(conn, socket_path_for(config.duckdb_path))
     models = _ModelUpdater(conn, config.models_seconds)
     code = 0
@@ -349,7 +405,7 @@ def run_up(config: UpConfig, *, announce: bool = True) -> int:
         server.start()
         wait_until_healthy(config, collector)
         if announce:
-            print(banner(config), flush=True)
+            print(banner(config, dashboard=dashboard is not None), flush=True)
         while not stopper.event.is_set():
             if collector.poll() is not None:
                 logger.error(
@@ -358,6 +414,12 @@ def run_up(config: UpConfig, *, announce: bool = True) -> int:
                 )
                 code = 1
                 break
+            if dashboard is not None and dashboard.poll() is not None:
+                logger.warning(
+                    "The dashboard stopped (exit code %s); collecting goes on",
+                    dashboard.returncode,
+                )
+                dashboard = None
             try:
                 if loader.step():
                     models.pending = True
@@ -369,6 +431,7 @@ def run_up(config: UpConfig, *, announce: bool = True) -> int:
             models.update_if_due()
             stopper.event.wait(config.poll_seconds)
     finally:
+        stop_dashboard(dashboard)
         stop_collector(collector)
         try:
             loader.drain()
