@@ -94,11 +94,16 @@ const FIELD_NODES = ["INPUT", "TEXTAREA", "SELECT"];
 // them type=text), or look like one: never captured.
 const secret = new WeakSet();
 const SECRET_NAME = /passw|passcode|pwd|secret/i;
-const isSecret = (el) => secret.has(el) || el.type == "password"
+let observer;
+const seen = (changes) => changes.forEach((c) => c.oldValue == "password" && secret.add(c.target));
+// The observer's callback runs only after the handler that changed the type
+// ("pw.type = 'text'; pw.focus()"): its pending records are taken first.
+const isSecret = (el) => (observer && seen(observer.takeRecords()), secret.has(el)) || el.type == "password"
   || /(current|new)-password/.test(attr(el, "autocomplete")) || SECRET_NAME.test(el.name + " " + el.id);
 function watchPasswords() {
-  new MutationObserver(safe((changes) => changes.forEach((c) => c.oldValue == "password" && secret.add(c.target))))
-    .observe(document, { subtree: true, attributeFilter: ["type"], attributeOldValue: true });
+  if (observer) return;
+  observer = new MutationObserver(safe(seen));
+  observer.observe(document, { subtree: true, attributeFilter: ["type"], attributeOldValue: true });
   document.querySelectorAll("input[type=password]").forEach((el) => secret.add(el));
 }
 const NOT_VALUES = ["submit", "button", "reset", "image"];

@@ -1,14 +1,17 @@
 // The emitter: a queue in localStorage shared by the site's tabs, sent by GET
 // (one event per pixel request) or POST (payload_data batches under
-// maxPostBytes), retried with backoff, and flushed with sendBeacon when the
-// page is hidden or closed. An event leaves the queue only once the collector
-// answered 2xx for it (or refused it for good with a 4xx), so a reload or a
-// collector outage loses nothing.
+// maxPostBytes), retried with backoff, and handed to sendBeacon when the page
+// is hidden or closed. An event leaves the queue only once a request that
+// carried it got a 2xx answer (or a 4xx refusal for good), so a reload or a
+// collector outage loses nothing; a beacon gets no answer, so its events stay.
 //
-// The stored queue is the truth: every change reads it, changes it and writes
-// it back at once (no tab overwrites another's events). A tab sending events
-// marks them in it (`_f`: until when they are claimed) so that no other tab
-// sends them meanwhile; `_a` marks an event tracked anonymously.
+// Each event is stored under a key of its own (prefix + event id), so adding,
+// claiming and removing one touch that key only and no tab's write can drop
+// another tab's event; the queue is the set of such keys, in tracking order.
+// A tab sending events marks them (`_f`: until when they are claimed) so that
+// no other tab sends them meanwhile; `_b` marks an event handed to a beacon,
+// `_a` one tracked anonymously, `_o` gives the order. Whether the collector
+// is failing is stored too, for every tab to know.
 import { now, on, safe, warn } from "./util.js";
 
 const PAYLOAD_DATA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4";
@@ -25,12 +28,13 @@ export function createEmitter(cfg) {
   const bufferSize = post ? cfg.bufferSize || 1 : 1;
   const maxDelay = (cfg.maxRetryDelay ?? 60) * 1000;
   const timeout = (cfg.requestTimeout ?? 10) * 1000;
-  const key = "plowline_queue_" + cfg.namespace;
-  let mem = "[]";
-  const memory = { getItem: () => mem, setItem: (k, v) => (mem = v) };
-  let store = memory;
+  const prefix = "plowline_queue_" + cfg.namespace + ":";
+  const failKey = "plowline_failing_" + cfg.namespace;
+  const cap = cfg.maxQueueSize || 1000;
+  const mem = new Map(); // key -> event: this tab's events that storage refused
+  let store;
   try {
-    if (cfg.localStorage !== false) localStorage.getItem(key), (store = localStorage); // throws where blocked
+    if (cfg.localStorage !== false) localStorage.getItem(failKey), (store = localStorage); // throws where blocked
   } catch (e) { /* then the queue lives in memory only */ }
   const flying = new Map(); // eid -> sent with keepalive, for this tab's request in flight
   const tooLong = new Map(); // eid -> 1: GET without entities, 2: POST (after a 414)
@@ -40,29 +44,59 @@ export function createEmitter(cfg) {
   let timer = 0; // the retry timer, while backing off
   let drain = 0; // events still to send of those waiting when sending started
   let left = false; // pagehide: the page is being unloaded
+  let order = 0;
 
+  const ls = (fn) => {
+    try {
+      return store && fn(store);
+    } catch (e) { /* full or blocked */ }
+  };
+  /** The queue: stored events and those only this tab holds, oldest first. */
   const read = () => {
-    try {
-      return JSON.parse(store.getItem(key)) || [];
-    } catch (e) {
-      return []; // unreadable: start empty
-    }
+    const found = new Map(mem);
+    ls((s) => {
+      for (let i = 0; i < s.length; i++) {
+        const k = s.key(i);
+        if (k.startsWith(prefix) && !found.has(k)) {
+          try {
+            found.set(k, JSON.parse(s.getItem(k)));
+          } catch (e) { /* unreadable: skipped */ }
+        }
+      }
+    });
+    return [...found.values()].filter((e) => e && e.eid).sort((x, y) => x._o - y._o);
   };
-  /** Read-modify-write of the stored queue. */
-  const update = (change) => {
-    const text = JSON.stringify(change(read()).slice(-(cfg.maxQueueSize || 1000)));
-    try {
-      store.setItem(key, text);
-    } catch (e) { // full or blocked storage: the queue lives in memory from now on
-      store = memory;
-      mem = text;
-    }
+  const get = (e) => {
+    const k = prefix + e.eid;
+    return mem.get(k) || ls((s) => JSON.parse(s.getItem(k)));
   };
-  const ids = (events) => new Set(events.map((e) => e.eid));
+  /** Store one event; where storage is full, this tab keeps it in memory. */
+  const put = (e) => {
+    const k = prefix + e.eid;
+    ls((s) => (s.setItem(k, JSON.stringify(e)), mem.delete(k), 1)) || mem.set(k, e);
+  };
+  const drop = (e) => {
+    mem.delete(prefix + e.eid);
+    ls((s) => s.removeItem(prefix + e.eid));
+  };
+  const setFailing = (on) => {
+    failing = on;
+    ls((s) => (on ? s.setItem(failKey, now()) : s.removeItem(failKey)));
+  };
+  // A queue of the previous version (one key holding a list) joins this one.
+  ls((s) => {
+    const old = "plowline_queue_" + cfg.namespace;
+    (JSON.parse(s.getItem(old)) || []).forEach((e, i) => put({ ...e, _o: i }));
+    s.removeItem(old);
+  });
+  const claim = (events, until, marks) => events.forEach((e) => {
+    const stored = get(e);
+    if (stored) put({ ...stored, ...marks, _f: until });
+  });
   const free = (e) => !(e._f > now());
 
   const bytes = (s) => new TextEncoder().encode(s).length;
-  const clean = ({ _a, _f, ...e }) => e;
+  const clean = ({ _a, _f, _b, _o, ...e }) => e;
   const noEntities = ({ co, cx, ...e }) => e;
   const bodyOf = (events) => {
     const stm = "" + now();
@@ -115,23 +149,19 @@ export function createEmitter(cfg) {
   };
 
   const done = (events) => {
-    const gone = ids(events);
-    gone.forEach((id) => flying.delete(id));
-    update((list) => list.filter((e) => !gone.has(e.eid)));
-    busy = failing = false;
+    events.forEach((e) => (flying.delete(e.eid), drop(e)));
+    busy = false;
+    if (failing) setFailing(false);
     delay = 0;
     drain -= events.length;
     flush(drain > 0);
   };
   const retry = (events, again) => {
-    const mine = ids(events);
-    mine.forEach((id) => flying.delete(id));
-    // Release the claim; put back those that page-hiding handed to the request.
-    update((list) => [...events.filter((e) => !list.some((x) => x.eid == e.eid)), ...list]
-      .map((e) => (mine.has(e.eid) ? { ...e, _f: 0 } : e)));
+    events.forEach((e) => flying.delete(e.eid));
+    claim(events, 0); // released (unless another tab confirmed them meanwhile)
     busy = false;
     if (again) return flush(true);
-    failing = true;
+    setFailing(true);
     delay = Math.min(delay ? delay * 2 : 1000, maxDelay);
     timer = setTimeout(safe(() => {
       timer = 0;
@@ -142,16 +172,11 @@ export function createEmitter(cfg) {
   /** Send what is queued, one request at a time; nothing while backing off. */
   function flush(force) {
     if (busy || timer) return;
-    let events = [];
-    update((list) => {
-      const waiting = list.filter(free);
-      if (!waiting.length || (!force && waiting.length < bufferSize && !failing)) return list;
-      events = post ? batchOf(waiting) : waiting.slice(0, 1);
-      drain = waiting.length;
-      const mine = ids(events);
-      const until = now() + timeout + 1000;
-      return list.map((e) => (mine.has(e.eid) ? { ...e, _f: until } : e));
-    });
+    const waiting = read().filter(free);
+    if (!waiting.length || (!force && waiting.length < bufferSize && !failing)) return;
+    const events = post ? batchOf(waiting) : waiting.slice(0, 1);
+    drain = waiting.length;
+    claim(events, now() + timeout + 1000);
     if (!events.length) return;
     busy = true;
     // Unloading rejects the page's side of a keepalive request, which goes on
@@ -173,16 +198,14 @@ export function createEmitter(cfg) {
   }
 
   // Hidden or closing: hand what waits to the browser (sendBeacon, or fetch
-  // keepalive for anonymous events, as a beacon would carry cookies). Events
-  // of a keepalive request in flight are left to it: it outlives the page.
-  // While the collector fails, everything stays stored for the next page, and
-  // the events in flight are released, their outcome unknown.
+  // keepalive for anonymous events, as a beacon would carry cookies), unless
+  // the collector is failing (known to any tab): then it waits for the next
+  // page. Neither answers the page, so those events stay stored, claimed for
+  // a while (long enough for the answer's `sp` cookie to be set), then sent
+  // again by fetch until one is answered 2xx. Events of a keepalive request
+  // in flight are left to it, and stay stored the same way.
   const leave = () => {
-    const gone = new Set();
-    if (failing) {
-      flying.forEach((k, id) => gone.add(id));
-      return update((list) => list.map((e) => (gone.has(e.eid) ? { ...e, _f: 0 } : e)));
-    }
+    if (failing || ls((s) => s.getItem(failKey))) return;
     let list = read().filter(free);
     while (list.length) {
       const events = batchOf(list);
@@ -196,10 +219,8 @@ export function createEmitter(cfg) {
         }).catch(() => {}), true)
         : navigator.sendBeacon(postUrl, new Blob([body], { type: "application/json" }));
       if (!ok) break;
-      events.forEach((e) => gone.add(e.eid));
+      claim(events, now() + timeout + 1000, { _b: now() });
     }
-    flying.forEach((keep, id) => keep && gone.add(id));
-    update((list) => list.filter((e) => !gone.has(e.eid)));
   };
   on(document, "visibilitychange", () => document.hidden && leave());
   on(window, "pagehide", () => {
@@ -220,7 +241,9 @@ export function createEmitter(cfg) {
       if (bytes(bodyOf([post ? event : noEntities(event)])) > maxBytes) {
         return warn("event dropped, over maxPostBytes:", event.e, event.eid);
       }
-      update((list) => [...list, event]);
+      const list = read();
+      list.slice(0, Math.max(0, list.length + 1 - cap)).forEach(drop); // the oldest go first
+      put({ ...event, _o: now() * 1000 + (order++ % 1000) });
       flush();
     },
     flush,

@@ -127,7 +127,10 @@ def dashboard(
     assert running.stop() in (0, -signal.SIGTERM), running.log.read_text()
 
 
-@pytest.fixture(scope="session")
+# One browser per test module: Playwright's sync API holds an event loop in
+# this thread while it runs, and tests elsewhere need to start their own
+# (asyncio.run), as does the other folder's browser.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from tracker.browser_env import chromium
 

@@ -288,10 +288,17 @@ class Tab:
     def wait_idle(self) -> None:
         """Until the tracker's queue in localStorage is empty."""
         self.page.wait_for_function(
-            "() => Object.keys(localStorage).every(k => !k.startsWith('plowline_queue')"
-            " || localStorage[k] === '[]')",
+            "() => Object.keys(localStorage)"
+            ".every(k => !k.startsWith('plowline_queue'))",
             timeout=15000,
         )
+
+
+# The tracker's stored queue: one localStorage key per event, in tracking order.
+STORED_QUEUE = (
+    "Object.keys(localStorage).filter(k => k.startsWith('plowline_queue_pl:'))"
+    ".map(k => JSON.parse(localStorage[k])).sort((a, b) => a._o - b._o)"
+)
 
 
 def collect_console(page: Any) -> list[str]:

@@ -13,7 +13,10 @@ from browser_env import Site, Tab, chromium, start_up_at
 from up_process import RunningUp
 
 
-@pytest.fixture(scope="session")
+# One browser per test module: Playwright's sync API holds an event loop in
+# this thread while it runs, and tests elsewhere need to start their own
+# (asyncio.run), as does the other folder's browser.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with chromium() as launched:
         yield launched

@@ -7,7 +7,14 @@ import shutil
 from datetime import datetime
 from typing import Any
 
-from browser_env import REPO, Site, events, start_up_at, wait_for_events
+from browser_env import (
+    REPO,
+    STORED_QUEUE,
+    Site,
+    events,
+    start_up_at,
+    wait_for_events,
+)
 
 from plowline.rawlog.record import RawRecord, decode_record
 
@@ -107,7 +114,11 @@ def test_beacon_sends_the_buffer_when_the_page_is_left(
     # application/json, where fetch sends "; charset=UTF-8".
     [request] = [r for r in raw_records(up) if r.body and app_id.encode() in r.body]
     assert request.content_type == "application/json"
-    assert tab.page.evaluate("localStorage.plowline_queue_pl") == "[]"
+    # A beacon gets no answer: its events stay stored, marked, to be sent again
+    # (the loader drops the identical copy) unless a fetch confirms them first.
+    stored = tab.page.evaluate(STORED_QUEUE)
+    assert [e["se_ac"] for e in stored] == ["a0", "a1", "a2"]
+    assert all(e["_b"] and e["_f"] for e in stored)
 
 
 def test_events_wait_for_a_stopped_collector_and_arrive_once(
@@ -138,7 +149,7 @@ def test_events_wait_for_a_stopped_collector_and_arrive_once(
         tab.page.reload()  # adds a page view; the queue survives in localStorage
         tab.page.evaluate(track % "after-reload")
         tab.page.wait_for_timeout(500)
-        queued = tab.page.evaluate("JSON.parse(localStorage.plowline_queue_pl).length")
+        queued = len(tab.page.evaluate(STORED_QUEUE))
         assert queued == 5
 
         up = start_up_at(tmp_path / "up", up.port)
