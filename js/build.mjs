@@ -28,7 +28,9 @@ const common = {
 const out = join(outdir, "plowline.js");
 await build({ ...common, entryPoints: [join(here, "src/index.js")], outfile: out });
 const bytes = readFileSync(out);
-console.log(`${out}: ${bytes.length} bytes, ${gzipSync(bytes, { level: 9 }).length} gzipped`);
+console.log(
+  `${out}: ${bytes.length} bytes, ${gzipSync(bytes, { level: 9 }).length} gzipped`,
+);
 
 if (args.includes("--snowplow")) {
   for (const major of [3, 4]) {

@@ -23,26 +23,59 @@ export function createIdentity(cfg) {
   let lastTs = 0;
 
   const read = (name) => {
-    const m = document.cookie.match("(?:^|; )" + name.replace(/\./g, "\\.") + "=([^;]*)");
+    const m = document.cookie.match(
+      "(?:^|; )" + name.replace(/\./g, "\\.") + "=([^;]*)",
+    );
     return m && decodeURIComponent(m[1]);
   };
   const write = (name, value, seconds) => {
-    document.cookie = name + "=" + value + "; Max-Age=" + seconds + "; Path=" + path
-      + (domain ? "; Domain=" + domain : "")
-      + "; SameSite=" + (cfg.cookieSameSite || "Lax") + (secure ? "; Secure" : "");
+    document.cookie =
+      name +
+      "=" +
+      value +
+      "; Max-Age=" +
+      seconds +
+      "; Path=" +
+      path +
+      (domain ? "; Domain=" + domain : "") +
+      "; SameSite=" +
+      (cfg.cookieSameSite || "Lax") +
+      (secure ? "; Secure" : "");
   };
   const load = () => {
     const f = (read(idName) || "").split(".");
-    return f[0] ? {
-      duid: f[0], created: +f[1] || 0, visits: +f[2] || 0, visitTs: +f[3] || 0,
-      lastVisitTs: +f[4] || 0, sid: f[5] || "", prevSid: f[6] || "",
-      firstEventId: f[7] || "", firstEventTs: f[8] || "", index: +f[9] || 0,
-    } : null;
+    return f[0]
+      ? {
+          duid: f[0],
+          created: +f[1] || 0,
+          visits: +f[2] || 0,
+          visitTs: +f[3] || 0,
+          lastVisitTs: +f[4] || 0,
+          sid: f[5] || "",
+          prevSid: f[6] || "",
+          firstEventId: f[7] || "",
+          firstEventTs: f[8] || "",
+          index: +f[9] || 0,
+        }
+      : null;
   };
   const save = () => {
-    write(idName, [id.duid, id.created, id.visits, id.visitTs, id.lastVisitTs, id.sid,
-      id.prevSid, id.firstEventId, id.firstEventTs, id.index].join("."),
-    cfg.cookieLifetime ?? 63072000);
+    write(
+      idName,
+      [
+        id.duid,
+        id.created,
+        id.visits,
+        id.visitTs,
+        id.lastVisitTs,
+        id.sid,
+        id.prevSid,
+        id.firstEventId,
+        id.firstEventTs,
+        id.index,
+      ].join("."),
+      cfg.cookieLifetime ?? 63072000,
+    );
     write(sesName, "*", sessionSeconds);
   };
 
@@ -53,9 +86,20 @@ export function createIdentity(cfg) {
      */
     forEvent(eventId, dtm) {
       const seconds = Math.floor(dtm / 1000);
-      const expired = !read(sesName) && (stick || !id || dtm - lastTs > sessionSeconds * 1000);
+      const expired =
+        !read(sesName) && (stick || !id || dtm - lastTs > sessionSeconds * 1000);
       id = load() || id;
-      if (!id) id = { duid: uuid(), created: seconds, visits: 0, visitTs: seconds, lastVisitTs: 0, sid: "", prevSid: "", index: 0 };
+      if (!id)
+        id = {
+          duid: uuid(),
+          created: seconds,
+          visits: 0,
+          visitTs: seconds,
+          lastVisitTs: 0,
+          sid: "",
+          prevSid: "",
+          index: 0,
+        };
       if (expired || !id.sid) {
         id.visits++;
         id.prevSid = id.sid;

@@ -14,7 +14,8 @@
 // is failing is stored too, for every tab to know.
 import { now, on, safe, warn } from "./util.js";
 
-const PAYLOAD_DATA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4";
+const PAYLOAD_DATA =
+  "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4";
 // Browsers refuse keepalive requests (and beacons) whose bodies add up to
 // more than 64 KiB: larger ones go without keepalive.
 const KEEPALIVE_BYTES = 60000;
@@ -34,8 +35,11 @@ export function createEmitter(cfg) {
   const mem = new Map(); // key -> event: this tab's events that storage refused
   let store;
   try {
-    if (cfg.localStorage !== false) localStorage.getItem(failKey), (store = localStorage); // throws where blocked
-  } catch (e) { /* then the queue lives in memory only */ }
+    if (cfg.localStorage !== false)
+      (localStorage.getItem(failKey), (store = localStorage)); // throws where blocked
+  } catch (e) {
+    /* then the queue lives in memory only */
+  }
   const flying = new Map(); // eid -> sent with keepalive, for this tab's request in flight
   const tooLong = new Map(); // eid -> 1: GET without entities, 2: POST (after a 414)
   let busy = false;
@@ -49,7 +53,9 @@ export function createEmitter(cfg) {
   const ls = (fn) => {
     try {
       return store && fn(store);
-    } catch (e) { /* full or blocked */ }
+    } catch (e) {
+      /* full or blocked */
+    }
   };
   /** The queue: stored events and those only this tab holds, oldest first. */
   const read = () => {
@@ -60,7 +66,9 @@ export function createEmitter(cfg) {
         if (k.startsWith(prefix) && !found.has(k)) {
           try {
             found.set(k, JSON.parse(s.getItem(k)));
-          } catch (e) { /* unreadable: skipped */ }
+          } catch (e) {
+            /* unreadable: skipped */
+          }
         }
       }
     });
@@ -89,10 +97,11 @@ export function createEmitter(cfg) {
     (JSON.parse(s.getItem(old)) || []).forEach((e, i) => put({ ...e, _o: i }));
     s.removeItem(old);
   });
-  const claim = (events, until, marks) => events.forEach((e) => {
-    const stored = get(e);
-    if (stored) put({ ...stored, ...marks, _f: until });
-  });
+  const claim = (events, until, marks) =>
+    events.forEach((e) => {
+      const stored = get(e);
+      if (stored) put({ ...stored, ...marks, _f: until });
+    });
   const free = (e) => !(e._f > now());
 
   const bytes = (s) => new TextEncoder().encode(s).length;
@@ -100,14 +109,22 @@ export function createEmitter(cfg) {
   const noEntities = ({ co, cx, ...e }) => e;
   const bodyOf = (events) => {
     const stm = "" + now();
-    return JSON.stringify({ schema: PAYLOAD_DATA, data: events.map((e) => ({ ...clean(e), stm })) });
+    return JSON.stringify({
+      schema: PAYLOAD_DATA,
+      data: events.map((e) => ({ ...clean(e), stm })),
+    });
   };
   // The events at the head of `list` that go in one POST: tracked alike
   // (anonymously or not), within maxPostBytes; one event at least.
   const batchOf = (list) => {
-    let n = 0, size = 100;
-    while (n < list.length && list[n]._a == list[0]._a
-      && (size += bytes(JSON.stringify(list[n])) + 30) <= maxBytes) n++;
+    let n = 0,
+      size = 100;
+    while (
+      n < list.length &&
+      list[n]._a == list[0]._a &&
+      (size += bytes(JSON.stringify(list[n])) + 30) <= maxBytes
+    )
+      n++;
     return list.slice(0, n || 1);
   };
 
@@ -121,8 +138,12 @@ export function createEmitter(cfg) {
       headers: anonymous ? { "SP-Anonymous": "*" } : {},
     };
     const level = tooLong.get(events[0].eid);
-    const get = (e) => collector + "/i?" + Object.entries({ stm: now(), ...clean(e) })
-      .map(([k, v]) => k + "=" + encodeURIComponent(v)).join("&");
+    const get = (e) =>
+      collector +
+      "/i?" +
+      Object.entries({ stm: now(), ...clean(e) })
+        .map(([k, v]) => k + "=" + encodeURIComponent(v))
+        .join("&");
     let url, body;
     if (!post) {
       let e = events[0];
@@ -131,9 +152,11 @@ export function createEmitter(cfg) {
         // Too long for GET: the entities go first; too long even without
         // them, it goes by POST (with the entities when they fit maxPostBytes).
         const rest = noEntities(e);
-        if (level > 1 || get(rest).length > maxGet) body = bodyOf([bytes(bodyOf(events)) > maxBytes ? (e = rest) : e]);
+        if (level > 1 || get(rest).length > maxGet)
+          body = bodyOf([bytes(bodyOf(events)) > maxBytes ? (e = rest) : e]);
         else url = get((e = rest));
-        if (e == rest && (events[0].co || events[0].cx)) warn("GET request too long, entities left out", e.eid);
+        if (e == rest && (events[0].co || events[0].cx))
+          warn("GET request too long, entities left out", e.eid);
       }
     }
     if (post || body) {
@@ -163,10 +186,13 @@ export function createEmitter(cfg) {
     if (again) return flush(true);
     setFailing(true);
     delay = Math.min(delay ? delay * 2 : 1000, maxDelay);
-    timer = setTimeout(safe(() => {
-      timer = 0;
-      flush(true);
-    }), delay);
+    timer = setTimeout(
+      safe(() => {
+        timer = 0;
+        flush(true);
+      }),
+      delay,
+    );
   };
 
   /** Send what is queued, one request at a time; nothing while backing off. */
@@ -181,17 +207,25 @@ export function createEmitter(cfg) {
     busy = true;
     // Unloading rejects the page's side of a keepalive request, which goes on
     // without it: its events are left to it, not sent again.
-    const failed = safe(() => (left && flying.get(events[0].eid)
-      ? events.forEach((e) => flying.delete(e.eid)) : retry(events)));
+    const failed = safe(() =>
+      left && flying.get(events[0].eid)
+        ? events.forEach((e) => flying.delete(e.eid))
+        : retry(events),
+    );
     try {
-      request(events).then(safe((r) => {
-        // Too long for GET: again at once, without entities, then by POST.
-        const level = tooLong.get(events[0].eid) || 0;
-        if (r.status == 414 && level < 2) return tooLong.set(events[0].eid, level + 1), retry(events, 1);
-        // 4xx but timeouts and rate limits: the collector will never take these.
-        const refused = r.status >= 400 && r.status < 500 && r.status != 408 && r.status != 429;
-        r.ok || refused ? done(events) : retry(events);
-      }), failed);
+      request(events).then(
+        safe((r) => {
+          // Too long for GET: again at once, without entities, then by POST.
+          const level = tooLong.get(events[0].eid) || 0;
+          if (r.status == 414 && level < 2)
+            return (tooLong.set(events[0].eid, level + 1), retry(events, 1));
+          // 4xx but timeouts and rate limits: the collector will never take these.
+          const refused =
+            r.status >= 400 && r.status < 500 && r.status != 408 && r.status != 429;
+          r.ok || refused ? done(events) : retry(events);
+        }),
+        failed,
+      );
     } catch (e) {
       failed();
     }
@@ -214,9 +248,16 @@ export function createEmitter(cfg) {
       if (bytes(body) >= KEEPALIVE_BYTES) continue; // too big to outlive the page: next page
       const ok = events[0]._a
         ? (fetch(postUrl, {
-          method: "POST", body, keepalive: true, credentials: "omit",
-          headers: { "SP-Anonymous": "*", "Content-Type": "application/json; charset=UTF-8" },
-        }).catch(() => {}), true)
+            method: "POST",
+            body,
+            keepalive: true,
+            credentials: "omit",
+            headers: {
+              "SP-Anonymous": "*",
+              "Content-Type": "application/json; charset=UTF-8",
+            },
+          }).catch(() => {}),
+          true)
         : navigator.sendBeacon(postUrl, new Blob([body], { type: "application/json" }));
       if (!ok) break;
       claim(events, now() + timeout + 1000, { _b: now() });

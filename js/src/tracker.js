@@ -12,8 +12,9 @@ const WEB_PAGE = IGLU + "web_page/jsonschema/1-0-0";
 
 /** True when the browser asks not to be tracked (Do Not Track or Global Privacy Control). */
 const privacySignal = () =>
-  [navigator.doNotTrack, window.doNotTrack, navigator.msDoNotTrack].some((v) => v == "1" || v == "yes")
-  || navigator.globalPrivacyControl === true;
+  [navigator.doNotTrack, window.doNotTrack, navigator.msDoNotTrack].some(
+    (v) => v == "1" || v == "yes",
+  ) || navigator.globalPrivacyControl === true;
 
 export function createTracker(cfg) {
   cfg.namespace = cfg.namespace || "pl";
@@ -37,11 +38,13 @@ export function createTracker(cfg) {
       try {
         const found = typeof g == "function" ? g(payload) : g;
         if (found) list.push(...[].concat(found));
-      } catch (e) { // the event goes without that context
+      } catch (e) {
+        // the event goes without that context
         warn("global context failed", e);
       }
     }
-    if (cfg.webPage !== false) list.push({ schema: WEB_PAGE, data: { id: pageViewId } });
+    if (cfg.webPage !== false)
+      list.push({ schema: WEB_PAGE, data: { id: pageViewId } });
     return list;
   };
   const json = (payload, plain, encoded, value) => {
@@ -57,26 +60,44 @@ export function createTracker(cfg) {
     const eid = uuid();
     const doc = document.documentElement;
     const payload = {
-      e, eid, dtm, tv: VERSION, tna: cfg.namespace, aid: cfg.appId, p: cfg.platform || "web",
-      url: customUrl || location.href, page: document.title,
+      e,
+      eid,
+      dtm,
+      tv: VERSION,
+      tna: cfg.namespace,
+      aid: cfg.appId,
+      p: cfg.platform || "web",
+      url: customUrl || location.href,
+      page: document.title,
       refr: customReferrer || document.referrer,
-      tz: Intl.DateTimeFormat().resolvedOptions().timeZone, lang: navigator.language,
-      cs: document.characterSet, cookie: navigator.cookieEnabled ? 1 : 0,
-      res: screen.width + "x" + screen.height, cd: screen.colorDepth,
-      vp: innerWidth + "x" + innerHeight, ds: doc.scrollWidth + "x" + doc.scrollHeight,
+      tz: Intl.DateTimeFormat().resolvedOptions().timeZone,
+      lang: navigator.language,
+      cs: document.characterSet,
+      cookie: navigator.cookieEnabled ? 1 : 0,
+      res: screen.width + "x" + screen.height,
+      cd: screen.colorDepth,
+      vp: innerWidth + "x" + innerHeight,
+      ds: doc.scrollWidth + "x" + doc.scrollHeight,
       ...fields,
     };
     if (!anonymous) {
       const id = identity.forEvent(eid, dtm);
-      Object.assign(payload, { duid: id.duid, sid: id.sid, vid: id.visits, uid: userId });
+      Object.assign(payload, {
+        duid: id.duid,
+        sid: id.sid,
+        vid: id.visits,
+        uid: userId,
+      });
     }
-    if (selfDescribing) json(payload, "ue_pr", "ue_px", { schema: UNSTRUCT, data: selfDescribing });
+    if (selfDescribing)
+      json(payload, "ue_pr", "ue_px", { schema: UNSTRUCT, data: selfDescribing });
     for (const k in payload) {
       if (payload[k] == null || payload[k] === "") delete payload[k];
       else payload[k] = "" + payload[k];
     }
     const entities = entitiesFor(payload, context);
-    if (entities.length) json(payload, "co", "cx", { schema: CONTEXTS, data: entities });
+    if (entities.length)
+      json(payload, "co", "cx", { schema: CONTEXTS, data: entities });
     // Anonymity is the event's own: it is sent the way it was tracked.
     if (anonymous) payload._a = 1;
     emitter.add(payload);
@@ -101,7 +122,8 @@ export function createTracker(cfg) {
     setCustomUrl: (url) => (customUrl = url),
     setReferrerUrl: (url) => (customReferrer = url),
     addGlobalContexts: (list) => globals.push(...list),
-    removeGlobalContexts: (list) => list.forEach((g) => globals.includes(g) && globals.splice(globals.indexOf(g), 1)),
+    removeGlobalContexts: (list) =>
+      list.forEach((g) => globals.includes(g) && globals.splice(globals.indexOf(g), 1)),
     clearGlobalContexts: () => (globals.length = 0),
   };
 }

@@ -8,7 +8,13 @@ export function uuid() {
   b[6] = (b[6] & 15) | 64;
   b[8] = (b[8] & 63) | 128;
   const h = Array.from(b, (x) => (x + 256).toString(16).slice(1)).join("");
-  return [h.slice(0, 8), h.slice(8, 12), h.slice(12, 16), h.slice(16, 20), h.slice(20)].join("-");
+  return [
+    h.slice(0, 8),
+    h.slice(8, 12),
+    h.slice(12, 16),
+    h.slice(16, 20),
+    h.slice(20),
+  ].join("-");
 }
 
 /** URL-safe base64 of the UTF-8 bytes of `s`, padding stripped (the JS trackers' form). */
@@ -32,18 +38,27 @@ export function sha1(s) {
     const w = [];
     for (let i = 0; i < 80; i++) {
       const j = o + 4 * i;
-      w[i] = i < 16
-        ? (b[j] << 24) | (b[j + 1] << 16) | (b[j + 2] << 8) | b[j + 3]
-        : rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+      w[i] =
+        i < 16
+          ? (b[j] << 24) | (b[j + 1] << 16) | (b[j + 2] << 8) | b[j + 3]
+          : rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
     }
     let [a, x, c, d, e] = h;
     for (let i = 0; i < 80; i++) {
-      const f = i < 20 ? ((x & c) | (~x & d)) + 0x5a827999
-        : i < 40 ? (x ^ c ^ d) + 0x6ed9eba1
-        : i < 60 ? ((x & c) | (x & d) | (c & d)) + 0x8f1bbcdc
-        : (x ^ c ^ d) + 0xca62c1d6;
+      const f =
+        i < 20
+          ? ((x & c) | (~x & d)) + 0x5a827999
+          : i < 40
+            ? (x ^ c ^ d) + 0x6ed9eba1
+            : i < 60
+              ? ((x & c) | (x & d) | (c & d)) + 0x8f1bbcdc
+              : (x ^ c ^ d) + 0xca62c1d6;
       const t = (rol(a, 5) + f + e + w[i]) | 0;
-      e = d; d = c; c = rol(x, 30); x = a; a = t;
+      e = d;
+      d = c;
+      c = rol(x, 30);
+      x = a;
+      a = t;
     }
     h = h.map((v, i) => (v + [a, x, c, d, e][i]) | 0);
   }
@@ -54,13 +69,15 @@ export function sha1(s) {
 export const warn = (...a) => console.warn("plowline:", ...a);
 
 /** `fn` with every exception caught and logged instead of reaching the page. */
-export const safe = (fn) => (...a) => {
-  try {
-    return fn(...a);
-  } catch (e) {
-    warn(e);
-  }
-};
+export const safe =
+  (fn) =>
+  (...a) => {
+    try {
+      return fn(...a);
+    } catch (e) {
+      warn(e);
+    }
+  };
 
 /** An attribute read with the DOM's own method, so form fields named like it cannot shadow it. */
 export const attr = (el, name) => Element.prototype.getAttribute.call(el, name);
@@ -69,7 +86,8 @@ export const attr = (el, name) => Element.prototype.getAttribute.call(el, name);
 export const classesOf = (el) => (attr(el, "class") || "").split(/\s+/).filter(Boolean);
 
 /** True when the element has one of `names` among its classes. */
-export const hasClass = (el, names) => classesOf(el).some((c) => (names || []).includes(c));
+export const hasClass = (el, names) =>
+  classesOf(el).some((c) => (names || []).includes(c));
 
 /** A list option given as one value (or nothing) as a list (or undefined). */
 export const list = (v) => (v == null ? v : [].concat(v));
