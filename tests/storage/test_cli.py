@@ -173,7 +173,7 @@ def test_query_of_missing_database_is_one_clear_error(tmp_path: Path) -> None:
     assert result.output == (
         f"Error: There is no DuckDB database at {tmp_path / 'none.duckdb'}. Load "
         "events into it first (`plowline load` or `plowline up`), or name another "
-        "database.\n"
+        "database with --duckdb FILE.\n"
     )
 
 
@@ -232,3 +232,16 @@ def test_installed_command_loads_and_queries(tmp_path: Path, events_tsv: Path) -
 
     assert loaded.stdout == f"Loaded 2 events into {db}\n"
     assert orjson.loads(queried.stdout) == [{"total": "59.97"}]
+
+
+def test_load_into_a_missing_postgres_database_says_to_create_it(
+    events_tsv: Path,
+) -> None:
+    from conftest import POSTGRES_SERVER
+
+    missing = f"{POSTGRES_SERVER}/plowline_no_such_database"
+    result = run("load", "--postgres", missing, str(events_tsv))
+
+    assert result.exit_code == 1
+    assert 'database "plowline_no_such_database" does not exist' in result.output
+    assert "Create it first (createdb NAME" in result.output

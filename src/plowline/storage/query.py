@@ -379,7 +379,7 @@ def run_query(db_path: str | Path, sql: str) -> QueryResult:
     except ConfigurationError as exc:
         raise ConfigurationError(
             f"{exc} Load events into it first (`plowline load` or `plowline up`), "
-            "or name another database."
+            "or name another database with --duckdb FILE."
         ) from exc
     except StoreUnavailableError as exc:
         raise StoreUnavailableError(

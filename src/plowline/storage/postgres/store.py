@@ -25,7 +25,12 @@ from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.string import TextLoader
 
-from plowline.errors import BadInputError, PlowlineError, StoreUnavailableError
+from plowline.errors import (
+    BadInputError,
+    ConfigurationError,
+    PlowlineError,
+    StoreUnavailableError,
+)
 from plowline.storage.base import Store
 from plowline.storage.batch import EVENTS_SCHEMA
 from plowline.storage.failed import FAILED_SCHEMA
@@ -92,8 +97,16 @@ class PostgresStore(Store):
                     target, autocommit=True, client_encoding="utf8"
                 )
             except psycopg.Error as exc:
+                detail = str(exc).strip()
+                if "does not exist" in detail and "database" in detail:
+                    # Plowline creates its schemas and tables, not the database.
+                    raise ConfigurationError(
+                        f"Cannot connect to PostgreSQL at {self._where}: {detail} "
+                        "Create it first (createdb NAME, or CREATE DATABASE NAME in "
+                        "psql); Plowline then creates its schemas and tables."
+                    ) from exc
                 raise StoreUnavailableError(
-                    f"Cannot connect to PostgreSQL at {self._where}: {exc}"
+                    f"Cannot connect to PostgreSQL at {self._where}: {detail}"
                 ) from exc
             self._owned = True
         # JSON columns come back as the text that was stored, not parsed.
