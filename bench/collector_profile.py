@@ -34,8 +34,9 @@ from plowline.collector import app as app_module
 from plowline.collector.app import CollectorApp
 from plowline.collector.config import CollectorConfig
 from plowline.collector.cookies import CookieSetter
-from plowline.collector.lines import RandomIds, encode_line
+from plowline.collector.lines import encode_line
 from plowline.collector.sinks import build_sink
+from plowline.ids import RandomIds
 
 
 class NullSink:

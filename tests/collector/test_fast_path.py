@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from plowline.collector import app as app_module
 from plowline.collector.app import PIXEL, CollectorApp
 from plowline.collector.config import CollectorConfig
-from plowline.collector.lines import RandomIds, encode_line
+from plowline.collector.lines import encode_line
+from plowline.ids import RandomIds
 from plowline.rawlog.record import RawRecord, decode_record, encode_record
 
 NOW = 1796398275.5

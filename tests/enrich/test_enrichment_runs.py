@@ -132,3 +132,15 @@ def test_emitted_events_follow_their_event_and_not_a_failed_one() -> None:
     assert outcomes[1]["app_id"] == "shop"
     [failed] = enrich("e=pv&p=web&aid=shop", Emitting(), Refusing("aid"))
     assert isinstance(failed, FailedEvent)
+
+
+def test_events_sent_without_an_id_get_distinct_random_uuids() -> None:
+    ids = [enrich("e=pv&p=web")[0]["event_id"] for _ in range(300)]
+    assert len(set(ids)) == 300
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (
+            text,
+            4,
+            uuid.RFC_4122,
+        )

@@ -35,7 +35,7 @@ from plowline import __version__
 from plowline.collector.client_ip import ClientAddress
 from plowline.collector.config import CollectorConfig
 from plowline.collector.cookies import CookieSetter, DoNotTrack, cookie_value
-from plowline.collector.lines import RandomIds, encode_line
+from plowline.collector.lines import encode_line
 from plowline.collector.metrics import CONTENT_TYPE, CollectorMetrics
 from plowline.collector.redirect import RedirectPolicy
 from plowline.collector.tracker_script import (
@@ -43,6 +43,7 @@ from plowline.collector.tracker_script import (
     TRACKER_SCRIPT,
     load_tracker_script,
 )
+from plowline.ids import RandomIds
 from plowline.rawlog.record import RawRecord, decode_record
 from plowline.rawlog.writer import RawLogWriter
 
