@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -237,9 +238,10 @@ def test_installed_command_loads_and_queries(tmp_path: Path, events_tsv: Path) -
 def test_load_into_a_missing_postgres_database_says_to_create_it(
     events_tsv: Path,
 ) -> None:
-    from conftest import POSTGRES_SERVER
-
-    missing = f"{POSTGRES_SERVER}/plowline_no_such_database"
+    server = os.environ.get(
+        "PLOWLINE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432"
+    )
+    missing = f"{server}/plowline_no_such_database"
     result = run("load", "--postgres", missing, str(events_tsv))
 
     assert result.exit_code == 1
