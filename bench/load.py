@@ -26,9 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from fixture_traffic import all_captured_requests, record_from_capture  # noqa: E402
-from plowline.enrich.fields import FIELD_INDEX, FIELD_NAMES  # noqa: E402
-from plowline.enrich.pipeline import EnrichedEvent, Enricher  # noqa: E402
+from fixture_traffic import enriched_traffic_rows  # noqa: E402
+from plowline.enrich.fields import FIELD_INDEX  # noqa: E402
 from plowline.storage import loader  # noqa: E402
 from plowline.storage.base import Store  # noqa: E402
 
@@ -101,14 +100,7 @@ STORES: dict[str, Callable[[Path], tuple[Store, Path | Callable[[], int]]]] = {
 
 
 def traffic_rows() -> list[list[str]]:
-    enricher = Enricher()
-    rows = []
-    for request in all_captured_requests():
-        for outcome in enricher.enrich_record(record_from_capture(request)):
-            if isinstance(outcome, EnrichedEvent):
-                get = outcome.fields.get
-                rows.append([get(name) or "" for name in FIELD_NAMES])
-    return rows
+    return enriched_traffic_rows()
 
 
 _TSTAMPS = [

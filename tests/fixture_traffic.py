@@ -81,3 +81,17 @@ def record_from_capture(
         host=lower.get("host"),
         network_userid=str(uuid.uuid4()),
     )
+
+
+def enriched_traffic_rows() -> list[list[str]]:
+    """Every captured request enriched (no enrichments configured): the
+    enriched events' 131 fields each, in capture order."""
+    from plowline.enrich.pipeline import EnrichedEvent, Enricher
+
+    enricher = Enricher()
+    return [
+        outcome.to_row()
+        for request in all_captured_requests()
+        for outcome in enricher.enrich_record(record_from_capture(request))
+        if isinstance(outcome, EnrichedEvent)
+    ]

@@ -153,7 +153,8 @@ function formOptions(options, form) {
   return true;
 }
 
-/** False for fields that are never captured: passwords, and those the options exclude. */
+/** False for fields that are never captured: passwords, and those the options
+ * exclude. */
 function fieldAllowed(options, el) {
   const fields = options.fields || {};
   const name = el.name || el.id;

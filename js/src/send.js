@@ -40,7 +40,8 @@ export function createEmitter(cfg) {
   } catch (e) {
     /* then the queue lives in memory only */
   }
-  const flying = new Map(); // eid -> sent with keepalive, for this tab's request in flight
+  // eid -> sent with keepalive, for this tab's request in flight
+  const flying = new Map();
   const tooLong = new Map(); // eid -> 1: GET without entities, 2: POST (after a 414)
   let busy = false;
   let failing = false;
@@ -128,7 +129,8 @@ export function createEmitter(cfg) {
     return list.slice(0, n || 1);
   };
 
-  /** One request for `events`; resolves to the response, rejects on a network error or timeout. */
+  /** One request for `events`; resolves to the response, rejects on a network
+   * error or timeout. */
   const request = (events) => {
     const anonymous = events[0]._a;
     const ctl = new AbortController();
@@ -245,7 +247,8 @@ export function createEmitter(cfg) {
       const events = batchOf(list);
       const body = bodyOf(events);
       list = list.slice(events.length);
-      if (bytes(body) >= KEEPALIVE_BYTES) continue; // too big to outlive the page: next page
+      // Too big to outlive the page: the next page sends it.
+      if (bytes(body) >= KEEPALIVE_BYTES) continue;
       const ok = events[0]._a
         ? (fetch(postUrl, {
             method: "POST",
@@ -283,7 +286,8 @@ export function createEmitter(cfg) {
         return warn("event dropped, over maxPostBytes:", event.e, event.eid);
       }
       const list = read();
-      list.slice(0, Math.max(0, list.length + 1 - cap)).forEach(drop); // the oldest go first
+      // The oldest go first.
+      list.slice(0, Math.max(0, list.length + 1 - cap)).forEach(drop);
       put({ ...event, _o: now() * 1000 + (order++ % 1000) });
       flush();
     },

@@ -10,7 +10,8 @@ const CONTEXTS = IGLU + "contexts/jsonschema/1-0-0";
 const UNSTRUCT = IGLU + "unstruct_event/jsonschema/1-0-0";
 const WEB_PAGE = IGLU + "web_page/jsonschema/1-0-0";
 
-/** True when the browser asks not to be tracked (Do Not Track or Global Privacy Control). */
+/** True when the browser asks not to be tracked (Do Not Track or Global Privacy
+ * Control). */
 const privacySignal = () =>
   [navigator.doNotTrack, window.doNotTrack, navigator.msDoNotTrack].some(
     (v) => v == "1" || v == "yes",

@@ -17,7 +17,8 @@ export function uuid() {
   ].join("-");
 }
 
-/** URL-safe base64 of the UTF-8 bytes of `s`, padding stripped (the JS trackers' form). */
+/** URL-safe base64 of the UTF-8 bytes of `s`, padding stripped (the JS
+ * trackers' form). */
 export function base64url(s) {
   let bin = "";
   for (const c of new TextEncoder().encode(s)) bin += String.fromCharCode(c);
@@ -26,7 +27,8 @@ export function base64url(s) {
 
 const rol = (x, n) => (x << n) | (x >>> (32 - n));
 
-/** Hex SHA-1 of a string: only used to name the cookies the way Snowplow's tracker does. */
+/** Hex SHA-1 of a string: only used to name the cookies the way Snowplow's
+ * tracker does. */
 export function sha1(s) {
   const b = Array.from(new TextEncoder().encode(s));
   const bits = b.length * 8;
@@ -79,7 +81,8 @@ export const safe =
     }
   };
 
-/** An attribute read with the DOM's own method, so form fields named like it cannot shadow it. */
+/** An attribute read with the DOM's own method, so form fields named like it
+ * cannot shadow it. */
 export const attr = (el, name) => Element.prototype.getAttribute.call(el, name);
 
 /** An element's class names as an array. */
@@ -92,7 +95,8 @@ export const hasClass = (el, names) =>
 /** A list option given as one value (or nothing) as a list (or undefined). */
 export const list = (v) => (v == null ? v : [].concat(v));
 
-/** At most `n` UTF-16 units of `s`, never cutting an emoji (a surrogate pair) in two. */
+/** At most `n` UTF-16 units of `s`, never cutting an emoji (a surrogate pair)
+ * in two. */
 export const cut = (s, n) => {
   s = "" + s;
   const c = s.charCodeAt(n - 1);

@@ -27,7 +27,6 @@ import duckdb
 
 from plowline.collector.server import check_address_free, wait_until_ready
 from plowline.enrich.failed import generic_error
-from plowline.enrich.fields import FIELD_NAMES
 from plowline.enrich.pipeline import EnrichedEvent, Enricher
 from plowline.enrich.settings import EnrichSettings
 from plowline.errors import (
@@ -174,8 +173,7 @@ class LiveLoader:
         for name, offset, line in batch.lines:
             for outcome in self.enricher.enrich_line(line, source=f"{name}@{offset}"):
                 if isinstance(outcome, EnrichedEvent):
-                    get = outcome.fields.get
-                    rows.append([get(field) or "" for field in FIELD_NAMES])
+                    rows.append(outcome.to_row())
                 else:
                     failed.append(outcome.to_json())
         return rows, failed

@@ -9,24 +9,15 @@ import pytest
 from conftest import Target
 from helpers_analytics import KEYS, table
 
-from fixture_traffic import all_captured_requests, record_from_capture
+from fixture_traffic import enriched_traffic_rows
 from plowline.analytics import ModelSettings, build_models
-from plowline.enrich.fields import FIELD_NAMES
-from plowline.enrich.pipeline import EnrichedEvent, Enricher
 
 PY_SESSION = "5e5e5e5e-6666-4777-8888-999999999999"
 
 
 @pytest.fixture(scope="module")
 def traffic_rows() -> list[list[str]]:
-    enricher = Enricher()
-    rows = []
-    for request in all_captured_requests():
-        for outcome in enricher.enrich_record(record_from_capture(request)):
-            if isinstance(outcome, EnrichedEvent):
-                get = outcome.fields.get
-                rows.append([get(name) or "" for name in FIELD_NAMES])
-    return rows
+    return enriched_traffic_rows()
 
 
 def test_traffic_models(target: Target, traffic_rows: list[list[str]]) -> None:

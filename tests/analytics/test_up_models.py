@@ -28,8 +28,10 @@ def test_up_updates_the_models_while_running_and_at_the_stop(tmp_path: Path) -> 
         with httpx.Client(trust_env=False, timeout=10.0) as client:
             page_view(client, up.base_url, session, "/home")
             up.wait_for(
-                lambda: up.tables_exist("derived", "page_views")
-                and up.scalar("select count(*) from derived.page_views") == 1,
+                lambda: (
+                    up.tables_exist("derived", "page_views")
+                    and up.scalar("select count(*) from derived.page_views") == 1
+                ),
                 timeout=30,
             )
             page_view(client, up.base_url, session, "/cart")

@@ -7,9 +7,7 @@ from typing import Any
 
 import pytest
 
-from fixture_traffic import all_captured_requests, record_from_capture
-from plowline.enrich.fields import FIELD_NAMES
-from plowline.enrich.pipeline import EnrichedEvent, Enricher
+from fixture_traffic import enriched_traffic_rows
 from plowline.storage import loader
 from plowline.storage.base import Store
 from plowline.storage.batch import rows_to_table
@@ -20,14 +18,7 @@ SP = "com_snowplowanalytics_snowplow"
 
 @pytest.fixture(scope="module")
 def traffic_rows() -> list[list[str]]:
-    enricher = Enricher()
-    rows = []
-    for request in all_captured_requests():
-        for outcome in enricher.enrich_record(record_from_capture(request)):
-            if isinstance(outcome, EnrichedEvent):
-                get = outcome.fields.get
-                rows.append([get(name) or "" for name in FIELD_NAMES])
-    return rows
+    return enriched_traffic_rows()
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Bugs in plowline.js found by breaking it on purpose: each test fails today and
-says, in its comment, what is wrong and what should happen instead.
+"""Bugs in plowline.js found by breaking it on purpose: each test failed when it
+was written and says, in its comment, what was wrong and what should happen.
 
 Some tests put a small misbehaving proxy (``Proxy`` below) between the tracker
 and the real ``plowline up``: it answers 503, hangs, or delays on request."""

@@ -1,6 +1,6 @@
 """Second round of breaking plowline.js, aimed at the fixes of the first round:
 the shared localStorage queue, in-flight marks, timeouts, backoff, the
-password observer. Each test fails today; its comment says what is wrong."""
+password observer. Each test failed when written; its comment says what was wrong."""
 
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ from plowline.errors import PlowlineError
 
 # Iglu's own pattern for keys (the "schema" of contexts and events uses it).
 _KEY_RE = re.compile(
-    r"iglu:([a-zA-Z0-9\-_.]+)/([a-zA-Z0-9\-_]+)/([a-zA-Z0-9\-_]+)/([0-9]+-[0-9]+-[0-9]+)"
+    r"iglu:([a-zA-Z0-9\-_.]+)/([a-zA-Z0-9\-_]+)/([a-zA-Z0-9\-_]+)/"
+    r"([0-9]+-[0-9]+-[0-9]+)"
 )
 _LOOSE_KEY_RE = re.compile(r"iglu:([^/]+)/([^/]+)/([^/]+)/([^/]+)")
 _VERSION_RE = re.compile(r"([1-9][0-9]*)-(0|[1-9][0-9]*)-(0|[1-9][0-9]*)")

@@ -154,7 +154,8 @@ def compile_schema(schema: Schema, retrieve: Retrieve | None = None) -> Draft4Va
     except RecursionError:
         issues = [{"path": "$", "message": "the schema is nested too deeply"}]
         raise InvalidSchemaError(issues) from None
-    registry: Registry[Any] = Registry(retrieve=_retriever(retrieve))  # type: ignore[call-arg]
+    fetch = _retriever(retrieve)
+    registry: Registry[Any] = Registry(retrieve=fetch)  # type: ignore[call-arg]
     return Draft4Validator(schema, registry=registry, format_checker=FORMAT_CHECKER)
 
 
