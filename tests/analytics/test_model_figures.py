@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import Target
+from analytics_support import Target
 from helpers_analytics import KEYS, table
 
 from plowline.analytics import ModelSettings, build_models

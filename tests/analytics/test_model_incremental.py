@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import Target
+from analytics_support import Target
 from helpers_analytics import snapshot
 
 from plowline.analytics import ModelSettings, build_models

@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from conftest import Target
+from analytics_support import Target
 from helpers_analytics import KEYS, table
 
 from fixture_traffic import enriched_traffic_rows

@@ -16,8 +16,8 @@ from typing import Any
 
 import duckdb
 import pytest
+from analytics_support import Target
 from click.testing import CliRunner
-from conftest import Target
 
 from plowline.analytics import simulate as sim
 from plowline.analytics.expected import expected

@@ -1,115 +1,23 @@
-"""The dashboard tests' world: a DuckDB built from the simulated site of known
-shape (plus one visitor of the app ``live`` browsing right now, on a page
-titled with a script), ``plowline dashboard`` serving it on a loopback port,
-and Debian's Chromium through Playwright (tests/tracker/browser_env.py).
-
-Screenshots go to tests/dashboard/artifacts/ (ignored by git), or to the
-folder in PLOWLINE_TEST_ARTIFACTS.
-"""
+"""Fixtures of the dashboard tests; the helpers they share are in
+dashboard_support.py (a module of its own, so that test folders collected
+together do not import each other's conftest)."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-
-from plowline.analytics import simulate as sim
-from plowline.analytics.run import update_models
-from plowline.enrich.fields import FIELD_NAMES
-from plowline.storage.loader import load_files
-from plowline.storage.stores import open_store
-from up_process import free_port, plowline_command
-
-SCRIPT_TITLE = "<script>alert(1)</script>"
-ARTIFACTS = Path(
-    os.environ.get("PLOWLINE_TEST_ARTIFACTS", Path(__file__).parent / "artifacts")
+from dashboard_support import (
+    ARTIFACTS,
+    RunningDashboard,
+    build_store,
+    site_rows,
+    start_dashboard,
 )
-
-
-def live_visitor(now: datetime) -> sim.Visitor:
-    """Browsing now: /live (one page ping), then /xss. Three events."""
-    session = sim.Session(
-        now - timedelta(minutes=10),
-        sim.DIRECT,
-        (sim.Visit("/live", pings=1, dwell_s=20), sim.Visit("/xss", dwell_s=30)),
-    )
-    return sim.Visitor("live-visitor", sim.PHONE, sim.BERLIN, (session,), "live")
-
-
-def site_rows(now: datetime) -> list[list[str]]:
-    rows = list(sim.events([*sim.known_site(), live_visitor(now)]))
-    path, title = FIELD_NAMES.index("page_urlpath"), FIELD_NAMES.index("page_title")
-    for row in rows:
-        if row[path] == "/xss":
-            row[title] = SCRIPT_TITLE
-    return rows
-
-
-def build_store(folder: Path, rows: list[list[str]]) -> str:
-    """A DuckDB file with these events and the models built."""
-    where = str(folder / "events.duckdb")
-    tsv = folder / "events.tsv"
-    sim.write_tsv(rows, str(tsv))
-    store = open_store("duckdb", where)
-    try:
-        store.ensure_schema()
-        load_files(store, [str(tsv)])
-    finally:
-        store.close()
-    update_models("duckdb", where)
-    return where
-
-
-@dataclass
-class RunningDashboard:
-    process: subprocess.Popen[bytes]
-    url: str
-    where: str
-    log: Path
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                return self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        return self.process.wait()
-
-
-def start_dashboard(where: str, folder: Path) -> RunningDashboard:
-    port = free_port()
-    log = folder / "dashboard.log"
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [*plowline_command(), "dashboard", "--duckdb", where, "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    running = RunningDashboard(process, f"http://127.0.0.1:{port}", where, log)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{running.url}/health", timeout=1).status_code == 200:
-                return running
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            running.stop()
-            raise AssertionError(
-                f"plowline dashboard did not start:\n{log.read_text()}"
-            )
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
@@ -127,9 +35,6 @@ def dashboard(
     assert running.stop() in (0, -signal.SIGTERM), running.log.read_text()
 
 
-# One browser per test module: Playwright's sync API holds an event loop in
-# this thread while it runs, and tests elsewhere need to start their own
-# (asyncio.run), as does the other folder's browser.
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from tracker.browser_env import chromium

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SCRIPT_TITLE, RunningDashboard
+from dashboard_support import SCRIPT_TITLE, RunningDashboard
 
 from plowline.analytics import Filters, run_report
 from plowline.analytics.reports import parse_time

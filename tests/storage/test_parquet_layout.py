@@ -12,7 +12,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.dataset as ds  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
-from conftest import make_row, write_tsv
+from store_support import make_row, write_tsv
 
 from plowline.errors import StoreUnavailableError
 from plowline.storage import loader

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import orjson
-from conftest import cli_args, make_row, make_store, write_tsv
+from store_support import cli_args, make_row, make_store, write_tsv
 
 ROWS = 6000
 CTX = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1"

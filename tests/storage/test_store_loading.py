@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import make_row, write_tsv
+from store_support import make_row, write_tsv
 
 from plowline.errors import BadInputError
 from plowline.storage import loader

@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import STORE_KINDS, make_store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from store_support import STORE_KINDS, make_store
 
 from plowline.enrich.fields import FIELDS, REQUIRED_FIELDS, Field
 from plowline.storage import loader
