@@ -154,3 +154,72 @@ def test_bad_configuration_is_refused(parameters: dict[str, Any], message: str) 
     with pytest.raises(ConfigurationError) as error:
         PythonEnrichment.from_parameters(parameters, source="py.json")
     assert str(error.value) == message
+
+
+VIEW_FILE = """
+SEEN = []
+
+def look(event, config):
+    SEEN.append(event)
+    config["calls"] = config.get("calls", 0) + 1
+    return [{"schema": "iglu:com.acme/seen/jsonschema/1-0-0", "data": {
+        "same_contexts": event.contexts is event.contexts,
+        "contexts": len(event.contexts),
+        "derived": [d["schema"] for d in event.derived_contexts],
+        "unstruct": (event.unstruct_event or {}).get("schema"),
+        "calls": config["calls"],
+    }}]
+
+def keep(event, config):
+    SEEN.append(event)  # reads nothing now
+"""
+
+
+def test_view_is_read_when_asked_and_fixed_at_the_call(tmp_path: Path) -> None:
+    user_file = tmp_path / "view_enrichment.py"
+    user_file.write_text(VIEW_FILE)
+    enrichment = PythonEnrichment.from_parameters(
+        {"file": str(user_file), "function": "look", "config": {"calls": 0}},
+        source="py.json",
+    )
+    earlier = {"schema": "iglu:a/b/jsonschema/1-0-0", "data": {"k": 1}}
+    for _ in range(2):
+        event = sample_event()
+        inp = EnrichmentInput({}, RECORD, [earlier])
+        enrichment.enrich(event, inp)
+        # A fresh copy of config per call: the function's change does not stay.
+        assert inp.derived_contexts[1]["data"] == {
+            "same_contexts": True,
+            "contexts": 2,
+            "derived": ["iglu:a/b/jsonschema/1-0-0"],
+            "unstruct": "iglu:com.acme/signup/jsonschema/1-0-0",
+            "calls": 1,
+        }
+    assert enrichment.config == {"calls": 0}
+    # A view kept past its call, and read only then, shows the event as it was
+    # at the call, whatever happened to the event afterwards.
+    keeper = PythonEnrichment.from_parameters(
+        {"file": str(user_file), "function": "keep"}, source="py.json"
+    )
+    event = sample_event()
+    inp = EnrichmentInput({}, RECORD, [earlier])
+    keeper.enrich(event, inp)
+    module = __import__("sys").modules[keeper.function.__module__]
+    kept = module.SEEN[-1]
+    event["app_id"] = event["contexts"] = event["unstruct_event"] = None
+    inp.derived_contexts.clear()
+    assert kept.fields["app_id"] == "shop"
+    assert len(kept.contexts) == 2
+    assert kept.derived_contexts == [earlier]
+    assert kept.derived_contexts[0] is not earlier  # a copy
+    assert kept.unstruct_event["schema"] == "iglu:com.acme/signup/jsonschema/1-0-0"
+    with pytest.raises(AttributeError):
+        kept.contexts = []
+
+
+def test_changed_config_reaches_the_next_call() -> None:
+    enrichment = build(suffix="!")
+    enrichment.config = {"suffix": "?"}
+    assert run(enrichment, {"app_id": "a"}).derived_contexts[0]["data"][
+        "appIdUpper"
+    ] == ("A?")

@@ -162,3 +162,40 @@ def test_bad_configuration_is_refused(
     with pytest.raises(ConfigurationError) as error:
         cls.from_parameters(parameters, source="c.json")
     assert str(error.value) == message
+
+
+def test_header_verdicts_remembered_per_spelling_give_the_same_contexts() -> None:
+    # Each spelling of a name is judged once and then remembered: the second
+    # request must get exactly what the first got, spaces around names included.
+    enrichment = HttpHeaderExtractor.from_parameters(
+        {"headersPattern": "(?i)accept-language"}, source="t"
+    )
+    headers = [" Accept-Language : fr ", "accept-language: en", "Accept: */*"]
+    expected = [
+        {"name": "Accept-Language", "value": "fr"},
+        {"name": "accept-language", "value": "en"},
+    ]
+    for _ in range(2):
+        assert [c["data"] for c in run(enrichment, headers)] == expected
+
+
+def test_header_pattern_matching_an_empty_name_still_extracts_it() -> None:
+    enrichment = HttpHeaderExtractor.from_parameters(
+        {"headersPattern": ".*"}, source="t"
+    )
+    for _ in range(2):
+        contexts = run(enrichment, [": orphan value", "Host: a.example"])
+        assert [c["data"] for c in contexts] == [
+            {"name": "", "value": "orphan value"},
+            {"name": "Host", "value": "a.example"},
+        ]
+
+
+def test_cookie_header_without_a_configured_name_gives_nothing() -> None:
+    enrichment = CookieExtractor.from_parameters({"cookies": ["_ga"]}, source="t")
+    assert run(enrichment, ["Cookie: _sp_id.1=abc; _sp_ses.1=*"]) == []
+    # The name inside another cookie's value is a candidate, not a cookie.
+    assert run(enrichment, ["Cookie: ref=_ga; x=1"]) == []
+    assert [c["data"] for c in run(enrichment, ["Cookie: x=1; _ga=GA1.2.3"])] == [
+        {"name": "_ga", "value": "GA1.2.3"}
+    ]

@@ -136,3 +136,26 @@ def test_bad_configuration_is_refused(parameters: dict[str, Any], message: str) 
     with pytest.raises(ConfigurationError) as error:
         EventFingerprint.from_parameters(parameters, source="cfg.json")
     assert str(error.value) == message
+
+
+def test_remembered_name_orders_give_the_text_of_each_event() -> None:
+    # The enrichment keeps one plan per list of names as sent: events sending
+    # the same names in another order, or other names, must not share a text.
+    enrichment = EventFingerprint.from_parameters(SPARK, source="test.json")
+    events = [
+        {"e": "pv", "eid": "1", "aid": "shop", "url": "http://a.example/"},
+        {"url": "http://a.example/", "aid": "shop", "e": "pv", "eid": "2"},
+        {"e": "pv", "aid": "shop"},
+        {"e": "pv", "aid": "other", "url": "http://a.example/"},
+        {"eid": "3", "stm": "4"},  # nothing left to hash once excluded
+        {"\U0001f600": "a", "\uff21": "b"},
+    ]
+    for params in events * 2:
+        event: dict[str, str | None] = {}
+        enrichment.enrich(event, EnrichmentInput(params, RECORD))
+        text = fingerprint_text(params, frozenset(SPARK["excludeParameters"]))
+        assert event["event_fingerprint"] == hashlib.md5(text.encode()).hexdigest()
+    assert fingerprint_text(events[4], frozenset(SPARK["excludeParameters"])) == ""
+    assert fingerprint_text(events[0], frozenset(SPARK["excludeParameters"])) == (
+        "aid\x1fshop\x1fe\x1fpv\x1furl\x1fhttp://a.example/\x1f"
+    )

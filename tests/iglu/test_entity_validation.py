@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -16,6 +17,7 @@ from iglu_registry import (
 )
 
 from fixture_traffic import all_captured_requests, record_from_capture
+from plowline.enrich.failed import FailedEvent
 from plowline.enrich.pipeline import EnrichedEvent, Enricher
 from plowline.enrich.validation import (
     registry_unreachable,
@@ -23,6 +25,7 @@ from plowline.enrich.validation import (
     validate_entities,
 )
 from plowline.iglu import HttpRepository, LocalRepository, Resolver, SchemaKey
+from plowline.rawlog.record import RawRecord
 
 CONTEXTS = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1"
 UNSTRUCT = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0"
@@ -178,3 +181,34 @@ def test_captured_traffic_validates_against_real_schemas() -> None:
     assert set(acceptance.reads.values()) == {1}
     assert set(central.reads.values()) == {1}
     assert len(central.reads) == 11
+
+
+def test_pipeline_validates_what_it_wrote(resolver: Resolver) -> None:
+    # The pipeline checks the documents it wrote the columns from: a bad
+    # context and a bad event fail with the messages their text would give,
+    # each time (valid data is remembered; invalid data never is).
+    good = {"schema": CLICK, "data": {"target": "a", "count": 1}}
+    bad = {"schema": CLICK, "data": {"target": "far too long a target"}}
+    enricher = Enricher(resolver=resolver, clock=lambda: 1_796_398_151.0)
+
+    def enrich(cx: Any, ue: Any) -> Any:
+        query = "e=ue&p=web&tv=t-1&ue_pr=" + quote(unstruct(ue))
+        query += "&co=" + quote(contexts(*cx))
+        record = RawRecord(
+            id="r", tstamp=1_796_398_150_000, collector="c", method="GET",
+            path="/i", querystring=query.encode(),
+        )  # fmt: skip
+        [outcome] = enricher.enrich_record(record)
+        return outcome
+
+    for _ in range(2):
+        assert isinstance(enrich([good, good], good), EnrichedEvent)
+        failed = enrich([good, bad], bad)
+        assert isinstance(failed, FailedEvent)
+        assert failed.type == "schema_violations"
+        expected = validate_entities(resolver, contexts(good, bad), unstruct(bad))
+        assert failed.failure["messages"] == expected
+        assert [m["error"]["dataReports"][0]["path"] for m in expected] == [
+            "$.target",
+            "$.target",
+        ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import orjson
 import pytest
 from iglu_registry import DATA, Registry, closed_port, serve_registry
 
@@ -16,6 +17,7 @@ from plowline.iglu import (
     SchemaKey,
     SchemaNotFoundError,
 )
+from plowline.iglu.validation import check_self_describing
 
 CLICK = SchemaKey.parse("iglu:com.acme/click/jsonschema/1-0-0")
 SERVED = SchemaKey.parse("iglu:com.acme/served/jsonschema/1-0-0")
@@ -224,3 +226,49 @@ def test_default_resolver_has_the_wrappers_only() -> None:
     with pytest.raises(SchemaNotFoundError):
         resolver.lookup(CLICK)
     assert [r.name for r in resolver.repositories] == ["Plowline embedded"]
+
+
+SERVED_URI = "iglu:com.acme/served/jsonschema/1-0-0"
+GOOD = {"schema": SERVED_URI, "data": {"id": "0b0b0b0b-1111-4222-8333-444444444444"}}
+
+
+def test_valid_data_is_checked_once_while_its_schema_is_cached(
+    registry: Registry,
+) -> None:
+    clock = Clock()
+    resolver = Resolver(
+        [HttpRepository("H", 0, (), uri=registry.url)], cache_ttl=60, clock=clock
+    )
+    data = orjson.dumps(GOOD["data"])
+    assert not resolver.known_valid(SERVED_URI, data)
+    assert check_self_describing(resolver, GOOD) is None
+    assert resolver.known_valid(SERVED_URI, data)
+    # Other data, or the same data under another schema, is not known.
+    assert not resolver.known_valid(SERVED_URI, orjson.dumps({"id": "x"}))
+    assert not resolver.known_valid("iglu:com.acme/click/jsonschema/1-0-0", data)
+    clock.now += 61  # the schema's entry expired: so did the verdict
+    assert not resolver.known_valid(SERVED_URI, data)
+    assert check_self_describing(resolver, GOOD) is None
+    assert sum(registry.requests.values()) == 2
+
+
+def test_invalid_data_is_never_remembered(registry: Registry) -> None:
+    resolver = Resolver([HttpRepository("H", 0, (), uri=registry.url)])
+    bad = {"schema": SERVED_URI, "data": {"id": 42}}
+    for _ in range(2):
+        problem = check_self_describing(resolver, bad)
+        assert problem is not None
+        assert problem["error"]["error"] == "ValidationError"
+    assert not resolver.known_valid(SERVED_URI, orjson.dumps(bad["data"]))
+    # A schema that is not found is never a verdict either.
+    missing = {"schema": "iglu:com.acme/missing/jsonschema/1-0-0", "data": {}}
+    assert check_self_describing(resolver, missing) is not None
+    assert not resolver.known_valid(missing["schema"], b"{}")
+
+
+def test_cache_size_zero_remembers_no_verdict(registry: Registry) -> None:
+    resolver = Resolver([HttpRepository("H", 0, (), uri=registry.url)], cache_size=0)
+    for _ in range(2):
+        assert check_self_describing(resolver, GOOD) is None
+    assert not resolver.known_valid(SERVED_URI, orjson.dumps(GOOD["data"]))
+    assert sum(registry.requests.values()) == 2

@@ -164,6 +164,9 @@ def _tp2(record: RawRecord, api: tuple[str, str], now_ms: int) -> list[Outcome]:
         ]
     outcomes: list[Outcome] = []
     for index, (item, allowed) in enumerate(items):
+        if _plain_item(item, allowed):
+            outcomes.append(RawEvent(api[0], api[1], {**item, **params}, record))
+            continue
         messages = _item_problems(item, allowed, index)
         if messages:
             outcomes.append(_item_failure(record, item, messages, now_ms))
@@ -199,7 +202,10 @@ def _payload_items(
             "value": _preview(body),
             "error": f"the body is not JSON: {exc}",
         }
-    if too_deep(document):
+    # Each level of nesting needs an opening bracket: a body with few of them
+    # cannot be too deep, and needs no walk.
+    brackets = body.count(b"{") + body.count(b"[")
+    if brackets > MAX_JSON_DEPTH and too_deep(document):
         return [], {
             "field": "body",
             "value": _preview(body),
@@ -248,6 +254,17 @@ def _decompressed(body: bytes) -> bytes | None:
 def _preview(data: bytes, limit: int = 200) -> str:
     text = data.decode("utf-8", "replace")
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _plain_item(item: Any, allowed: frozenset[str]) -> bool:
+    """Whether ``item`` surely has no problem: the usual event, checked in C
+    (``_item_problems`` says what is wrong with the others)."""
+    return (
+        type(item) is dict
+        and allowed.issuperset(item)
+        and all(key in item for key in REQUIRED_PAYLOAD_KEYS)
+        and set(map(type, item.values())) == {str}
+    )
 
 
 def _item_problems(item: Any, allowed: frozenset[str], index: int) -> list[Message]:

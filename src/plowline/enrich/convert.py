@@ -52,8 +52,16 @@ class ConversionError(ValueError):
 _TSV_UNSAFE_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
+
+
 def has_control_characters(text: str) -> bool:
     """Whether ``text`` holds a tab or another character ``tsv_safe`` changes."""
+    if len(text) > 64 and text.isascii():
+        # What is left once the printable bytes are deleted: a C loop, several
+        # times faster than the regular expression on long text (such as every
+        # value of an event at once); on short text the expression is faster.
+        return bool(text.encode("ascii").translate(None, _PRINTABLE_ASCII))
     return _TSV_UNSAFE_RE.search(text) is not None
 
 

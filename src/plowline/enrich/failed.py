@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -40,7 +41,13 @@ Message = dict[str, Any]
 def iso_tstamp(ms: int) -> str:
     """Milliseconds since the epoch as ``2026-12-04T15:29:10.526Z``."""
     seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    return f"{_iso_second(seconds)}.{millis:03d}Z"
+
+
+@lru_cache(maxsize=1024)
+def _iso_second(seconds: int) -> str:
+    # The failed events of one batch share their seconds: each is formatted once.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def field_message(name: str, value: str | None, expectation: str) -> Message:

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -42,7 +43,7 @@ from plowline.enrich.failed import (
 from plowline.enrich.fields import FIELD_NAMES
 from plowline.enrich.limits import enforce_lengths
 from plowline.enrich.transform import Event, apply_params
-from plowline.enrich.urls import UrlParts, querystring_params, split_url
+from plowline.enrich.urls import querystring_params, split_url
 from plowline.enrich.validation import validate_derived_contexts, validate_entities
 from plowline.errors import BadInputError, ConfigurationError
 from plowline.ids import RandomIds
@@ -239,11 +240,9 @@ class Enricher:
                 field_message("collector_tstamp", str(record.tstamp), exc.expectation)
             )
         problems.extend(apply_params(event, params))
-        schema_parts = _self_describing(event, params, problems)
+        schema_parts, documents = _self_describing(event, params, problems)
         if not problems and self.resolver is not None:
-            problems = validate_entities(
-                self.resolver, event.get("contexts"), event.get("unstruct_event")
-            )
+            problems = validate_entities(self.resolver, *documents)
         if problems:
             return self._failure("schema_violations", problems, raw, event, now_ms)
 
@@ -307,22 +306,30 @@ class Enricher:
         return event_failure(kind, problems, raw_payload(raw), enriched, now_ms=now_ms)
 
 
+Document = dict[str, Any] | None
+
+
 def _self_describing(
     event: Event, params: dict[str, str], problems: list[Message]
-) -> tuple[str, ...] | None:
+) -> tuple[tuple[str, ...] | None, tuple[Document, Document]]:
+    """Set the ``contexts`` and ``unstruct_event`` columns; return the inner
+    event's schema parts and the documents the two columns are the JSON of."""
+    contexts: Document = None
     try:
-        event["contexts"] = selfdesc.contexts(params)
+        column = selfdesc.contexts_column(params)
     except selfdesc.SelfDescribingError as exc:
         problems.append(exc.message)
+    else:
+        event["contexts"], contexts = column if column else (None, None)
     try:
-        unstruct = selfdesc.unstruct_event(params)
+        unstruct = selfdesc.unstruct_column(params)
     except selfdesc.SelfDescribingError as exc:
         problems.append(exc.message)
-        return None
+        return None, (contexts, None)
     if unstruct is None:
-        return None
+        return None, (contexts, None)
     event["unstruct_event"] = unstruct[0]
-    return unstruct[1]
+    return unstruct[1], (contexts, unstruct[2])
 
 
 def _derived_fields(
@@ -340,11 +347,11 @@ def _derived_fields(
         tsv_safe(record.referer) if record.referer else None
     )
     if page_url:
-        _set_url(event, "page_url", "page_url", split_url(page_url))
+        event.update(_url_columns(page_url, "page_url", "page_url"))
         problems.extend(_cross_navigation(event))
     referrer = event.get("page_referrer")
     if referrer:
-        _set_url(event, "page_referrer", "refr_url", split_url(referrer))
+        event.update(_url_columns(referrer, "page_referrer", "refr_url"))
     event["derived_tstamp"] = derived_tstamp(params, record.tstamp)
 
     kind = event.get("event")
@@ -395,11 +402,16 @@ def _cross_navigation(event: Event) -> list[Message]:
     return []
 
 
-def _set_url(event: Event, full: str, stem: str, parts: UrlParts) -> None:
-    event[full] = parts.url
+@lru_cache(maxsize=1024)  # about 1 KB each
+def _url_columns(url: str, full: str, stem: str) -> tuple[tuple[str, str | None], ...]:
+    """The columns of one URL (the whole, then its parts), in the order they are
+    set: a page's pings and a site's referrers repeat the same URLs."""
+    parts = split_url(url)
+    columns: list[tuple[str, str | None]] = [(full, parts.url)]
     for name in PAGE_PARTS:
         value = getattr(parts, name)
-        event[stem + name] = tsv_safe(value) if value else None
+        columns.append((stem + name, tsv_safe(value) if value else None))
+    return tuple(columns)
 
 
 def _set_schema(event: Event, parts: tuple[str, ...]) -> None:

@@ -32,6 +32,9 @@ UNSTRUCT_SCHEMA = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema
 
 _BASE64_URLSAFE = bytes.maketrans(b"-_", b"+/")
 _NOT_BASE64_RE = re.compile(r"[^A-Za-z0-9+/\-_]")
+_BASE64_OR_PADDING = (
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_="
+)
 
 # Snowplow enrich refuses JSON nested deeper than its maxJsonDepth (40 to 50);
 # orjson also cannot write back more than 254 levels of what it reads.
@@ -65,7 +68,13 @@ def decode_base64(text: str) -> bytes:
     Like the decoder Snowplow enrich uses, characters outside both alphabets
     are skipped, and a dangling last character carries no byte.
     """
-    data = _NOT_BASE64_RE.sub("", text).encode("ascii").translate(_BASE64_URLSAFE)
+    data = text.encode("ascii") if text.isascii() else b""
+    if data and not data.translate(None, _BASE64_OR_PADDING):
+        # Only alphabet and padding (nearly always): the padding is what goes.
+        data = data.replace(b"=", b"")
+    else:
+        data = _NOT_BASE64_RE.sub("", text).encode("ascii")
+    data = data.translate(_BASE64_URLSAFE)
     data = data[: len(data) - len(data) % 4] if len(data) % 4 == 1 else data
     data += b"=" * (-len(data) % 4)
     return base64.b64decode(data, validate=True)
@@ -156,6 +165,13 @@ def _check_envelope(
 
 def contexts(params: dict[str, str]) -> str | None:
     """The enriched ``contexts`` column: the entities re-wrapped in contexts 1-0-1."""
+    column = contexts_column(params)
+    return None if column is None else column[0]
+
+
+def contexts_column(params: dict[str, str]) -> tuple[str, dict[str, Any]] | None:
+    """The ``contexts`` column and the document it is the JSON of (schema
+    validation checks the document rather than read the text again)."""
     document = _load(params, "co", "cx", "contexts")
     if document is None:
         return None
@@ -177,12 +193,21 @@ def contexts(params: dict[str, str]) -> str | None:
     if not entities:
         return None
     wrapped = [{"schema": e["schema"], "data": e["data"]} for e in entities]
-    return orjson.dumps({"schema": CONTEXTS_SCHEMA, "data": wrapped}).decode()
+    column = {"schema": CONTEXTS_SCHEMA, "data": wrapped}
+    return orjson.dumps(column).decode(), column
 
 
 def unstruct_event(params: dict[str, str]) -> tuple[str, tuple[str, ...]] | None:
     """The enriched ``unstruct_event`` column and the inner event's schema parts
     (vendor, name, format, version)."""
+    column = unstruct_column(params)
+    return None if column is None else (column[0], column[1])
+
+
+def unstruct_column(
+    params: dict[str, str],
+) -> tuple[str, tuple[str, ...], dict[str, Any]] | None:
+    """As ``unstruct_event``, and the document the column is the JSON of."""
     document = _load(params, "ue_pr", "ue_px", "unstruct_event")
     if document is None:
         return None
@@ -198,4 +223,4 @@ def unstruct_event(params: dict[str, str]) -> tuple[str, tuple[str, ...]] | None
         "schema": UNSTRUCT_SCHEMA,
         "data": {"schema": inner["schema"], "data": inner["data"]},
     }
-    return orjson.dumps(wrapped).decode(), match.groups()
+    return orjson.dumps(wrapped).decode(), match.groups(), wrapped

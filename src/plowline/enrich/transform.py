@@ -138,20 +138,43 @@ _RULES: dict[str, tuple[str, Converter | None, str | None]] = {
 }
 
 
+# The parameters with a rule, in the order sent, for each list of parameter
+# names seen (trackers send the same names in the same order, event after
+# event): the rule lookups and the legacy-name checks are made once per list.
+Step = tuple[str, str, Converter | None]
+_PLANS: dict[tuple[str, ...], tuple[Step, ...]] = {}
+PLANS_KEPT = 4096
+
+
+def _plan(names: tuple[str, ...]) -> tuple[Step, ...]:
+    present = set(names)
+    steps: list[Step] = []
+    for param in names:
+        rule = _RULES.get(param)
+        if rule is None:
+            continue
+        name, convert, preferred = rule
+        if preferred is not None and preferred in present:
+            continue
+        steps.append((param, name, convert))
+    if len(_PLANS) >= PLANS_KEPT:
+        _PLANS.clear()
+    plan = _PLANS[names] = tuple(steps)
+    return plan
+
+
 def apply_params(event: Event, params: dict[str, str]) -> list[Message]:
     """Set every field that a parameter maps to; return the conversion problems."""
     problems: list[Message] = []
     # One scan of all values for tabs and control characters: when there are
     # none (nearly always), free text is copied as it is.
     clean = not has_control_characters("".join(params.values()))
-    rules = _RULES
-    for param, value in params.items():
-        rule = rules.get(param)
-        if rule is None:
-            continue
-        name, convert, preferred = rule
-        if preferred is not None and preferred in params:
-            continue
+    names = tuple(params)
+    steps = _PLANS.get(names)
+    if steps is None:
+        steps = _plan(names)
+    for param, name, convert in steps:
+        value = params[param]
         if convert is None:
             event[name] = (value or None) if clean else tsv_safe(value)
             continue

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from typing import NamedTuple
-from urllib.parse import unquote_plus
+from urllib.parse import unquote
 
 _PAIR_SEPARATORS = re.compile(r"[&;]")
 _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(.*)", re.DOTALL)
@@ -45,9 +45,22 @@ def parse_querystring(querystring: str) -> list[tuple[str, str | None]]:
 
 def _decode(text: str) -> str:
     # Most names and many values need no decoding: skip the call (the hot path).
-    if "%" in text or "+" in text:
-        return unquote_plus(text, errors="replace")
-    return text
+    if "+" in text:
+        text = text.replace("+", " ")
+    if "%" not in text:
+        return text
+    if text.isascii():
+        # Every %XX turned into \xXX and decoded by the unicode_escape codec, in
+        # C: several times faster than unquote's loop over the escapes, with the
+        # same result (backslashes are doubled first, so that they stay).
+        escaped = text.replace("\\", "\\\\").replace("%", "\\x").encode("ascii")
+        try:
+            latin = escaped.decode("unicode_escape")
+        except UnicodeDecodeError:
+            pass  # a % not followed by two hex digits: unquote keeps it as it is
+        else:
+            return latin.encode("latin-1").decode("utf-8", "replace")
+    return unquote(text, errors="replace")
 
 
 def querystring_params(querystring: str) -> dict[str, str]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
 from plowline.iglu.core import IgluSyntaxError, SchemaKey
 from plowline.iglu.draft4 import InvalidSchemaError, data_reports, fast_says_valid
 from plowline.iglu.resolver import RegistryUnreachableError, ResolutionError, Resolver
@@ -70,10 +72,27 @@ def not_iglu(instance: Any) -> Message | None:
 
 def check_self_describing(resolver: Resolver, instance: Any) -> Message | None:
     """The failure message of a self-describing ``instance``, or None."""
+    uri = instance.get("schema") if isinstance(instance, dict) else None
+    data_json = None
+    if isinstance(uri, str) and "data" in instance:
+        data_json = _json_text(instance["data"])
+        if data_json is not None and resolver.known_valid(uri, data_json):
+            return None  # the same data was valid against this schema before
     problem = not_iglu(instance)
     if problem is not None:
         return problem
-    return check(resolver, SchemaKey.parse(instance["schema"]), instance["data"])
+    key = SchemaKey.parse(instance["schema"])
+    problem = check(resolver, key, instance["data"])
+    if problem is None and data_json is not None and isinstance(uri, str):
+        resolver.remember_valid(uri, data_json, key)
+    return problem
+
+
+def _json_text(data: Any) -> bytes | None:
+    try:
+        return orjson.dumps(data)
+    except TypeError:  # not JSON data (orjson's JSONEncodeError included)
+        return None
 
 
 def is_unreachable(message: Message) -> bool:

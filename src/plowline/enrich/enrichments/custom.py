@@ -34,8 +34,7 @@ import importlib.util
 import logging
 import sys
 import types
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -63,15 +62,80 @@ MAX_TIMEOUT_SECONDS = 3600.0
 _STRICT_JSON = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
-@dataclass(frozen=True, slots=True)
 class PythonEvent:
-    """What the user's function is given about one event."""
+    """What the user's function is given about one event (read-only attributes).
+
+    ``contexts``, ``unstruct_event`` and ``derived_contexts`` are decoded and
+    copied when first read, from what the event held when the view was made:
+    most functions read one of them or none, and each costs a JSON round trip.
+    """
+
+    __slots__ = (
+        "_contexts",
+        "_contexts_text",
+        "_derived",
+        "_derived_source",
+        "_unstruct",
+        "_unstruct_text",
+        "fields",
+        "headers",
+    )
 
     fields: Mapping[str, str | None]
-    contexts: list[dict[str, Any]]
-    unstruct_event: dict[str, Any] | None
-    derived_contexts: list[dict[str, Any]]
     headers: tuple[tuple[str, str], ...]
+
+    def __init__(
+        self,
+        fields: Mapping[str, str | None],
+        headers: tuple[tuple[str, str], ...],
+        *,
+        contexts: str | None = None,
+        unstruct_event: str | None = None,
+        derived_contexts: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        self.fields = fields
+        self.headers = headers
+        # The enriched columns' text, and the derived entities as they are now
+        # (later enrichments replace entities, they never change one in place).
+        self._contexts_text = contexts
+        self._unstruct_text = unstruct_event
+        self._derived_source = tuple(derived_contexts)
+        self._contexts: list[dict[str, Any]] | None = None
+        self._unstruct: dict[str, Any] | _Unset | None = _UNSET
+        self._derived: list[dict[str, Any]] | None = None
+
+    def __repr__(self) -> str:
+        return f"PythonEvent(fields={dict(self.fields)!r}, headers={self.headers!r})"
+
+    @property
+    def contexts(self) -> list[dict[str, Any]]:
+        """The tracker's entities (a copy)."""
+        if self._contexts is None:
+            self._contexts = _entities(self._contexts_text)
+        return self._contexts
+
+    @property
+    def unstruct_event(self) -> dict[str, Any] | None:
+        """The self-describing event (a copy), or None."""
+        if isinstance(self._unstruct, _Unset):
+            self._unstruct = _unstruct(self._unstruct_text)
+        return self._unstruct
+
+    @property
+    def derived_contexts(self) -> list[dict[str, Any]]:
+        """The contexts earlier enrichments derived (a copy)."""
+        if self._derived is None:
+            self._derived = (
+                _copy(list(self._derived_source)) if self._derived_source else []
+            )
+        return self._derived
+
+
+class _Unset:
+    __slots__ = ()
+
+
+_UNSET = _Unset()
 
 
 def load_function(path: Path, function: str, source: str) -> UserFunction:
@@ -133,6 +197,17 @@ class PythonEnrichment(Enrichment):
         self._parameters = parameters
         self._source = source
 
+    @property
+    def config(self) -> Any:
+        """The ``config`` object of the configuration."""
+        return self._config
+
+    @config.setter
+    def config(self, value: Any) -> None:
+        self._config = value
+        # Each call gets a fresh copy: from this text, made once.
+        self._config_json = orjson.dumps(value)
+
     def __reduce__(self) -> tuple[Any, ...]:
         # The user's function may not pickle: a worker process rebuilds the
         # enrichment from its parameters instead.
@@ -176,13 +251,13 @@ class PythonEnrichment(Enrichment):
 
     def enrich(self, event: Event, inp: EnrichmentInput) -> None:
         view = PythonEvent(
-            fields=types.MappingProxyType(dict(event)),
-            contexts=_entities(event.get("contexts")),
-            unstruct_event=_unstruct(event.get("unstruct_event")),
-            derived_contexts=_copy(inp.derived_contexts),
-            headers=inp.record.headers,
+            types.MappingProxyType(dict(event)),
+            inp.record.headers,
+            contexts=event.get("contexts"),
+            unstruct_event=event.get("unstruct_event"),
+            derived_contexts=inp.derived_contexts,
         )
-        config = _copy(self.config)
+        config = orjson.loads(self._config_json)
         try:
             if self.timeout is None:
                 result = self.function(view, config)

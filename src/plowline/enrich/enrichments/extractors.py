@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 
 COOKIE_SCHEMA = "iglu:org.ietf/http_cookie/jsonschema/1-0-0"
 HEADER_SCHEMA = "iglu:org.ietf/http_header/jsonschema/1-0-0"
+# How many distinct header names the extractors remember their verdict on
+# (requests send a few dozen; arbitrary names are not remembered past this).
+_NAMES_REMEMBERED = 1024
 
 
 def parse_cookies(header: str) -> list[tuple[str, str | None]]:
@@ -51,6 +54,9 @@ class CookieExtractor(Enrichment):
 
     def __init__(self, cookies: frozenset[str]) -> None:
         self.cookies = cookies
+        # Whether a header name, as the request spelled it, is "Cookie": the
+        # same few spellings come with every request.
+        self._is_cookie: dict[str, bool] = {}
 
     @classmethod
     def from_parameters(
@@ -67,8 +73,16 @@ class CookieExtractor(Enrichment):
         return cls(frozenset(cookies))
 
     def enrich(self, event: Event, inp: EnrichmentInput) -> None:
+        is_cookie = self._is_cookie
         for header, value in inp.record.headers:
-            if header.strip().lower() != "cookie":
+            found = is_cookie.get(header)
+            if found is None:
+                found = header.strip().lower() == "cookie"
+                if len(is_cookie) < _NAMES_REMEMBERED:
+                    is_cookie[header] = found
+            # A cookie's name is part of the header's text: a header that holds
+            # none of the configured names has nothing to extract.
+            if not found or not any(name in value for name in self.cookies):
                 continue
             for name, cookie in parse_cookies(value):
                 if name in self.cookies:
@@ -86,6 +100,9 @@ class HttpHeaderExtractor(Enrichment):
 
     def __init__(self, pattern: re.Pattern[str]) -> None:
         self.pattern = pattern
+        # Header name as the request spelled it -> the name to report when the
+        # pattern matches it, None when it does not.
+        self._matched: dict[str, str | None] = {}
 
     @classmethod
     def from_parameters(
@@ -109,10 +126,16 @@ class HttpHeaderExtractor(Enrichment):
     def enrich(self, event: Event, inp: EnrichmentInput) -> None:
         # Like Java's String.matches, the pattern must match the whole name
         # (case-sensitively: write (?i) in the pattern to ignore case).
-        fullmatch = self.pattern.fullmatch
+        matched = self._matched
         for header, value in inp.record.headers:
-            name = header.strip()
-            if fullmatch(name):
+            if header in matched:
+                name = matched[header]
+            else:
+                stripped = header.strip()
+                name = stripped if self.pattern.fullmatch(stripped) else None
+                if len(matched) < _NAMES_REMEMBERED:
+                    matched[header] = name
+            if name is not None:
                 inp.derived_contexts.append(
                     {
                         "schema": HEADER_SCHEMA,

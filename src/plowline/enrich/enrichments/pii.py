@@ -118,8 +118,15 @@ def _hasher(name: Any, source: str) -> Callable[[str], str]:
             "hashlib (OpenSSL 3 no longer provides it); choose SHA-256 or another."
         )
 
+    # The named constructor (hashlib.sha256...) is about twice as fast per call
+    # as hashlib.new; MD2 has none.
+    constructor: Callable[..., Any] = getattr(hashlib, algorithm, None) or (
+        lambda data: hashlib.new(algorithm, data)
+    )
+
     def digest(value: str) -> str:
-        return hashlib.new(algorithm, value.encode("utf-8")).hexdigest()
+        text: str = constructor(value.encode("utf-8")).hexdigest()
+        return text
 
     return digest
 

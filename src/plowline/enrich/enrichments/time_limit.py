@@ -113,15 +113,22 @@ class TimeLimit:
         with self._lock:
             self._calls.add(call)
             self._last_call = call.deadline - seconds
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._watch, name="plowline-time-limit", daemon=True
-                )
-                self._thread.start()
-            elif self._sleeping:
-                self._sleeping = False
-                self._wake.notify()
+            # The usual case, the watchdog running and awake, costs no more.
+            if self._sleeping or self._thread is None:
+                self._start_or_wake()
         return call
+
+    def _start_or_wake(self) -> None:
+        # Called with the lock held.
+        if self._thread is None or not self._thread.is_alive():
+            self._sleeping = False
+            self._thread = threading.Thread(
+                target=self._watch, name="plowline-time-limit", daemon=True
+            )
+            self._thread.start()
+        elif self._sleeping:
+            self._sleeping = False
+            self._wake.notify()
 
     def _end(self, call: _Call) -> None:
         with self._lock:
@@ -129,6 +136,13 @@ class TimeLimit:
             self._calls.discard(call)
 
     def _watch(self) -> None:
+        try:
+            self._watch_calls()
+        finally:
+            # Not expected to happen; the next call starts a new watchdog.
+            self._thread = None
+
+    def _watch_calls(self) -> None:
         with self._lock:
             while True:
                 now = time.monotonic()

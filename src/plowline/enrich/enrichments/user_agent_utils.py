@@ -213,5 +213,4 @@ class UserAgentUtils(Enrichment):
         ua = event.get("useragent")
         if not ua:
             return
-        for name, value in zip(FIELDS, self.fields(ua), strict=True):
-            event[name] = value
+        event.update(zip(FIELDS, self.fields(ua), strict=True))
