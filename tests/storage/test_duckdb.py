@@ -681,3 +681,62 @@ def test_stored_uuid_is_found_again_as_a_natural_duplicate(
     assert load_rows(conn, [enriched_row(app_id="a")]) == 1
     assert load_rows(conn, [enriched_row(app_id="a")]) == 0
     assert event_count(conn) == 1
+
+
+def _row_groups_and_blocks(path: Path) -> tuple[int, int]:
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        groups = conn.execute(
+            "SELECT count(DISTINCT row_group_id) "
+            "FROM pragma_storage_info('atomic.events')"
+        ).fetchall()[0][0]
+        blocks = conn.execute("SELECT total_blocks FROM pragma_database_size()")
+        return int(groups), int(blocks.fetchall()[0][0])
+    finally:
+        conn.close()
+
+
+def _numbered(start: int, count: int) -> list[list[str]]:
+    return [
+        enriched_row(event_id=f"{n:08x}-0000-4000-8000-000000000000", page_url=f"/{n}")
+        for n in range(start, start + count)
+    ]
+
+
+def test_many_small_loads_share_row_groups(tmp_path: Path) -> None:
+    path = tmp_path / "events.duckdb"
+    for load in range(12):
+        source = tmp_path / f"part{load}.tsv"
+        source.write_text("".join(map(tsv_line, _numbered(load * 500, 500))))
+        assert load_files(path, [str(source)]).events == 500
+
+    groups, blocks = _row_groups_and_blocks(path)
+    # Checkpoints merge the small row groups (one per load without it).
+    assert groups <= 2
+    assert blocks < 60
+    conn = connect(path, read_only=True)
+    try:
+        rows = conn.execute("SELECT count(*) FROM atomic.events").fetchall()
+        assert rows == [(6000,)]
+    finally:
+        conn.close()
+
+
+def test_big_batches_stop_vacuuming_small_ones_do_not(tmp_path: Path) -> None:
+    def vacuum_tasks(store: DuckDBStore) -> int:
+        rows = store.conn.execute("SELECT current_setting('max_vacuum_tasks')")
+        return int(rows.fetchall()[0][0])
+
+    store = DuckDBStore(tmp_path / "events.duckdb")
+    try:
+        store.ensure_schema()
+        default = vacuum_tasks(store)
+        with store.transaction():
+            write_events(store, rows_to_table(_numbered(0, 1000)))
+        assert vacuum_tasks(store) == default > 0
+        with store.transaction():
+            write_events(store, rows_to_table(_numbered(1000, 61_440)))
+        assert vacuum_tasks(store) == 0
+        assert len(store.read_events()) == 62_440
+    finally:
+        store.close()

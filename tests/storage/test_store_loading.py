@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
-from store_support import make_row, write_tsv
+from store_support import make_row, make_store, write_tsv
 
 from plowline.errors import BadInputError
 from plowline.storage import loader
@@ -94,6 +94,85 @@ def test_bad_line_loads_nothing_of_its_batch(store: Store, tmp_path: Path) -> No
         loader.load_files(store, [str(path)])
     assert events(store) == []
     assert store.read_manifest().num_rows == 0
+
+
+def tricky_rows() -> list[list[str]]:
+    """Rows whose text and typed values differ: backslashes, escaped JSON,
+    money to round, zoned and T-separated timestamps, empty fields."""
+    title = "C:\\new\\table \\. 100% \\N «ünï»"
+    ctx = contexts(
+        ("iglu:com.acme/quote/jsonschema/1-0-0", {"text": 'say "hi"\\there'})
+    )
+    rows = []
+    for n in range(30):
+        rows.append(
+            make_row(
+                f"{n:08d}-0000-4000-8000-000000000000",
+                page_title=title if n % 3 else "",
+                se_label="\\" * (n % 4),
+                tr_total=["12.345", "-0.125", "7", ""][n % 4],
+                ti_price="0.005",
+                dvce_created_tstamp="2026-12-04T15:29:10.5Z",
+                true_tstamp="" if n % 2 else "2026-12-04 15:29:10.123456",
+                br_cookies=["1", "0", ""][n % 3],
+                se_value=["1e-7", "2.5", "-0.0", "", "1e400", "1e-400"][n % 6],
+                dvce_screenwidth=["12", "0", "-2147483648", ""][n % 4],
+                contexts=ctx,
+            )
+        )
+    return rows
+
+
+def test_file_load_stores_what_a_row_load_stores(
+    store: Store, store_kind: str, tmp_path: Path
+) -> None:
+    rows = tricky_rows()
+    # A retried copy in the second batch: that batch goes in de-duplicated.
+    path = write_tsv(tmp_path / "events.tsv", [*rows[:20], rows[3], *rows[20:]])
+    size = len(path.read_bytes()) // 2 + 1
+
+    result = loader.load_files(store, [str(path)], batch_bytes=size)
+    (tmp_path / "rows").mkdir()
+    by_rows = make_store(store_kind, tmp_path / "rows")
+    by_rows.ensure_schema()
+    try:
+        write(by_rows, rows)
+        expected = events(by_rows)
+        expected_child = child(by_rows, "com_acme_quote_1")
+    finally:
+        by_rows.close()
+
+    assert result.inputs[0].batches >= 2 and result.natural_duplicates == 1
+    assert events(store) == expected
+    assert child(store, "com_acme_quote_1") == expected_child
+    first = expected[1]
+    assert first["page_title"] == "C:\\new\\table \\. 100% \\N «ünï»"
+    assert str(first["tr_total"]) == "-0.13" and str(first["ti_price"]) == "0.01"
+    assert str(expected[0]["tr_total"]) == "12.35"
+    assert first["dvce_screenwidth"] == 0 and expected[2]["dvce_screenwidth"] == (
+        -2147483648
+    )
+    assert first["dvce_created_tstamp"].isoformat() == "2026-12-04T15:29:10.500000"
+    assert [e["br_cookies"] for e in expected[:3]] == [True, False, None]
+    assert [e["se_label"] for e in expected[:3]] == [None, "\\", "\\\\"]
+    assert expected_child[0]["text"] == 'say "hi"\\there'
+
+
+def test_bad_line_in_a_later_batch_keeps_the_batches_before(
+    store: Store, tmp_path: Path
+) -> None:
+    rows = [make_row(f"{n:08d}-0000-4000-8000-000000000000") for n in range(40)]
+    rows[33] = make_row(Y, txn_id="many")
+    path = write_tsv(tmp_path / "events.tsv", rows)
+    size = len(path.read_bytes()) // 4 + 1
+
+    with pytest.raises(BadInputError, match="line 34: field txn_id"):
+        loader.load_files(store, [str(path)], batch_bytes=size)
+
+    loaded = store.read_manifest().to_pylist()
+    assert [entry["batch_index"] for entry in loaded] == [0, 1, 2]
+    assert len(events(store)) == sum(entry["lines"] for entry in loaded)
+    assert 20 < len(events(store)) < 34
 
 
 # De-duplication

@@ -51,15 +51,28 @@ class Store(ABC):
     def record_batch(self, entry: ManifestEntry) -> None:
         """Add a manifest entry, in the open transaction."""
 
+    def loaded_batches(self) -> set[str]:
+        """The ids of every batch in the manifest (committed). A loader reads
+        them once, to skip preparing batches loaded before; ``batch_loaded``
+        in the batch's transaction stays the check that counts."""
+        return set(self.read_manifest().column("batch_id").to_pylist())
+
     # Events
 
     @abstractmethod
     def existing_events(self, event_ids: pa.Array) -> pa.Table:
         """The stored events (``EVENTS_SCHEMA``) whose event_id is one of these."""
 
+    # Whether insert_events can use the enriched TSV the events were read from
+    # (the loader then keeps each batch's text until it is written).
+    takes_source_text: ClassVar[bool] = False
+
     @abstractmethod
-    def insert_events(self, events: pa.Table) -> None:
-        """Append typed events (``EVENTS_SCHEMA``)."""
+    def insert_events(self, events: pa.Table, source_text: bytes | None = None) -> None:
+        """Append typed events (``EVENTS_SCHEMA``). ``source_text``, when given,
+        is the enriched TSV the events were parsed from, line for line and
+        unchanged (no duplicate dropped or re-keyed); a store may load it instead
+        of ``events``."""
 
     # Shredded child tables
 

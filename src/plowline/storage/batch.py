@@ -9,7 +9,6 @@ same input with the same message, naming the line, the field and the value.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Sequence
 
@@ -82,11 +81,12 @@ def where(source: str | None, number: int) -> str:
     return f"Row {number}" if source is None else f"{source}, line {number}"
 
 
-def parse_tsv(data: bytes) -> pa.Table:
+def parse_tsv(data: bytes | memoryview) -> pa.Table:
     """Whole lines of enriched TSV into a table of 131 string columns (NULL for
-    empty fields). Raises ``pa.ArrowInvalid`` when a line has another width."""
+    empty fields). Raises ``pa.ArrowInvalid`` when a line has another width.
+    Arrow reads ``data`` in place."""
     return pcsv.read_csv(
-        io.BytesIO(data),
+        pa.BufferReader(pa.py_buffer(data)),
         read_options=_TSV_READ,
         parse_options=_TSV_PARSE,
         convert_options=_TSV_CONVERT,
@@ -179,7 +179,9 @@ def _convert(
 ) -> pa.ChunkedArray:
     kind = field.kind
     if kind in ("str", "json"):
-        if field.max_length is not None:
+        # A value has at most as many characters as bytes: counting characters
+        # is needed only when some value has more bytes than the limit.
+        if field.max_length is not None and _longest_bytes(column) > field.max_length:
             too_long = pc.greater(pc.utf8_length(column), field.max_length)
             if pc.any(too_long).as_py():
                 _fail_at(column, too_long, field, source, first_line, limit=True)
@@ -194,7 +196,8 @@ def _convert(
         bad = pc.invert(pc.match_substring_regex(column, _TSTAMP_TEXT))
         if pc.any(bad).as_py():
             _fail_at(column, bad, field, source, first_line)
-        column = pc.replace_substring_regex(column, "Z$", "")
+        if pc.any(pc.ends_with(column, "Z")).as_py():
+            column = pc.replace_substring_regex(column, "Z$", "")
     try:
         if kind == "dec":
             wide = pc.cast(column, _WIDE_DECIMAL)
@@ -205,6 +208,11 @@ def _convert(
         bad = _uncastable(column, kind)
         _fail_at(column, bad, field, source, first_line, cause=exc)
         raise AssertionError("unreachable") from exc
+
+
+def _longest_bytes(column: pa.ChunkedArray) -> int:
+    longest = pc.max(pc.binary_length(column)).as_py()
+    return 0 if longest is None else int(longest)
 
 
 def _uncastable(column: pa.ChunkedArray, kind: Kind) -> pa.Array:

@@ -7,15 +7,26 @@ shred its self-describing JSON (:mod:`~plowline.storage.shred`); insert events
 and child rows, creating or widening child tables; record the manifest entry;
 commit. A crash at any point leaves whole batches only, and a re-run loads the
 missing ones.
+
+Reading, parsing, typing and the first shredding of a batch do not depend on
+the store, so a thread prepares the next batch (:func:`prefetched`) while the
+store writes the current one; the store's own steps (the manifest check,
+de-duplication against stored events, the inserts, the commit) stay in order on
+the caller's thread. Arrow, DuckDB and psycopg release the GIL in their long
+calls, so the two threads use two cores. A batch that fails to parse is
+reported only once the batches before it are committed, as without the thread.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pyarrow as pa  # type: ignore[import-untyped]
 
@@ -26,14 +37,19 @@ from plowline.storage.batch import parse_tsv, typed_batch
 from plowline.storage.dedupe import dedupe
 from plowline.storage.failed import failed_batch
 from plowline.storage.manifest import BatchIds, BatchKind, BatchRef, entry
-from plowline.storage.shred import plan_columns, shred
-from plowline.storage.tsv import count_lines, line_chunks, line_problem, open_binary
+from plowline.storage.shred import ChildTable, plan_columns, shred
+from plowline.storage.tsv import Chunk, count_lines, input_chunks, line_problem
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 BATCH_BYTES_ENV = "PLOWLINE_LOAD_BATCH_BYTES"
 # About 120,000 realistic events: one DuckDB row group, few commits.
 DEFAULT_BATCH_BYTES = 128 << 20
+# Batches prepared ahead of the one being written (each holds its text and
+# its typed table: about 2.5 times the batch size in memory).
+PREFETCH_BATCHES = 1
 
 
 def batch_bytes_setting(value: int | None = None) -> int:
@@ -89,6 +105,78 @@ class LoadResult:
         return sum(i.synthetic_duplicates for i in self.inputs)
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A typed batch and its child-table rows, before de-duplication: the
+    store-neutral work, which :func:`write_prepared` then writes."""
+
+    events: pa.Table
+    tables: dict[str, ChildTable]
+    # Each child table's rows as Arrow, of the kinds this batch alone gives.
+    rows: dict[str, pa.Table]
+    # The enriched TSV of the events, for stores that take it.
+    text: bytes | None = None
+
+
+def prepare_events(
+    text: pa.Table,
+    *,
+    source: str | None = None,
+    first_line: int = 1,
+    resolver: Resolver | None = None,
+) -> Prepared:
+    """Type and shred a string table of enriched events (from
+    :func:`~plowline.storage.batch.parse_tsv`). Raises BadInputError naming the
+    first bad line."""
+    typed = typed_batch(text, source=source, first_line=first_line)
+    # Shredding before de-duplication checks the JSON columns with the input's
+    # line numbers, before rows can be dropped or changed.
+    tables = shred(typed, resolver=resolver, source=source, first_line=first_line)
+    rows = {name: table.to_arrow(typed) for name, table in tables.items()}
+    return Prepared(typed, tables, rows)
+
+
+def write_prepared(
+    store: Store,
+    prepared: Prepared,
+    *,
+    source: str | None = None,
+    first_line: int = 1,
+    resolver: Resolver | None = None,
+) -> Written:
+    """De-duplicate a prepared batch against itself and the store, and insert
+    its events and child rows, in the store's open transaction."""
+    deduped = dedupe(prepared.events, store.existing_events)
+    events = deduped.events
+    tables = prepared.tables
+    built = prepared.rows
+    if deduped.natural_duplicates or deduped.synthetic_duplicates:
+        tables = shred(events, resolver=resolver, source=source, first_line=first_line)
+        built = {}
+    store.insert_events(events, prepared.text if events is prepared.events else None)
+    child_rows = 0
+    for name in sorted(tables):
+        table = tables[name]
+        kinds = table.kinds
+        plan = plan_columns(store.child_columns(name), kinds)
+        if plan.create:
+            store.create_child_table(name, plan.final)
+        elif plan.add or plan.widen:
+            store.alter_child_table(name, plan.add, plan.widen)
+        rows = built.get(name)
+        if rows is None or any(plan.final[column] != kinds[column] for column in kinds):
+            # The table holds some column in a wider kind than this batch.
+            rows = table.to_arrow(events, plan.final)
+        store.insert_child_rows(name, rows)
+        child_rows += table.num_rows
+    return Written(
+        events.num_rows,
+        deduped.natural_duplicates,
+        deduped.synthetic_duplicates,
+        child_rows,
+    )
+
+
 def write_events(
     store: Store,
     text: pa.Table,
@@ -100,35 +188,16 @@ def write_events(
     """Type, de-duplicate, shred and insert a string table of enriched events
     (from :func:`~plowline.storage.batch.parse_tsv`), in the store's open
     transaction. Raises BadInputError naming the first bad line."""
-    typed = typed_batch(text, source=source, first_line=first_line)
-    # Shredding a first time checks the JSON columns with the input's line
-    # numbers before de-duplication can drop or change rows.
-    tables = shred(typed, resolver=resolver, source=source, first_line=first_line)
-    deduped = dedupe(typed, store.existing_events)
-    events = deduped.events
-    if deduped.natural_duplicates or deduped.synthetic_duplicates:
-        tables = shred(events, resolver=resolver, source=source, first_line=first_line)
-    store.insert_events(events)
-    child_rows = 0
-    for name in sorted(tables):
-        table = tables[name]
-        plan = plan_columns(store.child_columns(name), table.kinds)
-        if plan.create:
-            store.create_child_table(name, plan.final)
-        elif plan.add or plan.widen:
-            store.alter_child_table(name, plan.add, plan.widen)
-        store.insert_child_rows(name, table.to_arrow(events, plan.final))
-        child_rows += table.num_rows
-    return Written(
-        events.num_rows,
-        deduped.natural_duplicates,
-        deduped.synthetic_duplicates,
-        child_rows,
+    prepared = prepare_events(
+        text, source=source, first_line=first_line, resolver=resolver
+    )
+    return write_prepared(
+        store, prepared, source=source, first_line=first_line, resolver=resolver
     )
 
 
 def parse_chunk(
-    chunk: bytes, source: str, first_line: int, lines: int | None = None
+    chunk: Chunk, source: str, first_line: int, lines: int | None = None
 ) -> pa.Table:
     """Whole lines of one input into a string table; errors name the line.
     ``lines`` is the chunk's line count, if the caller has counted them."""
@@ -144,7 +213,7 @@ def parse_chunk(
 
 
 def _chunk_problem(
-    chunk: bytes, source: str, first_line: int, detail: str
+    chunk: Chunk, source: str, first_line: int, detail: str
 ) -> BadInputError:
     problem = line_problem(chunk, source, first_line)
     if problem is not None:
@@ -158,30 +227,147 @@ def _chunk_problem(
     )
 
 
-def load_event_batch(
-    store: Store, chunk: bytes, ref: BatchRef, *, resolver: Resolver | None = None
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """One batch of an input, as the preparing thread hands it over: parsed,
+    or the error that stops the load there, or neither when the manifest had
+    it already when the load began."""
+
+    ref: BatchRef
+    known: bool = False
+    events: Prepared | None = None
+    failed: pa.Table | None = None
+    error: BadInputError | None = None
+
+
+def _prepare_chunk(
+    chunk: Chunk,
+    ref: BatchRef,
+    kind: BatchKind,
+    resolver: Resolver | None,
+    keep_text: bool = False,
+) -> _Batch:
+    if kind == "failed":
+        data = chunk if isinstance(chunk, bytes) else chunk.tobytes()
+        failed = failed_batch(data.splitlines(), first_line=ref.first_line)
+        return _Batch(ref, failed=failed)
+    text = parse_chunk(chunk, ref.source, ref.first_line, ref.lines)
+    try:
+        prepared = prepare_events(
+            text, source=ref.source, first_line=ref.first_line, resolver=resolver
+        )
+    except BadInputError:
+        # Arrow reads a blank line as a row of nulls; the line rules name the
+        # real fault.
+        problem = line_problem(chunk, ref.source, ref.first_line)
+        if problem is not None:
+            raise problem from None
+        raise
+    if keep_text:
+        text = chunk if isinstance(chunk, bytes) else chunk.tobytes()
+        prepared = Prepared(prepared.events, prepared.tables, prepared.rows, text)
+    return _Batch(ref, events=prepared)
+
+
+def _batches(
+    source: str,
+    kind: BatchKind,
+    batch_bytes: int,
+    resolver: Resolver | None,
+    known: frozenset[str],
+    keep_text: bool,
+) -> Iterator[_Batch]:
+    """An input's batches, prepared; the first bad one ends them."""
+    ids = BatchIds(kind, source)
+    for chunk, lines in input_chunks(source, batch_bytes):
+        ref = ids.next(chunk, lines)
+        if ref.batch_id in known:
+            yield _Batch(ref, known=True)
+            continue
+        try:
+            batch = _prepare_chunk(chunk, ref, kind, resolver, keep_text)
+        except BadInputError as exc:
+            yield _Batch(ref, error=exc)
+            return
+        del chunk
+        yield batch
+
+
+def prefetched(
+    items: Iterator[T], depth: int = PREFETCH_BATCHES, *, wait: bool = True
+) -> Iterator[T]:
+    """``items``, computed by a thread of their own up to ``depth`` ahead of the
+    caller. An exception of the thread is raised in its place in the sequence.
+    When the caller stops early, the thread stops at its next hand-over; the
+    caller waits for that unless ``wait`` is false (for a thread that may be
+    blocked reading standard input: a daemon, it ends with the process)."""
+    handed: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=max(depth, 1))
+    stop = threading.Event()
+
+    def hand(tag: str, value: object) -> bool:
+        while not stop.is_set():
+            try:
+                handed.put((tag, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not hand("item", item):
+                    return
+            hand("end", None)
+        except BaseException as exc:  # handed to the caller, who raises it
+            hand("error", exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=run, name="plowline-load-prepare", daemon=True)
+    thread.start()
+    try:
+        while True:
+            tag, value = handed.get()
+            if tag == "end":
+                return
+            if tag == "error":
+                assert isinstance(value, BaseException)
+                raise value
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        if wait:
+            thread.join()
+
+
+def _write_batch(
+    store: Store, batch: _Batch, resolver: Resolver | None
 ) -> Written | None:
-    """One batch in one transaction with its manifest entry; None if the
-    manifest already has it."""
+    """Write one prepared batch in one transaction with its manifest entry;
+    None if the manifest has it."""
+    if batch.known:
+        return None
+    ref = batch.ref
     with store.transaction():
         if store.batch_loaded(ref.batch_id):
             return None
-        text = parse_chunk(chunk, ref.source, ref.first_line, ref.lines)
-        try:
-            written = write_events(
+        if batch.error is not None:
+            raise batch.error
+        if batch.failed is not None:
+            store.insert_failed(batch.failed)
+            written = Written(batch.failed.num_rows)
+        else:
+            assert batch.events is not None
+            written = write_prepared(
                 store,
-                text,
+                batch.events,
                 source=ref.source,
                 first_line=ref.first_line,
                 resolver=resolver,
             )
-        except BadInputError:
-            # Arrow reads a blank line as a row of nulls; the line rules name
-            # the real fault.
-            problem = line_problem(chunk, ref.source, ref.first_line)
-            if problem is not None:
-                raise problem from None
-            raise
         store.record_batch(
             entry(
                 ref,
@@ -191,16 +377,6 @@ def load_event_batch(
             )
         )
     return written
-
-
-def load_failed_batch(store: Store, chunk: bytes, ref: BatchRef) -> Written | None:
-    with store.transaction():
-        if store.batch_loaded(ref.batch_id):
-            return None
-        failed = failed_batch(chunk.splitlines(), first_line=ref.first_line)
-        store.insert_failed(failed)
-        store.record_batch(entry(ref, failed.num_rows))
-    return Written(failed.num_rows)
 
 
 def load_files(
@@ -235,42 +411,43 @@ def _load(
     results = []
     for source in inputs:
         started = time.perf_counter()
-        ids = BatchIds(kind, source)
+        # Batches in the manifest now are not parsed again; the check in each
+        # batch's transaction stays the one that counts.
+        known = frozenset(store.loaded_batches())
         batches = skipped = lines = events = natural = synthetic = 0
-        with open_binary(source) as stream:
-            for chunk in line_chunks(stream, source, batch_bytes):
-                ref = ids.next(chunk, count_lines(chunk))
-                if kind == "events":
-                    written = load_event_batch(store, chunk, ref, resolver=resolver)
-                else:
-                    written = load_failed_batch(store, chunk, ref)
-                batches += 1
-                lines += ref.lines
-                if written is None:
-                    skipped += 1
-                    log.info(
-                        "%s: batch %d (lines %d-%d) was loaded before; skipped",
-                        source,
-                        ref.index,
-                        ref.first_line,
-                        ref.first_line + ref.lines - 1,
-                    )
-                    continue
-                events += written.events
-                natural += written.natural_duplicates
-                synthetic += written.synthetic_duplicates
+        prepared = _batches(
+            source, kind, batch_bytes, resolver, known, store.takes_source_text
+        )
+        for batch in prefetched(prepared, wait=source != "-"):
+            ref = batch.ref
+            written = _write_batch(store, batch, resolver)
+            batches += 1
+            lines += ref.lines
+            if written is None:
+                skipped += 1
                 log.info(
-                    "%s: batch %d (lines %d-%d): %d %s written, %d child rows "
-                    "(%.0f lines/s so far)",
+                    "%s: batch %d (lines %d-%d) was loaded before; skipped",
                     source,
                     ref.index,
                     ref.first_line,
                     ref.first_line + ref.lines - 1,
-                    written.events,
-                    "events" if kind == "events" else "failed events",
-                    written.child_rows,
-                    lines / max(time.perf_counter() - started, 1e-9),
                 )
+                continue
+            events += written.events
+            natural += written.natural_duplicates
+            synthetic += written.synthetic_duplicates
+            log.info(
+                "%s: batch %d (lines %d-%d): %d %s written, %d child rows "
+                "(%.0f lines/s so far)",
+                source,
+                ref.index,
+                ref.first_line,
+                ref.first_line + ref.lines - 1,
+                written.events,
+                "events" if kind == "events" else "failed events",
+                written.child_rows,
+                lines / max(time.perf_counter() - started, 1e-9),
+            )
         results.append(
             InputResult(source, batches, skipped, lines, events, natural, synthetic)
         )

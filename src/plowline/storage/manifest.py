@@ -82,7 +82,7 @@ class BatchIds:
         self._index = 0
         self._next_line = 1
 
-    def next(self, chunk: bytes, lines: int) -> BatchRef:
+    def next(self, chunk: bytes | memoryview, lines: int) -> BatchRef:
         self._hash.update(chunk)
         ref = BatchRef(
             batch_id=f"{self._hash.hexdigest()[:40]}-{self._index}",

@@ -10,7 +10,8 @@ seen; :func:`plan_columns` reconciles it with the columns a store already has
 (a new minor version adds columns; a kind that no longer fits is widened).
 
 Each distinct JSON text of a column is parsed once per batch, and its rows are
-expanded with Arrow ``take``, so repeated contexts cost little.
+expanded with Arrow ``take``, so repeated contexts cost little. A child table's
+rows come out in the order of their events.
 """
 
 from __future__ import annotations
@@ -148,8 +149,12 @@ class ChildTable:
         ``kinds`` (the table's final column kinds) says."""
         mine = self.kinds
         kinds = kinds or mine
+        # In the events' order (stable: an event's entities keep theirs), so
+        # root_id and root_tstamp compress as well as in atomic.events.
         rows = pa.array(self.row_take, pa.int64())
-        take = pa.array(self.entity_take, pa.int64())
+        order = pc.sort_indices(rows)
+        rows = rows.take(order)
+        take = pa.array(self.entity_take, pa.int64()).take(order)
         keys = [key for key, _ in self.entities]
         names = [key.name for key in keys]
         columns: dict[str, pa.Array] = {

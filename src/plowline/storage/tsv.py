@@ -1,7 +1,10 @@
 """Reading enriched TSV inputs: files, ``.gz`` files and standard input.
 
-Inputs are read in chunks of whole lines (:func:`line_chunks`), which become
+Inputs are read in chunks of whole lines (:func:`input_chunks`), which become
 the batches of a load; :func:`read_tsv` yields single rows for small callers.
+A plain file is mapped into memory and its chunks are views of the map, so its
+bytes are not copied before Arrow parses them; compressed files and standard
+input are read and copied (:func:`line_chunks`). Both cut at the same places.
 """
 
 from __future__ import annotations
@@ -9,6 +12,10 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+import mmap
+import os
+import re
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +28,9 @@ from plowline.storage.batch import WIDTH
 log = logging.getLogger(__name__)
 
 ByteStream = IO[bytes] | io.BufferedIOBase
+# Whole lines of an input: bytes, or a view of a mapped file.
+Chunk = bytes | memoryview
+_LINE_END = re.compile(b"\n")
 
 
 def read_tsv(path_or_dash: str | Path) -> Iterator[list[str]]:
@@ -101,7 +111,9 @@ def split_line(line: str, source: str, number: int) -> list[str]:
 def line_chunks(stream: ByteStream, source: str, chunk_bytes: int) -> Iterator[bytes]:
     """Yield the stream in pieces of about ``chunk_bytes`` that end at a line end
     (the last piece may lack its final newline). The cut points depend only on
-    the content and ``chunk_bytes``, so a re-read gives the same pieces."""
+    the content and ``chunk_bytes``, so a re-read gives the same pieces. Each
+    piece is copied once after the read (the partial line carried over, then
+    the block up to its last line end)."""
     rest = b""
     while True:
         try:
@@ -110,21 +122,71 @@ def line_chunks(stream: ByteStream, source: str, chunk_bytes: int) -> Iterator[b
             raise BadInputError(f"Cannot read {source}: {exc}.", source=source) from exc
         if not block:
             break
-        data = rest + block
-        cut = data.rfind(b"\n") + 1
-        rest = data[cut:]
-        if cut:
-            yield data[:cut]
+        # The carried-over part has no line end, so the cut is in the block.
+        cut = block.rfind(b"\n") + 1
+        if not cut:
+            rest += block
+            continue
+        if rest:
+            chunk = b"".join((rest, memoryview(block)[:cut]))
+        else:
+            chunk = block if cut == len(block) else block[:cut]
+        rest = block[cut:]
+        del block
+        yield chunk
     if rest:
         yield rest
 
 
-def count_lines(chunk: bytes) -> int:
-    return chunk.count(b"\n") + (not chunk.endswith(b"\n"))
+def input_chunks(source: str, chunk_bytes: int) -> Iterator[tuple[Chunk, int]]:
+    """An input's chunks of whole lines (as :func:`line_chunks` cuts them) with
+    their line counts. A plain file is mapped (a view per chunk, no copy); it
+    must not shrink while it is read (the map would then fault)."""
+    mapped = _map(source)
+    if mapped is None:
+        with open_binary(source) as stream:
+            for chunk in line_chunks(stream, source, chunk_bytes):
+                yield chunk, count_lines(chunk)
+        return
+    view = memoryview(mapped)
+    size = len(view)
+    start = 0  # of the chunk being gathered
+    scanned = 0  # its bytes before this point hold no line end
+    while scanned < size:
+        wanted = max(chunk_bytes - (scanned - start), chunk_bytes // 4, 1)
+        end = min(scanned + wanted, size)
+        cut = mapped.rfind(b"\n", scanned, end) + 1
+        scanned = end
+        if cut:
+            yield view[start:cut], len(_LINE_END.findall(mapped, start, cut))
+            start = cut
+    if start < size:
+        yield view[start:size], len(_LINE_END.findall(mapped, start, size)) + 1
 
 
-def line_problem(chunk: bytes, source: str, first_line: int) -> BadInputError | None:
+def _map(source: str) -> mmap.mmap | None:
+    """A read-only map of a plain, non-empty file; None for anything else."""
+    if source == "-" or source.endswith(".gz"):
+        return None
+    try:
+        with open(source, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+                return None
+            return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None  # open_binary then names the problem, or reads it as a stream
+
+
+def count_lines(chunk: Chunk) -> int:
+    data = chunk if isinstance(chunk, bytes) else chunk.tobytes()
+    return data.count(b"\n") + (not data.endswith(b"\n"))
+
+
+def line_problem(chunk: Chunk, source: str, first_line: int) -> BadInputError | None:
     """Check a chunk line by line, as read_tsv would, for the first bad line."""
+    if not isinstance(chunk, bytes):
+        chunk = chunk.tobytes()
     lines = chunk.split(b"\n")
     if chunk.endswith(b"\n"):
         lines.pop()

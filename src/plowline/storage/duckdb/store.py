@@ -32,6 +32,8 @@ from plowline.storage.duckdb.schema import (
     KINDS_OF_CHILD_TYPES,
     LOAD_SETTINGS,
     MANIFEST_TABLE,
+    NO_VACUUM,
+    NO_VACUUM_ROWS,
     child_ddl,
     child_table,
     connect,
@@ -75,6 +77,8 @@ class DuckDBStore(Store):
         self._children: dict[str, dict[str, ShredKind]] | None = None
         self._id_type: str | None = None
         self._in_transaction = False
+        # Big batches stop vacuuming on a connection of this store's own.
+        self._may_stop_vacuum = self._owned and not read_only
 
     def close(self) -> None:
         if self._owned:
@@ -137,6 +141,10 @@ class DuckDBStore(Store):
         ).fetchall()
         return bool(rows[0][0])
 
+    def loaded_batches(self) -> set[str]:
+        rows = self.conn.execute(f"SELECT batch_id FROM {MANIFEST_TABLE}").fetchall()
+        return {str(batch_id) for (batch_id,) in rows}
+
     def record_batch(self, entry: ManifestEntry) -> None:
         row = entry.as_row()
         columns = ", ".join(row)
@@ -171,7 +179,7 @@ class DuckDBStore(Store):
             ).to_arrow_table()
         return _as_schema(found, EVENTS_SCHEMA)
 
-    def insert_events(self, events: pa.Table) -> None:
+    def insert_events(self, events: pa.Table, source_text: bytes | None = None) -> None:
         if self._ids() == ID_TYPE and events.num_rows:
             ids = events.column("event_id")
             if not pc.all(pc.match_substring_regex(ids, UUID_TEXT)).as_py():
@@ -180,6 +188,10 @@ class DuckDBStore(Store):
                     "columns become VARCHAR"
                 )
                 self._run_widen()
+        if self._may_stop_vacuum and events.num_rows >= NO_VACUUM_ROWS:
+            for name, value in NO_VACUUM.items():
+                self.conn.execute(f"SET {name} = {value}").fetchall()
+            self._may_stop_vacuum = False
         self._run(f"INSERT INTO {EVENTS_TABLE} SELECT * FROM {{view}}", events)
 
     def _run_widen(self) -> None:

@@ -364,6 +364,12 @@ class ParquetStore(Store):
             return True
         return self._committed(check_commit_id(batch_id))
 
+    def loaded_batches(self) -> set[str]:
+        folder = self.root / MANIFEST_DIR
+        if not folder.is_dir():
+            return set()
+        return {path.stem for path in folder.glob("*.json")}
+
     def record_batch(self, entry: ManifestEntry) -> None:
         pending = self._open()
         if pending.entry is not None:
@@ -416,7 +422,7 @@ class ParquetStore(Store):
             return EVENTS_SCHEMA.empty_table()
         return pa.concat_tables(found)
 
-    def insert_events(self, events: pa.Table) -> None:
+    def insert_events(self, events: pa.Table, source_text: bytes | None = None) -> None:
         pending = self._open()
         if events.num_rows:
             pending.events.append(_as_schema(events, EVENTS_SCHEMA, "events"))

@@ -1,13 +1,16 @@
 """The PostgreSQL store: :class:`~plowline.storage.base.Store` on one psycopg
 connection.
 
-Batches go in with ``COPY ... FROM STDIN (FORMAT csv)``; the CSV is written by
-Arrow's C++ writer straight from the typed Arrow tables, so no value passes
-through Python one by one. In PostgreSQL's CSV an unquoted empty field is
-NULL, and Arrow quotes every string (an empty string is ``""``), so NULL and
-``""`` stay apart. Each store transaction is one PostgreSQL transaction and
-takes a transaction-level advisory lock first, so two loads into one database
-run their batches one after the other and de-duplicate against each other.
+Batches go in with ``COPY ... FROM STDIN`` in PostgreSQL's text format, made
+by Arrow compute kernels from the typed Arrow tables
+(:mod:`~plowline.storage.postgres.encode`), so no value passes through Python
+one by one. A batch of events that the loader read from enriched TSV and that
+de-duplication left as it was is sent as that TSV instead (``NULL ''``,
+backslashes doubled): the same values, as the loader's checks have passed,
+for a third of the Python time and less parsing on the server. Each store
+transaction is one PostgreSQL transaction and takes a transaction-level
+advisory lock first, so two loads into one database run their batches one
+after the other and de-duplicate against each other.
 """
 
 from __future__ import annotations
@@ -35,7 +38,12 @@ from plowline.storage.base import Store
 from plowline.storage.batch import EVENTS_SCHEMA
 from plowline.storage.failed import FAILED_SCHEMA
 from plowline.storage.manifest import MANIFEST_COLUMNS, ManifestEntry
-from plowline.storage.postgres.encode import copy_text, nul_rows
+from plowline.storage.postgres.encode import (
+    copy_text,
+    nul_rows,
+    pieces,
+    tsv_as_copy_text,
+)
 from plowline.storage.postgres.schema import (
     ATOMIC,
     CHILD_TYPES,
@@ -82,6 +90,7 @@ class PostgresStore(Store):
     which stays the caller's and must be in autocommit mode)."""
 
     kind: ClassVar[str] = "postgres"
+    takes_source_text: ClassVar[bool] = True
 
     def __init__(self, target: str | psycopg.Connection[Any]) -> None:
         if isinstance(target, psycopg.Connection):
@@ -191,6 +200,10 @@ class PostgresStore(Store):
         )
         return bool(rows)
 
+    def loaded_batches(self) -> set[str]:
+        rows = self._execute(sql.SQL("SELECT batch_id FROM {}").format(MANIFEST))
+        return {str(batch_id) for (batch_id,) in rows}
+
     def record_batch(self, entry: ManifestEntry) -> None:
         row = entry.as_row()
         self._execute(
@@ -219,9 +232,31 @@ class PostgresStore(Store):
             ["\n".join(ids)],
         )
 
-    def insert_events(self, events: pa.Table) -> None:
+    def insert_events(self, events: pa.Table, source_text: bytes | None = None) -> None:
         names = [sql.Identifier(name) for name in events.column_names]
-        self._copy(EVENTS, names, events)
+        data = None
+        if source_text is not None and events.column_names == EVENTS_SCHEMA.names:
+            data = tsv_as_copy_text(source_text)
+        if data is None:
+            self._copy(EVENTS, names, events)
+            return
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (NULL '')").format(
+            EVENTS, sql.SQL(", ").join(names)
+        )
+        try:
+            # A savepoint: PostgreSQL refuses some text Arrow reads (1e400 is
+            # infinite to Arrow, out of range to PostgreSQL); the typed values
+            # then go the Arrow way, as they always did.
+            with self.conn.transaction(), self.conn.cursor() as cursor:
+                writer = QueuedLibpqWriter(cursor)
+                with cursor.copy(statement, writer=writer) as copy:
+                    for piece in pieces(data):
+                        copy.write(piece)
+        except psycopg.errors.DataError as exc:
+            log.info("The batch's text went in through Arrow instead: %s", exc)
+            self._copy(EVENTS, names, events)
+        except psycopg.Error as exc:
+            raise self._problem(exc) from exc
 
     # Child tables
 
