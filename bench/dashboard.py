@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from time import monotonic
@@ -102,6 +103,11 @@ def main() -> None:
             _pages(source, args.repeat, page_query)
         ).items():
             print(f"  {path:<28} {seconds * 1000:8.1f} ms")
+    print(
+        "load average (1, 5, 15 min) at the end: {:.2f} {:.2f} {:.2f}".format(
+            *os.getloadavg()
+        )
+    )
 
 
 if __name__ == "__main__":

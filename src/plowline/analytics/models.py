@@ -14,6 +14,9 @@ An update is incremental and exact (docs/analytics.md, "Incremental updates"):
    scan stays bounded by time.
 3. A new ``user_id`` for a ``domain_userid`` re-stitches that cookie's older
    page views and sessions, and re-derives the users it moves between.
+4. The previous page view of a path and the previous session in a report's
+   group by the same user (for the reports' distinct users) are recomputed
+   for the users whose page views or sessions changed.
 
 Everything happens in one transaction, so a failed update leaves the models
 as they were, and an update with no new events writes nothing.
@@ -31,6 +34,7 @@ from plowline.analytics.tables import (
     MODEL_TABLES,
     PAGE_VIEWS,
     SCHEMA,
+    SESSION_GROUPS,
     SESSIONS,
     STATE_TABLES,
     TRANSACTION_ITEMS,
@@ -39,6 +43,7 @@ from plowline.analytics.tables import (
     channel_sql,
     ddl_statements,
     names,
+    previous_session_column,
 )
 from plowline.analytics.warehouse import Warehouse, literal
 from plowline.errors import ConfigurationError
@@ -87,6 +92,7 @@ def build_models(wh: Warehouse, settings: ModelSettings | None = None) -> ModelR
             "There is no atomic.events table here: load events first "
             "(`plowline load` or `plowline up`)."
         )
+    _drop_outdated(wh)
     for statement in ddl_statements():
         wh.execute(statement)
 
@@ -113,11 +119,74 @@ def build_models(wh: Warehouse, settings: ModelSettings | None = None) -> ModelR
     )
 
 
+def _drop_outdated(wh: Warehouse) -> None:
+    """Drop the model tables made by a version with other columns, and the
+    state, so that they are built again from scratch."""
+    found: dict[str, set[str]] = {}
+    for table, column in wh.execute(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        f"WHERE table_schema = '{_D}'"
+    ):
+        found.setdefault(str(table), set()).add(str(column))
+    outdated = [
+        table
+        for table, columns in MODEL_TABLES.items()
+        if table in found and found[table] != {name for name, _ in columns}
+    ]
+    if not outdated:
+        return
+    log.info(
+        "The tables %s have the columns of another version: building the "
+        "models from scratch",
+        ", ".join(f"{_D}.{table}" for table in outdated),
+    )
+    with wh.transaction():
+        for table in outdated:
+            wh.execute(f"DROP TABLE {_D}.{table}")
+        if "model_state" in found:
+            wh.execute(f"DELETE FROM {_D}.model_state")
+
+
 def _tstamp(value: datetime) -> str:
     return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
 
 
+def _previous_by_user(alias: str) -> dict[str, str]:
+    """The page_views columns of the previous view of the same path by the
+    same stitched user (any app, same app), over the rows of ``alias``."""
+    a = alias
+    order = f"ORDER BY {a}.start_tstamp, {a}.session_id, {a}.page_view_id"
+    partition = f"PARTITION BY {a}.stitched_user_id, {a}.page_urlpath"
+    lag = f"CASE WHEN {a}.stitched_user_id IS NOT NULL THEN LAG({a}.start_tstamp)"
+    return {
+        "prev_path_view_by_user": f"{lag} OVER ({partition} {order}) END",
+        "prev_path_view_by_user_app": (
+            f"{lag} OVER ({partition}, {a}.app_id {order}) END"
+        ),
+    }
+
+
+def _previous_session_by_user(alias: str) -> dict[str, str]:
+    """The sessions columns of the previous session of the same stitched user
+    in the same group of each session report (tables.SESSION_GROUPS), over
+    the rows of ``alias``."""
+    a = alias
+    out = {}
+    for group, columns in SESSION_GROUPS.items():
+        for app in (False, True):
+            keys = [f"{a}.stitched_user_id", *(f"{a}.{c}" for c in columns)]
+            if app:
+                keys.append(f"{a}.app_id")
+            out[previous_session_column(group, app)] = (
+                f"LAG({a}.start_tstamp) OVER (PARTITION BY {', '.join(keys)} "
+                f"ORDER BY {a}.start_tstamp, {a}.session_id)"
+            )
+    return out
+
+
 _SESSIONS_IN = "session_id IN (SELECT session_id FROM _pl_sessions)"
+# A page view's stitched user (m: its cookie's row of derived.user_mapping).
+_PV_STITCHED = "COALESCE(m.user_id, {pv}.domain_userid, {pv}.user_id)"
 _ORDERS_IN = "IN (SELECT order_id FROM _pl_orders)"
 _D = SCHEMA
 
@@ -131,10 +200,18 @@ class _Run:
         self.src = Sources(wh)
         self.full = False
         self.lower_bound: str | None = None
+        self.entities: str | None = None
 
     def sql(self, *statements: str) -> None:
         for statement in statements:
+            started = monotonic()
             self.wh.execute(statement)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "%7.3f s  %s",
+                    monotonic() - started,
+                    " ".join(statement.split())[:100],
+                )
 
     def temp(self, name: str, select: str) -> None:
         self.sql(
@@ -162,6 +239,7 @@ class _Run:
         self.page_views()
         self.sessions()
         self.stitch()
+        self.order_by_user()
         users = self.users()
         self.mark_processed(watermark, processed + new_events)
         self.cleanup()
@@ -192,8 +270,12 @@ class _Run:
         where = "TRUE"
         if watermark is not None:
             cutoff = _tstamp(watermark - timedelta(seconds=self.settings.lookback_s))
+            # The arrival test spelled out rather than on the COALESCE, so
+            # that DuckDB filters the scan on etl_tstamp before reading the
+            # other columns (a third of the time at 10M events).
             where = (
-                f"{arrival} >= {cutoff} AND NOT EXISTS (SELECT 1 FROM "
+                f"(e.etl_tstamp >= {cutoff} OR (e.etl_tstamp IS NULL "
+                f"AND e.collector_tstamp >= {cutoff})) AND NOT EXISTS (SELECT 1 FROM "
                 f"{_D}.processed_events p WHERE p.arrival >= {cutoff} "
                 "AND p.event_id = CAST(e.event_id AS VARCHAR))"
             )
@@ -255,6 +337,16 @@ class _Run:
             f"DELETE FROM {_D}.transactions WHERE order_id {_ORDERS_IN}",
             f"DELETE FROM {_D}.transaction_items WHERE order_id {_ORDERS_IN}",
         )
+        if self.src.has_ecommerce() and not self.full:
+            # The transaction entities of these orders, first: joined to
+            # atomic.events before the order filter, they all were (0.2 s of
+            # scan at 10M events).
+            self.temp(
+                "_pl_txn",
+                f"SELECT * FROM {self.wh.child_table(ECOMMERCE_TRANSACTION)} "
+                f"WHERE CAST(transaction_id AS VARCHAR) {_ORDERS_IN}",
+            )
+            self.entities = "_pl_txn"
         self.sql(self._insert_transactions(), self._insert_items())
         self.sql(
             "INSERT INTO _pl_order_sessions SELECT session_id FROM "
@@ -292,7 +384,7 @@ class _Run:
                     {common}, {c["revenue"]}, {c["currency"]}, {c["tax"]},
                     {c["shipping"]}, CAST(NULL AS VARCHAR), {c["payment_method"]},
                     CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR)
-                FROM {self.src.ecommerce_transactions()}
+                FROM {self.src.ecommerce_transactions(self.entities)}
                 WHERE CAST(t.transaction_id AS VARCHAR) {_ORDERS_IN}
                     AND {self.not_bot("e")}"""
             )
@@ -329,7 +421,7 @@ class _Run:
                 f"""SELECT CAST(t.transaction_id AS VARCHAR), {c["sku"]}, {c["name"]},
                     {c["category"]}, {c["price"]}, {c["quantity"]}, {c["currency"]},
                     'snowplow_ecommerce', {common}
-                FROM {self.src.ecommerce_products()}
+                FROM {self.src.ecommerce_products(self.entities)}
                 WHERE CAST(t.transaction_id AS VARCHAR) {_ORDERS_IN}
                     AND {self.not_bot("e")}"""
             )
@@ -362,6 +454,10 @@ class _Run:
             "_pl_users",
             f"SELECT stitched_user_id FROM {_D}.sessions WHERE {_SESSIONS_IN}",
         )
+        self.temp(
+            "_pl_pv_users",
+            f"SELECT stitched_user_id FROM {_D}.page_views WHERE {_SESSIONS_IN}",
+        )
         self.sql(
             f"DELETE FROM {_D}.sessions WHERE {_SESSIONS_IN}",
             f"DELETE FROM {_D}.page_views WHERE {_SESSIONS_IN}",
@@ -382,7 +478,17 @@ class _Run:
 
     def _collect_session_events(self) -> None:
         bound = self.lower_bound
-        join, page_view_id = self.src.page_view_join("e", bound)
+        only = None
+        if not self.full:
+            # The web_page contexts of these events only: grouping all those
+            # since the bound costs seconds when an old session is re-derived.
+            only = (
+                "SELECT k.event_id FROM atomic.events k "
+                "WHERE k.domain_sessionid IN (SELECT session_id FROM _pl_sessions)"
+            )
+            if bound is not None:
+                only += f" AND k.collector_tstamp >= {bound}"
+        join, page_view_id = self.src.page_view_join("e", bound, only)
         where = ["e.domain_sessionid IS NOT NULL", self.not_bot("e", bound)]
         if bound is not None:
             where.append(f"e.collector_tstamp >= {bound}")
@@ -426,7 +532,7 @@ class _Run:
         values = {name: f"j.{name}" for name, _ in PAGE_VIEWS}
         values.update(
             session_id="j.session_id",
-            stitched_user_id="COALESCE(m.user_id, j.domain_userid, j.user_id)",
+            stitched_user_id=_PV_STITCHED.format(pv="j"),
             page_view_in_session_index="j.idx",
             page_views_in_session="j.n_pv",
             start_tstamp="j.tstamp",
@@ -440,20 +546,98 @@ class _Run:
                     AS INTEGER) END""",
             is_entry="j.idx = 1",
             is_exit="j.idx = j.n_pv",
+            prev_path_view_in_session="j.prev_s",
+            prev_path_view_in_session_app="j.prev_sa",
         )
+        # The previous view of the path by the same user, among the rows
+        # inserted here: all of them in a full build; an update corrects them
+        # for its users afterwards (order_by_user).
+        by_user = _previous_by_user("k")
+        inner = [
+            f"{values[name]} AS {name}" for name, _ in PAGE_VIEWS if name not in by_user
+        ]
+        outer = [by_user.get(name, f"k.{name}") for name, _ in PAGE_VIEWS]
+        in_session = "PARTITION BY pv.session_id, pv.page_urlpath"
+        order = "ORDER BY pv.tstamp, pv.page_view_id"
         self.sql(
             f"""INSERT INTO {_D}.page_views ({names(PAGE_VIEWS)})
-            SELECT {", ".join(values[name] for name, _ in PAGE_VIEWS)}
+            SELECT {", ".join(outer)} FROM (
+            SELECT {", ".join(inner)}
             FROM (SELECT pv.*, COALESCE(p.pings, 0) AS n_pings, p.last_ping,
                     p.y_max, GREATEST(pv.doc_height, p.doc_height) AS dh,
                     COALESCE(p.view_height, pv.br_viewheight) AS vh,
                     ROW_NUMBER() OVER (PARTITION BY pv.session_id
                         ORDER BY pv.tstamp, pv.page_view_id) AS idx,
-                    COUNT(*) OVER (PARTITION BY pv.session_id) AS n_pv
+                    COUNT(*) OVER (PARTITION BY pv.session_id) AS n_pv,
+                    LAG(pv.tstamp) OVER ({in_session} {order}) AS prev_s,
+                    LAG(pv.tstamp) OVER ({in_session}, pv.app_id {order}) AS prev_sa
                   FROM _pl_pv pv LEFT JOIN _pl_pings p
                     ON p.session_id = pv.session_id
                     AND p.page_view_id = pv.page_view_id) j
-            LEFT JOIN {_D}.user_mapping m ON m.domain_userid = j.domain_userid"""
+            LEFT JOIN {_D}.user_mapping m ON m.domain_userid = j.domain_userid) k"""
+        )
+
+    def order_by_user(self) -> None:
+        """Recompute the previous view of each path by the same user for the
+        users whose page views changed (``_pl_pv_users``: the ones of the
+        deleted, the inserted and the re-stitched page views), and the
+        previous session in each report's group for the users whose sessions
+        changed. A full build has nothing to do: its inserts saw every row,
+        already stitched with the complete mapping, so stitching changed
+        none."""
+        if self.full:
+            return
+        self.sql(
+            # Inserted: stitched as in page_views() (after map_users, so
+            # stitch() changed none of them).
+            "INSERT INTO _pl_pv_users SELECT "
+            f"{_PV_STITCHED.format(pv='pv')} FROM _pl_pv pv "
+            f"LEFT JOIN {_D}.user_mapping m ON m.domain_userid = pv.domain_userid",
+            # Re-stitched: a page view of a remapped cookie was stitched to
+            # its former user_id or to the cookie, and is now to the new one.
+            "INSERT INTO _pl_pv_users SELECT COALESCE(old_user_id, domain_userid) "
+            "FROM _pl_map",
+            "INSERT INTO _pl_pv_users SELECT new_user_id FROM _pl_map",
+        )
+        self._correct_by_user(
+            "page_views",
+            ("session_id", "page_view_id"),
+            _previous_by_user("v"),
+            "_pl_pv_users",
+        )
+        # _pl_users: the users of the deleted, inserted and re-stitched
+        # sessions (sessions_to_rebuild and stitch).
+        self._correct_by_user(
+            "sessions", ("session_id",), _previous_session_by_user("v"), "_pl_users"
+        )
+
+    def _correct_by_user(
+        self, table: str, keys: tuple[str, ...], by_user: dict[str, str], users: str
+    ) -> None:
+        """Set the ``by_user`` columns (name -> window over alias ``v``) of
+        ``table`` for the rows of the users in ``users``. The rows whose
+        values change are found first: usually none (new visitors' rows were
+        all in the insert), and then the UPDATE, which reads the whole table,
+        is not run."""
+        changed = " OR ".join(f"{name} IS DISTINCT FROM was_{name}" for name in by_user)
+        values = ", ".join(
+            f"{sql} AS {name}, v.{name} AS was_{name}" for name, sql in by_user.items()
+        )
+        found = f"_pl_{table}_order"
+        self.temp(
+            found,
+            f"""SELECT * FROM (SELECT {", ".join(f"v.{k}" for k in keys)}, {values}
+                FROM {_D}.{table} v WHERE v.stitched_user_id IN
+                    (SELECT stitched_user_id FROM {users})) y
+            WHERE {changed}""",
+        )
+        if self.count(found) == 0:
+            return
+        self.sql(
+            f"""UPDATE {_D}.{table} AS x SET {
+                ", ".join(f"{name} = y.{name}" for name in by_user)
+            }
+            FROM {found} y WHERE {" AND ".join(f"x.{k} = y.{k}" for k in keys)}"""
         )
 
     def sessions(self) -> None:
@@ -481,9 +665,18 @@ class _Run:
         )
         # The landing event: the session's first page view, or its first event
         # when it has none; acquisition and device come from it.
+        # The previous session of the same user in each report's group,
+        # among the sessions inserted here (order_by_user corrects them in an
+        # update).
+        by_user = _previous_session_by_user("k")
+        inner = [
+            f"{landing[name]} AS {name}" for name, _ in SESSIONS if name not in by_user
+        ]
+        outer = [by_user.get(name, f"k.{name}") for name, _ in SESSIONS]
         self.sql(
             f"""INSERT INTO {_D}.sessions ({names(SESSIONS)})
-            SELECT {", ".join(landing[name] for name, _ in SESSIONS)}
+            SELECT {", ".join(outer)} FROM (
+            SELECT {", ".join(inner)}
             FROM (SELECT session_id, MIN(tstamp) AS start_tstamp,
                     MAX(tstamp) AS end_tstamp, MIN(collector_tstamp) AS min_ct,
                     COUNT(*) AS events
@@ -507,7 +700,7 @@ class _Run:
             LEFT JOIN (SELECT session_id, COUNT(*) AS orders, SUM(revenue) AS revenue
                   FROM {_D}.transactions WHERE {_SESSIONS_IN} GROUP BY session_id) t
                 ON t.session_id = a.session_id
-            LEFT JOIN {_D}.user_mapping m ON m.domain_userid = l.domain_userid"""
+            LEFT JOIN {_D}.user_mapping m ON m.domain_userid = l.domain_userid) k"""
         )
 
     def stitch(self) -> None:
@@ -582,9 +775,13 @@ class _Run:
             "_pl_new",
             "_pl_map",
             "_pl_orders",
+            "_pl_txn",
             "_pl_order_sessions",
             "_pl_sessions",
             "_pl_users",
+            "_pl_pv_users",
+            "_pl_page_views_order",
+            "_pl_sessions_order",
             "_pl_events",
             "_pl_pv",
             "_pl_pings",

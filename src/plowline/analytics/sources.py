@@ -61,19 +61,24 @@ class Sources:
             )
         return "(" + " OR ".join(tests) + ")"
 
-    def page_view_join(self, event: str, lower_bound: str | None) -> tuple[str, str]:
+    def page_view_join(
+        self, event: str, lower_bound: str | None, only: str | None = None
+    ) -> tuple[str, str]:
         """A LEFT JOIN clause bringing the web_page context's id as ``wp.id``,
-        and the page view id expression (the event id where there is none)."""
+        and the page view id expression (the event id where there is none).
+        ``only``, a SELECT of event ids, limits the contexts read to those
+        events' (else all since ``lower_bound`` are grouped before the join)."""
         own_id = f"CAST({event}.event_id AS VARCHAR)"
         columns = self.wh.columns(WEB_PAGE)
         if columns is None or "id" not in columns:
             return "", own_id
         child = self.wh.child_table(WEB_PAGE)
+        restrict = "" if only is None else f" AND root_id IN ({only})"
         # One web_page context per event is the rule; MIN() keeps one if not.
         join = (
             f"LEFT JOIN (SELECT root_id, root_tstamp, "
             f"MIN(CAST(id AS VARCHAR)) AS id FROM {child} "
-            f"WHERE TRUE{_since('root_tstamp', lower_bound)} "
+            f"WHERE TRUE{_since('root_tstamp', lower_bound)}{restrict} "
             f"GROUP BY root_id, root_tstamp) wp ON {_joined('wp', event)}"
         )
         return join, f"COALESCE(wp.id, {own_id})"
@@ -89,12 +94,14 @@ class Sources:
         transaction = self.wh.columns(ECOMMERCE_TRANSACTION) or {}
         return "type" in action and "transaction_id" in transaction
 
-    def ecommerce_transactions(self) -> str:
+    def ecommerce_transactions(self, entities: str | None = None) -> str:
         """Rows (event alias e, transaction entity t) of the self-describing
         ecommerce transactions: a snowplow_ecommerce_action of type
-        ``transaction`` with its transaction entity."""
+        ``transaction`` with its transaction entity. ``entities`` is a table
+        holding some of the transaction entities' rows, to read instead of
+        them all."""
         action = self.wh.child_table(ECOMMERCE_ACTION)
-        txn = self.wh.child_table(ECOMMERCE_TRANSACTION)
+        txn = entities or self.wh.child_table(ECOMMERCE_TRANSACTION)
         return (
             f"{txn} t JOIN atomic.events e ON {_joined('t', 'e')} "
             f"JOIN {action} a ON a.root_id = t.root_id "
@@ -116,12 +123,12 @@ class Sources:
         product = self.wh.columns(ECOMMERCE_PRODUCT) or {}
         return self.has_ecommerce() and "id" in product
 
-    def ecommerce_products(self) -> str:
+    def ecommerce_products(self, entities: str | None = None) -> str:
         """Product entities (alias p) on the transaction events of
         :meth:`ecommerce_transactions`."""
         product = self.wh.child_table(ECOMMERCE_PRODUCT)
         return (
-            f"{self.ecommerce_transactions()} "
+            f"{self.ecommerce_transactions(entities)} "
             f"JOIN {product} p ON p.root_id = t.root_id "
             "AND p.root_tstamp = t.root_tstamp"
         )

@@ -58,7 +58,33 @@ PAGE_VIEWS: tuple[tuple[str, str], ...] = (
     ("geo_city", _V),
     ("is_entry", _B),
     ("is_exit", _B),
+    # The start of the previous page view of the same page_urlpath in the same
+    # session / by the same stitched user (and, for the _app ones, of the same
+    # app_id); NULL for the first. The pages report counts distinct sessions
+    # and users with them (reports.pages).
+    ("prev_path_view_in_session", _T),
+    ("prev_path_view_in_session_app", _T),
+    ("prev_path_view_by_user", _T),
+    ("prev_path_view_by_user_app", _T),
 )
+
+# How the session reports group sessions (reports.overview and the reports by
+# session): for each grouping, a session row has the start of its stitched
+# user's previous session in the same group (prev_user_session_<name>) and in
+# the same group and app_id (..._app); NULL for the first. The reports count
+# distinct users with them.
+SESSION_GROUPS: dict[str, tuple[str, ...]] = {
+    "any": (),
+    "referrer": ("channel", "refr_medium", "refr_source", "refr_term"),
+    "campaign": ("mkt_campaign", "mkt_source", "mkt_medium"),
+    "device": ("dvce_type", "br_family", "os_family"),
+    "place": ("geo_country", "geo_city"),
+}
+
+
+def previous_session_column(group: str, app: bool) -> str:
+    return f"prev_user_session_{group}{'_app' if app else ''}"
+
 
 SESSIONS: tuple[tuple[str, str], ...] = (
     ("session_id", _V),
@@ -98,6 +124,11 @@ SESSIONS: tuple[tuple[str, str], ...] = (
     ("geo_country", _V),
     ("geo_region_name", _V),
     ("geo_city", _V),
+    *(
+        (previous_session_column(group, app), _T)
+        for group in SESSION_GROUPS
+        for app in (False, True)
+    ),
 )
 
 USERS: tuple[tuple[str, str], ...] = (
