@@ -645,6 +645,16 @@ def _model_target(
     if duckdb_path and postgres_dsn:
         raise click.UsageError("Give --duckdb FILE or --postgres DSN, not both.")
     if postgres_dsn:
+        import psycopg
+        from psycopg import conninfo
+
+        try:
+            conninfo.conninfo_to_dict(postgres_dsn)
+        except psycopg.ProgrammingError as exc:  # its message says what is wrong
+            raise click.BadParameter(
+                f"not a PostgreSQL connection string or URI ({str(exc).strip()})",
+                param_hint="--postgres",
+            ) from None
         return "postgres", postgres_dsn
     return "duckdb", duckdb_path or "plowline.duckdb"
 

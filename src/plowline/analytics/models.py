@@ -32,6 +32,7 @@ from time import monotonic
 from plowline.analytics.sources import ECOMMERCE_TRANSACTION, Sources
 from plowline.analytics.tables import (
     MODEL_TABLES,
+    MONEY,
     PAGE_VIEWS,
     SCHEMA,
     SESSION_GROUPS,
@@ -119,19 +120,32 @@ def build_models(wh: Warehouse, settings: ModelSettings | None = None) -> ModelR
     )
 
 
+MONEY_PRECISION = 38
+
+
 def _drop_outdated(wh: Warehouse) -> None:
     """Drop the model tables made by a version with other columns, and the
     state, so that they are built again from scratch."""
     found: dict[str, set[str]] = {}
-    for table, column in wh.execute(
-        "SELECT table_name, column_name FROM information_schema.columns "
-        f"WHERE table_schema = '{_D}'"
+    narrow: set[str] = set()  # tables whose money columns are narrower
+    money = {
+        (table, name)
+        for table, columns in MODEL_TABLES.items()
+        for name, kind in columns
+        if kind == MONEY
+    }
+    for table, column, precision in wh.execute(
+        "SELECT table_name, column_name, numeric_precision "
+        f"FROM information_schema.columns WHERE table_schema = '{_D}'"
     ):
         found.setdefault(str(table), set()).add(str(column))
+        if (str(table), str(column)) in money and precision != MONEY_PRECISION:
+            narrow.add(str(table))
     outdated = [
         table
         for table, columns in MODEL_TABLES.items()
-        if table in found and found[table] != {name for name, _ in columns}
+        if table in found
+        and (found[table] != {name for name, _ in columns} or table in narrow)
     ]
     if not outdated:
         return
@@ -427,9 +441,7 @@ class _Run:
             )
         columns = [name for name, _ in TRANSACTION_ITEMS]
         select = ", ".join(
-            "CAST(price * quantity AS DECIMAL(18,2))"
-            if name == "item_revenue"
-            else name
+            f"CAST(price * quantity AS {MONEY})" if name == "item_revenue" else name
             for name in columns
         )
         return f"""INSERT INTO {_D}.transaction_items ({", ".join(columns)})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from plowline.analytics.tables import SCHEMA, SESSION_GROUPS, previous_session_column
 from plowline.analytics.warehouse import literal
@@ -53,19 +53,36 @@ def _tstamp(value: datetime) -> str:
     return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
 
 
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}.*")
+
+
 def parse_time(text: str, *, end: bool = False) -> datetime:
-    """``2026-03-02`` or ``2026-03-02T10:00[:00]`` (UTC). A date given as the
-    end of a range includes that whole day."""
+    """``2026-03-02`` or ``2026-03-02T10:00[:00[.000]]``, in UTC unless it
+    carries an offset (``Z``, ``+05:00``), which is converted to UTC. A date
+    given as the end of a range includes that whole day (the last day of the
+    calendar up to its last microsecond)."""
+    problem = (
+        f"{text!r} is not a date (2026-03-02) or a time (2026-03-02T10:00, "
+        "UTC unless it ends with an offset such as +05:00)."
+    )
     try:
-        if len(text) == 10:
+        if _DAY.fullmatch(text):
             day = date.fromisoformat(text)
             moment = datetime(day.year, day.month, day.day)
-            return moment + timedelta(days=1) if end else moment
-        return datetime.fromisoformat(text).replace(tzinfo=None)
-    except ValueError as exc:
-        raise BadInputError(
-            f"{text!r} is not a date (2026-03-02) or a time (2026-03-02T10:00)."
-        ) from exc
+            if not end:
+                return moment
+            if day == date.max:
+                return datetime.max
+            return moment + timedelta(days=1)
+        if not _TIME.fullmatch(text):
+            raise BadInputError(problem)
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        return moment
+    except (ValueError, OverflowError) as exc:
+        raise BadInputError(problem) from exc
 
 
 def _pct(part: str, whole: str) -> str:
@@ -99,7 +116,7 @@ def overview(f: Filters) -> str:
         {_avg("duration_s")} AS avg_session_s,
         {_avg("engaged_time_s")} AS avg_engaged_s,
         COALESCE(SUM(transactions), 0) AS transactions,
-        CAST(COALESCE(SUM(revenue), 0) AS DECIMAL(18,2)) AS revenue,
+        CAST(COALESCE(SUM(revenue), 0) AS DECIMAL(38,2)) AS revenue,
         {_pct("SUM(CASE WHEN transactions > 0 THEN 1 ELSE 0 END)", "COUNT(*)")}
             AS conversion_rate_pct
     FROM {_D}.sessions WHERE {where}"""
@@ -145,7 +162,7 @@ def _by_session(group: str, f: Filters) -> str:
         {_pct("SUM(CASE WHEN is_bounce THEN 1 ELSE 0 END)", "COUNT(*)")}
             AS bounce_rate_pct,
         COALESCE(SUM(transactions), 0) AS transactions,
-        CAST(COALESCE(SUM(revenue), 0) AS DECIMAL(18,2)) AS revenue
+        CAST(COALESCE(SUM(revenue), 0) AS DECIMAL(38,2)) AS revenue
     FROM {_D}.sessions WHERE {where}
     GROUP BY {names} ORDER BY sessions DESC, {names} LIMIT {f.limit}"""
 
@@ -173,7 +190,7 @@ def ecommerce(f: Filters) -> str:
     return f"""SELECT i.sku, i.name, i.category,
         COUNT(DISTINCT i.order_id) AS orders,
         SUM(i.quantity) AS quantity,
-        CAST(SUM(i.item_revenue) AS DECIMAL(18,2)) AS item_revenue
+        CAST(SUM(i.item_revenue) AS DECIMAL(38,2)) AS item_revenue
     FROM {_D}.transaction_items i
     JOIN {_D}.transactions t ON t.order_id = i.order_id
     WHERE {where}

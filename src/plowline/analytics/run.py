@@ -72,9 +72,8 @@ def run_report(
     try:
         if not wh.scalar(_MODELS_BUILT):
             raise ConfigurationError(_NO_MODELS.format(where="--postgres DSN"))
-        cursor = wh.conn.execute(sql)
-        columns = [str(column.name) for column in cursor.description]
-        rows = [[to_json_value(value) for value in row] for row in cursor.fetchall()]
+        columns, found = wh.query(sql)
+        rows = [[to_json_value(value) for value in row] for row in found]
     finally:
         wh.close()
     return QueryResult(columns, _types(rows, len(columns)), rows)

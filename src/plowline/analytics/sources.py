@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from plowline.analytics.tables import MONEY
 from plowline.analytics.warehouse import Warehouse
 
 WEB_PAGE = "com_snowplowanalytics_snowplow_web_page_1"
@@ -87,7 +88,15 @@ class Sources:
         columns = self.wh.columns(table) or {}
         if column not in columns:
             return f"CAST(NULL AS {cast})"
-        return f"CAST({alias}.{column} AS {cast})"
+        value = f"{alias}.{column}"
+        if cast == MONEY:
+            # An amount too large for the money type is unknown, not an error
+            # that would stop the models.
+            return (
+                f"CASE WHEN ABS(CAST({value} AS FLOAT8)) < 1e36 "
+                f"THEN CAST({value} AS {cast}) END"
+            )
+        return f"CAST({value} AS {cast})"
 
     def has_ecommerce(self) -> bool:
         action = self.wh.columns(ECOMMERCE_ACTION) or {}
@@ -112,10 +121,10 @@ class Sources:
         col = self._column
         table = ECOMMERCE_TRANSACTION
         return {
-            "revenue": col(table, "t", "revenue", "DECIMAL(18,2)"),
+            "revenue": col(table, "t", "revenue", MONEY),
             "currency": col(table, "t", "currency", "VARCHAR"),
-            "tax": col(table, "t", "tax", "DECIMAL(18,2)"),
-            "shipping": col(table, "t", "shipping", "DECIMAL(18,2)"),
+            "tax": col(table, "t", "tax", MONEY),
+            "shipping": col(table, "t", "shipping", MONEY),
             "payment_method": col(table, "t", "payment_method", "VARCHAR"),
         }
 
@@ -140,7 +149,7 @@ class Sources:
             "sku": col(table, "p", "id", "VARCHAR"),
             "name": col(table, "p", "name", "VARCHAR"),
             "category": col(table, "p", "category", "VARCHAR"),
-            "price": col(table, "p", "price", "DECIMAL(18,2)"),
+            "price": col(table, "p", "price", MONEY),
             "quantity": f"COALESCE({col(table, 'p', 'quantity', 'INTEGER')}, 1)",
             "currency": col(table, "p", "currency", "VARCHAR"),
         }

@@ -13,7 +13,9 @@ _V = "VARCHAR"
 _T = "TIMESTAMP"
 _I = "INTEGER"
 _B = "BOOLEAN"
-_M = "DECIMAL(18,2)"
+# Money: wide enough for any sum of DECIMAL(18,2) amounts (sources.money).
+MONEY = "DECIMAL(38,2)"
+_M = MONEY
 
 PAGE_VIEWS: tuple[tuple[str, str], ...] = (
     ("page_view_id", _V),

@@ -73,10 +73,26 @@ class Warehouse:
             raise
 
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run a SELECT; its column names and rows."""
-        cursor = self.conn.execute(sql)
-        columns = [str(column[0]) for column in cursor.description]
-        return columns, list(cursor.fetchall())
+        """Run a SELECT; its column names and rows. A query the database
+        refuses is a BadInputError, a lost connection a StoreUnavailableError."""
+        try:
+            cursor = self.conn.execute(sql)
+            columns = [str(column[0]) for column in cursor.description]
+            return columns, list(cursor.fetchall())
+        except duckdb.Error as exc:
+            raise BadInputError(f"A query failed in DuckDB: {exc}") from exc
+        except Exception as exc:
+            if not type(exc).__module__.startswith("psycopg"):
+                raise
+            import psycopg
+
+            if isinstance(exc, psycopg.OperationalError):
+                raise StoreUnavailableError(
+                    f"PostgreSQL did not answer: {str(exc).strip()}"
+                ) from exc
+            raise BadInputError(
+                f"A query failed in PostgreSQL: {str(exc).strip()}"
+            ) from exc
 
     def scalar(self, sql: str) -> Any:
         rows = self.execute(sql)

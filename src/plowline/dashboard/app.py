@@ -31,7 +31,7 @@ from plowline.dashboard.data import (
     with_limit,
 )
 from plowline.dashboard.templates import CSS, TEMPLATES
-from plowline.errors import PlowlineError
+from plowline.errors import BadInputError, PlowlineError
 
 log = logging.getLogger(__name__)
 
@@ -139,14 +139,29 @@ class FilterForm:
 
     @classmethod
     def parse(cls, request: Request) -> FilterForm:
-        since = request.query_params.get("since", "").strip()
-        until = request.query_params.get("until", "").strip()
-        app = request.query_params.get("app", "").strip()
+        given = {
+            name: request.query_params.get(name, "").strip()
+            for name in ("since", "until", "app")
+        }
+        for name, value in given.items():
+            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+                raise BadInputError(
+                    f"The {name} filter holds a control character: {value!r}."
+                )
+        since, until, app = given["since"], given["until"], given["app"]
         filters = Filters(
             since=parse_time(since) if since else None,
             until=parse_time(until, end=True) if until else None,
             app_id=app or None,
         )
+        if (
+            filters.since is not None
+            and filters.until is not None
+            and filters.until <= filters.since
+        ):
+            raise BadInputError(
+                f"The range ends ({until}) before it starts ({since}): swap the dates."
+            )
         return cls(since, until, app, filters)
 
     def query(self) -> str:
@@ -190,6 +205,16 @@ class Dashboard:
         except PlowlineError as exc:
             log.warning("Dashboard page %s failed: %s", page, exc)
             return self._page(page, template, form, 503, error=str(exc))
+        except Exception:
+            log.exception("Dashboard page %s failed unexpectedly", page)
+            return self._page(
+                page,
+                template,
+                form,
+                500,
+                error="This page failed: an unexpected error, written to the "
+                "dashboard's log.",
+            )
         return self._page(page, template, form, 200, **context)
 
     def _page(
@@ -409,7 +434,7 @@ def _share(id: str, caption: str, key: str, rows: list[Row]) -> Any:
     return {"id": id, "caption": caption, "key": key, "rows": rollup(rows, key)}
 
 
-def build_app(source: DashboardSource) -> Starlette:
+def build_app(source: DashboardSource) -> SecurityHeaders:
     """The dashboard over ``source`` as an ASGI application."""
     dashboard = Dashboard(source)
 
@@ -445,4 +470,36 @@ def build_app(source: DashboardSource) -> Starlette:
         Route("/dashboard.css", css, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    return SecurityHeaders(Starlette(routes=routes))
+
+
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS to every response that lacks them: Starlette's
+    own 404, 405 and 500 answers too. Wraps the whole application, so it sees
+    the 500 of an exception that escaped it; it logs that exception once."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.added = [
+            (name.lower().encode(), value.encode())
+            for name, value in SECURITY_HEADERS.items()
+        ]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(n, v) for n, v in self.added if n not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, with_headers)
+        except Exception:
+            # Starlette has answered 500 already (through with_headers).
+            log.exception("Dashboard request %s failed", scope.get("path"))

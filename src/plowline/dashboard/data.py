@@ -95,6 +95,9 @@ class DashboardSource:
     def page_titles(self, filters: Filters, paths: list[str]) -> dict[str, str]:
         """A title for each page path (the greatest, in text order, when a
         page had several)."""
+        # A path with a NUL (loaded from a TSV made elsewhere) cannot be
+        # quoted into SQL: it is shown without a title.
+        paths = [p for p in paths if "\x00" not in p]
         if not paths:
             return {}
         listed = ", ".join(literal(p) for p in paths)
@@ -175,26 +178,31 @@ def _fill_gaps(
     keys: tuple[str, ...] = ("sessions", "page_views"),
 ) -> list[Row]:
     """One row per bucket from the first to the last (or the filter's ends),
-    empty buckets as zeros; at most MAX_BUCKETS, the latest."""
+    empty buckets as zeros. Past MAX_BUCKETS, the empty buckets before the
+    first and after the last one with data go first, then the earliest."""
     found = {_bucket_time(r["bucket"]): r for r in rows}
     if not found and (filters.since is None or filters.until is None):
         return []
     start = _truncate(filters.since, unit) if filters.since else min(found)
-    if filters.until is not None:
+    if filters.until is not None and filters.until > datetime.min:
         end = _truncate(filters.until - timedelta(microseconds=1), unit)
     else:
-        end = max(found)
+        end = max(found) if found else start
     step = _STEP[unit]
-    count = int((end - start) / step) + 1
+    count = (end - start) // step + 1
+    if count > MAX_BUCKETS and found:
+        start, end = max(start, min(found)), min(end, max(found))
+        count = (end - start) // step + 1
     if count > MAX_BUCKETS:
         start = end - step * (MAX_BUCKETS - 1)
+        count = MAX_BUCKETS
     out: list[Row] = []
-    moment = start
-    while moment <= end:
+    # Counted, not stepped past ``end``: the last bucket may be in year 9999.
+    for i in range(max(count, 0)):
+        moment = start + step * i
         row = found.get(moment)
         values = {k: _number(row[k]) if row else 0 for k in keys}
         out.append({"bucket": moment, **values})
-        moment += step
     return out
 
 

@@ -16,7 +16,7 @@ from plowline.collector.server import check_address_free, event_loop
 from plowline.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from starlette.applications import Starlette
+    from plowline.dashboard.app import SecurityHeaders
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class DashboardConfig:
         return f"http://{host}:{self.port}/"
 
 
-def load_app(config: DashboardConfig) -> Starlette:
+def load_app(config: DashboardConfig) -> SecurityHeaders:
     from plowline.dashboard.app import build_app
     from plowline.dashboard.data import DashboardSource
 
