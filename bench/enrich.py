@@ -272,6 +272,12 @@ class _Timed:
             self.seconds += time.perf_counter() - started
 
 
+# Rates added to the example's file (which has USD and EUR only) for the
+# other currency of the captured traffic: without them the currency
+# enrichment fails those events and the bench would time failed events.
+EXTRA_RATES = {"GBP": "0.79"}
+
+
 def _all_enabled(folder: Path) -> Path:
     """examples/enrichments with every file switched on."""
     shutil.copytree(REPO / "examples" / "enrichments", folder)
@@ -279,6 +285,16 @@ def _all_enabled(folder: Path) -> Path:
         document = json.loads(path.read_text("utf-8"))
         document["data"]["enabled"] = True
         path.write_text(json.dumps(document), "utf-8")
+    rates = folder / "files" / "rates.csv"
+    days = {
+        line.split(",")[0]
+        for line in rates.read_text("utf-8").splitlines()
+        if line[:1].isdigit()
+    }
+    with open(rates, "a", encoding="utf-8") as out:
+        for day in sorted(days):
+            for currency, rate in EXTRA_RATES.items():
+                out.write(f"{day},{currency},{rate}\n")
     return folder
 
 
