@@ -200,3 +200,25 @@ def test_readme_report_commands_run(tmp_path: Path, monkeypatch: Any) -> None:
         result = CliRunner().invoke(cli, shlex.split(line)[1:])
         assert result.exit_code == 0, (line, result.output)
         assert "0 rows" not in result.output, line
+
+
+def test_models_of_an_earlier_version_are_named_as_such(built: Target) -> None:
+    """A file whose model tables have other columns (built by an earlier
+    version) gets an error that says so and names the command that rebuilds
+    them, not the database's binder error; after that command the report
+    works again."""
+    wh = built.warehouse()
+    try:
+        wh.execute(
+            "ALTER TABLE derived.page_views DROP COLUMN prev_path_view_in_session"
+        )
+    finally:
+        wh.close()
+    result = CliRunner().invoke(cli, ["report", "pages", *built.cli_args()])
+    assert result.exit_code == 1, result.output
+    assert "built by an earlier version" in result.output
+    assert "plowline models" in result.output
+    rebuilt = CliRunner().invoke(cli, ["models", *built.cli_args()])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    rows = report(built, "pages")
+    assert sum(row["page_views"] for row in rows) == len(EXPECTED.page_views)

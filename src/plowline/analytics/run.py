@@ -10,13 +10,18 @@ itself.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Literal
 
 from plowline.analytics.models import ModelResult, ModelSettings, build_models
 from plowline.analytics.reports import Filters, report_sql
-from plowline.analytics.tables import SCHEMA
+from plowline.analytics.tables import MODEL_TABLES, SCHEMA
 from plowline.analytics.warehouse import Warehouse
-from plowline.errors import ConfigurationError, StoreUnavailableError
+from plowline.errors import (
+    BadInputError,
+    ConfigurationError,
+    StoreUnavailableError,
+)
 from plowline.storage.query import QueryResult, run_query, to_json_value
 
 log = logging.getLogger(__name__)
@@ -66,17 +71,57 @@ def run_report(
     if kind == "duckdb":
         if not run_query(where, _MODELS_BUILT).rows[0][0]:
             raise ConfigurationError(_NO_MODELS.format(where=f"--duckdb {where}"))
-        return run_query(where, sql)
+        try:
+            return run_query(where, sql)
+        except BadInputError as exc:
+            if _outdated(_columns_by_table(run_query(where, _MODEL_COLUMNS).rows)):
+                raise ConfigurationError(
+                    _OUTDATED.format(where=f"--duckdb {where}")
+                ) from exc
+            raise
 
     wh = Warehouse.open_postgres(where)
     try:
         if not wh.scalar(_MODELS_BUILT):
             raise ConfigurationError(_NO_MODELS.format(where="--postgres DSN"))
-        columns, found = wh.query(sql)
+        try:
+            columns, found = wh.query(sql)
+        except BadInputError as exc:
+            if _outdated(_columns_by_table(wh.query(_MODEL_COLUMNS)[1])):
+                raise ConfigurationError(
+                    _OUTDATED.format(where="--postgres DSN")
+                ) from exc
+            raise
         rows = [[to_json_value(value) for value in row] for row in found]
     finally:
         wh.close()
     return QueryResult(columns, _types(rows, len(columns)), rows)
+
+
+_MODEL_COLUMNS = (
+    "SELECT table_name, column_name FROM information_schema.columns "
+    f"WHERE table_schema = '{SCHEMA}'"
+)
+_OUTDATED = (
+    "The models here were built by an earlier version of Plowline: run "
+    "`plowline models {where}` to rebuild them (`plowline up` does it at its "
+    "next model update)."
+)
+
+
+def _columns_by_table(rows: Sequence[Sequence[object]]) -> dict[str, set[str]]:
+    """The columns of each model table, from information_schema rows."""
+    found: dict[str, set[str]] = {}
+    for table, column in rows:
+        found.setdefault(str(table), set()).add(str(column))
+    return found
+
+
+def _outdated(found: dict[str, set[str]]) -> bool:
+    return any(
+        table in found and found[table] != {name for name, _ in columns}
+        for table, columns in MODEL_TABLES.items()
+    )
 
 
 _NO_MODELS = "The models are not built here yet: run `plowline models {where}` first."
