@@ -81,7 +81,7 @@ def test_load_of_bad_line_is_one_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.output == (
         f"Error: {bad}, line 2: field txn_id is not a whole number in the 32-bit "
-        "range: 'many'. Nothing was loaded.\n"
+        "range: 'many'. Its batch was not loaded.\n"
     )
 
 

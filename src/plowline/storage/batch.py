@@ -66,8 +66,12 @@ _TSV_CONVERT = pcsv.ConvertOptions(
 _TSV_READ = pcsv.ReadOptions(column_names=list(FIELD_NAMES), block_size=4 << 20)
 # Arrow reads decimals exactly at this scale; rounding then gives two places.
 _WIDE_DECIMAL = pa.decimal128(38, 10)
+# Years 0001 to 9999, as every store (and Python) holds them: DuckDB would
+# take year 0, PostgreSQL would refuse it.
+_YEAR = r"(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
 _TSTAMP_TEXT = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z?$"
+    rf"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}[ T][0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}"
+    r"(\.[0-9]{1,6})?Z?$"
 )
 
 
@@ -123,7 +127,7 @@ def row_problem(rows: Sequence[Sequence[str]], first_row: int) -> BadInputError:
         if len(row) != WIDTH:
             return BadInputError(
                 f"Row {number} has {len(row)} fields; an enriched event has "
-                f"{WIDTH}. Nothing was loaded.",
+                f"{WIDTH}. Its batch was not loaded.",
                 line=number,
             )
         for field, value in zip(FIELDS, row, strict=True):
@@ -131,13 +135,13 @@ def row_problem(rows: Sequence[Sequence[str]], first_row: int) -> BadInputError:
             if problem is not None:
                 return BadInputError(
                     f"Row {number}: field {field.name} {problem}: "
-                    f"{show(value)}. Nothing was loaded.",
+                    f"{show(value)}. Its batch was not loaded.",
                     line=number,
                 )
     last = first_row + len(rows) - 1
     return BadInputError(
         f"Rows {first_row} to {last} could not be read as enriched events. "
-        "Nothing was loaded.",
+        "Their batch was not loaded.",
         line=first_row,
     )
 
@@ -260,7 +264,7 @@ def _fail_at(
     else:
         detail = f"field {field.name} {PROBLEMS[field.kind]}: {show(value)}"
     error = BadInputError(
-        f"{where(source, number)}: {detail}. Nothing was loaded.",
+        f"{where(source, number)}: {detail}. Its batch was not loaded.",
         source=source,
         line=number,
     )

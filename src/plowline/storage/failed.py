@@ -7,6 +7,7 @@ whole record (so it can be replayed).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable
@@ -39,14 +40,23 @@ _BADROW_SCHEMA = re.compile(
 _MESSAGE_CHARS = 300
 
 
-def failed_batch(lines: Iterable[bytes | str], *, first_line: int = 1) -> pa.Table:
+def failed_batch(
+    lines: Iterable[bytes | str], *, first_line: int = 1, source: str | None = None
+) -> pa.Table:
     """Failed-event JSON lines into a table; blank lines are skipped, but
-    counted in the line numbers of errors."""
-    records = [
-        _failed_record(line, number)
-        for number, line in enumerate(lines, start=first_line)
-        if line.strip()
-    ]
+    counted in the line numbers of errors, which name ``source`` if given."""
+    try:
+        records = [
+            _failed_record(line, number)
+            for number, line in enumerate(lines, start=first_line)
+            if line.strip()
+        ]
+    except BadInputError as exc:
+        if source is None:
+            raise
+        raise BadInputError(
+            f"{source}, line {exc.line}: {exc}", source=source, line=exc.line
+        ) from exc
     if not records:
         return FAILED_SCHEMA.empty_table()
     columns = list(zip(*records, strict=True))
@@ -88,13 +98,17 @@ def _failed_record(line: bytes | str, number: int) -> _FailedRecord:
 
     failed_at = _parse_timestamp(failure.get("timestamp"), number)
     payload = data.get("payload") if isinstance(data, dict) else None
-    raw = None if payload is None else orjson.dumps(payload).decode()
-    return failed_at, match.group(1), str(schema), _failure_text(failure), raw, text
+    try:
+        raw = None if payload is None else _dumps(payload)
+        message = _failure_text(failure)
+    except RecursionError as exc:
+        raise _failed_problem(number, "is nested too deeply to store") from exc
+    return failed_at, match.group(1), str(schema), message, raw, text
 
 
 def _failed_problem(number: int, problem: str) -> BadInputError:
     return BadInputError(
-        f"Failed event {number} {problem}. Nothing was loaded.", line=number
+        f"Failed event {number} {problem}. Its batch was not loaded.", line=number
     )
 
 
@@ -109,7 +123,21 @@ def _parse_timestamp(value: object, number: int) -> datetime:
         ) from exc
     if parsed.tzinfo is None:
         return parsed
-    return parsed.astimezone(UTC).replace(tzinfo=None)
+    try:
+        return parsed.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError as exc:
+        raise _failed_problem(
+            number, f"has a failure timestamp out of range in UTC: {_show(value)}"
+        ) from exc
+
+
+def _dumps(value: object) -> str:
+    """Compact JSON text; orjson writes at most 254 levels, the standard
+    library deeper (to its recursion limit, then RecursionError)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _failure_text(failure: dict[str, Any]) -> str | None:
@@ -128,7 +156,7 @@ def _render(value: object) -> str:
     if isinstance(value, str):
         return value
     if not isinstance(value, dict):
-        return orjson.dumps(value).decode()
+        return _dumps(value)
 
     label = _label(value)
     reports = value.get("dataReports")
@@ -137,7 +165,7 @@ def _render(value: object) -> str:
     for key in ("message", "error", "expectation"):
         if value.get(key) is not None:
             return _join_label(label, _render(value[key]))
-    return orjson.dumps(value).decode()
+    return _dumps(value)
 
 
 def _label(message: dict[str, Any]) -> str | None:
@@ -145,7 +173,7 @@ def _label(message: dict[str, Any]) -> str | None:
     field = message.get("field") or message.get("payloadField")
     if isinstance(field, str):
         if "value" in message:
-            shown = orjson.dumps(message["value"]).decode()
+            shown = _dumps(message["value"])
             return f"{field} {_shorten(shown, 60)}"
         return field
     enrichment = message.get("enrichment")

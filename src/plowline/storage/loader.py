@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from plowline.errors import BadInputError
 from plowline.iglu.resolver import Resolver
@@ -212,6 +213,25 @@ def parse_chunk(
     return table
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
+def drop_line_boms(text: pa.Table, chunk: Chunk) -> tuple[pa.Table, bool]:
+    """The table without a byte-order mark at the start of any line, and
+    whether there was one. Arrow drops the mark at the start of the text it
+    parses, so at the start of a batch only: dropping it at every line start
+    makes the stored value the same whatever the batch size, in every store
+    (a store that takes the batch's own text gets the table instead)."""
+    first = text.column(0)
+    starts = pc.starts_with(first, "\ufeff")
+    inside = bool(pc.any(starts).as_py())
+    if inside:
+        cleaned = pc.replace_substring_regex(first, "^\ufeff", "")
+        cleaned = pc.if_else(pc.equal(cleaned, ""), None, cleaned)
+        text = text.set_column(0, text.field(0), cleaned)
+    return text, inside or bytes(chunk[:3]) == _BOM
+
+
 def _chunk_problem(
     chunk: Chunk, source: str, first_line: int, detail: str
 ) -> BadInputError:
@@ -249,9 +269,14 @@ def _prepare_chunk(
 ) -> _Batch:
     if kind == "failed":
         data = chunk if isinstance(chunk, bytes) else chunk.tobytes()
-        failed = failed_batch(data.splitlines(), first_line=ref.first_line)
+        # Lines end at \n only: a CR may stand between JSON tokens.
+        lines = data.split(b"\n")
+        if data.endswith(b"\n"):
+            lines.pop()
+        failed = failed_batch(lines, first_line=ref.first_line, source=ref.source)
         return _Batch(ref, failed=failed)
     text = parse_chunk(chunk, ref.source, ref.first_line, ref.lines)
+    text, had_bom = drop_line_boms(text, chunk)
     try:
         prepared = prepare_events(
             text, source=ref.source, first_line=ref.first_line, resolver=resolver
@@ -263,7 +288,7 @@ def _prepare_chunk(
         if problem is not None:
             raise problem from None
         raise
-    if keep_text:
+    if keep_text and not had_bom:
         text = chunk if isinstance(chunk, bytes) else chunk.tobytes()
         prepared = Prepared(prepared.events, prepared.tables, prepared.rows, text)
     return _Batch(ref, events=prepared)

@@ -16,6 +16,7 @@ rows come out in the order of their events.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -78,8 +79,24 @@ def table_name(vendor: str, name: str, model: int) -> str:
 
 
 def column_name(prop: str) -> str:
+    """The column of property ``prop``; the empty name, which no database
+    takes as a column name, becomes ``data_``."""
     name = snake_case(prop)
-    return f"data_{name}" if name in FIXED_NAMES else name
+    return f"data_{name}" if name in FIXED_NAMES or not name else name
+
+
+def json_text(value: object) -> str:
+    """Compact JSON text of a value read from JSON. orjson writes at most 254
+    levels; deeper values go through the standard library."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        try:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        except RecursionError:
+            raise BadInputError(
+                "A JSON value is nested too deeply to be stored."
+            ) from None
 
 
 def join_kinds(a: ShredKind | None, b: ShredKind | None) -> ShredKind | None:
@@ -111,7 +128,7 @@ def convert(value: Any, kind: ShredKind) -> Any:
     if value is None:
         return None
     if kind == "text":
-        return value if isinstance(value, str) else orjson.dumps(value).decode()
+        return value if isinstance(value, str) else json_text(value)
     if kind == "float":
         return float(value)
     return value
@@ -282,7 +299,7 @@ def shred(
                 number = first_line + rows[0]
                 raise BadInputError(
                     f"{where(source, number)}: field {column_name_} {exc}: "
-                    f"{show(text)}. Nothing was loaded.",
+                    f"{show(text)}. Its batch was not loaded.",
                     source=source,
                     line=number,
                 ) from exc

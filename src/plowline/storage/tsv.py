@@ -169,6 +169,10 @@ def _map(source: str) -> mmap.mmap | None:
     if source == "-" or source.endswith(".gz"):
         return None
     try:
+        # stat before opening: opening a named pipe here and closing it again
+        # would lose what a writer sent in between (open_binary reads it).
+        if not stat.S_ISREG(os.stat(source).st_mode):
+            return None
         with open(source, "rb") as handle:
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode) or info.st_size == 0:

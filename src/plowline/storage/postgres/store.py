@@ -159,6 +159,9 @@ class PostgresStore(Store):
         try:
             with self.conn.transaction():
                 self._execute(sql.SQL("SELECT pg_advisory_xact_lock(%s)"), [LOCK_KEY])
+                # Another loader may have made or widened child tables since
+                # this map was read: read it again under the lock.
+                self._children = None
                 yield
         except BaseException as exc:
             self._children = None  # tables made or altered in it are gone
