@@ -74,7 +74,7 @@ def plowline(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     )
 
 
-# Bugs: each fails now and passes once fixed.
+# Once bugs, found by that pass and fixed the same day.
 
 
 def test_leading_bom_is_the_same_value_in_every_store(tmp_path: Path) -> None:
