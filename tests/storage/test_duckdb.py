@@ -420,7 +420,8 @@ def test_load_files_names_file_and_line_of_bad_value(tmp_path: Path) -> None:
         load_files(db, [str(good), str(bad)])
 
     assert str(caught.value) == (
-        f"{bad}, line 3: field br_cookies is not 1 or 0: 'yes'. Its batch was not loaded."
+        f"{bad}, line 3: field br_cookies is not 1 or 0: 'yes'. "
+        "Its batch was not loaded."
     )
     assert (caught.value.source, caught.value.line) == (str(bad), 3)
     # Each batch is a transaction: the good file's batch stays loaded.
