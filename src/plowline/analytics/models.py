@@ -25,9 +25,11 @@ as they were, and an update with no new events writes nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from time import monotonic
+from typing import Any
 
 from plowline.analytics.sources import ECOMMERCE_TRANSACTION, Sources
 from plowline.analytics.tables import (
@@ -121,32 +123,41 @@ def build_models(wh: Warehouse, settings: ModelSettings | None = None) -> ModelR
 
 
 MONEY_PRECISION = 38
+# The columns of the derived tables, as outdated_tables reads them.
+MODEL_COLUMNS_SQL = (
+    "SELECT table_name, column_name, numeric_precision "
+    f"FROM information_schema.columns WHERE table_schema = '{SCHEMA}'"
+)
 
 
-def _drop_outdated(wh: Warehouse) -> None:
-    """Drop the model tables made by a version with other columns, and the
-    state, so that they are built again from scratch."""
+def outdated_tables(rows: Iterable[Sequence[Any]]) -> list[str]:
+    """The model tables made by a version with other columns or narrower money
+    columns, from the rows of MODEL_COLUMNS_SQL."""
     found: dict[str, set[str]] = {}
-    narrow: set[str] = set()  # tables whose money columns are narrower
+    narrow: set[str] = set()
     money = {
         (table, name)
         for table, columns in MODEL_TABLES.items()
         for name, kind in columns
         if kind == MONEY
     }
-    for table, column, precision in wh.execute(
-        "SELECT table_name, column_name, numeric_precision "
-        f"FROM information_schema.columns WHERE table_schema = '{_D}'"
-    ):
+    for table, column, precision in rows:
         found.setdefault(str(table), set()).add(str(column))
         if (str(table), str(column)) in money and precision != MONEY_PRECISION:
             narrow.add(str(table))
-    outdated = [
+    return [
         table
         for table, columns in MODEL_TABLES.items()
         if table in found
         and (found[table] != {name for name, _ in columns} or table in narrow)
     ]
+
+
+def _drop_outdated(wh: Warehouse) -> None:
+    """Drop the model tables made by a version with other columns, and the
+    state, so that they are built again from scratch."""
+    rows = wh.execute(MODEL_COLUMNS_SQL)
+    outdated = outdated_tables(rows)
     if not outdated:
         return
     log.info(
@@ -157,7 +168,7 @@ def _drop_outdated(wh: Warehouse) -> None:
     with wh.transaction():
         for table in outdated:
             wh.execute(f"DROP TABLE {_D}.{table}")
-        if "model_state" in found:
+        if any(table == "model_state" for table, _, _ in rows):
             wh.execute(f"DELETE FROM {_D}.model_state")
 
 

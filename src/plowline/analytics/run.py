@@ -10,12 +10,17 @@ itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Literal
 
-from plowline.analytics.models import ModelResult, ModelSettings, build_models
+from plowline.analytics.models import (
+    MODEL_COLUMNS_SQL,
+    ModelResult,
+    ModelSettings,
+    build_models,
+    outdated_tables,
+)
 from plowline.analytics.reports import Filters, report_sql
-from plowline.analytics.tables import MODEL_TABLES, SCHEMA
+from plowline.analytics.tables import SCHEMA
 from plowline.analytics.warehouse import Warehouse
 from plowline.errors import (
     BadInputError,
@@ -74,7 +79,7 @@ def run_report(
         try:
             return run_query(where, sql)
         except BadInputError as exc:
-            if _outdated(_columns_by_table(run_query(where, _MODEL_COLUMNS).rows)):
+            if outdated_tables(run_query(where, MODEL_COLUMNS_SQL).rows):
                 raise ConfigurationError(
                     _OUTDATED.format(where=f"--duckdb {where}")
                 ) from exc
@@ -87,7 +92,7 @@ def run_report(
         try:
             columns, found = wh.query(sql)
         except BadInputError as exc:
-            if _outdated(_columns_by_table(wh.query(_MODEL_COLUMNS)[1])):
+            if outdated_tables(wh.query(MODEL_COLUMNS_SQL)[1]):
                 raise ConfigurationError(
                     _OUTDATED.format(where="--postgres DSN")
                 ) from exc
@@ -98,30 +103,11 @@ def run_report(
     return QueryResult(columns, _types(rows, len(columns)), rows)
 
 
-_MODEL_COLUMNS = (
-    "SELECT table_name, column_name FROM information_schema.columns "
-    f"WHERE table_schema = '{SCHEMA}'"
-)
 _OUTDATED = (
     "The models here were built by an earlier version of Plowline: run "
     "`plowline models {where}` to rebuild them (`plowline up` does it at its "
     "next model update)."
 )
-
-
-def _columns_by_table(rows: Sequence[Sequence[object]]) -> dict[str, set[str]]:
-    """The columns of each model table, from information_schema rows."""
-    found: dict[str, set[str]] = {}
-    for table, column in rows:
-        found.setdefault(str(table), set()).add(str(column))
-    return found
-
-
-def _outdated(found: dict[str, set[str]]) -> bool:
-    return any(
-        table in found and found[table] != {name for name, _ in columns}
-        for table, columns in MODEL_TABLES.items()
-    )
 
 
 _NO_MODELS = "The models are not built here yet: run `plowline models {where}` first."
