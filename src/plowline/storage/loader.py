@@ -216,7 +216,7 @@ def parse_chunk(
 _BOM = b"\xef\xbb\xbf"
 
 
-def drop_line_boms(text: pa.Table, chunk: Chunk) -> tuple[pa.Table, bool]:
+def _drop_line_boms(text: pa.Table, chunk: Chunk) -> tuple[pa.Table, bool]:
     """The table without a byte-order mark at the start of any line, and
     whether there was one. Arrow drops the mark at the start of the text it
     parses, so at the start of a batch only: dropping it at every line start
@@ -276,7 +276,7 @@ def _prepare_chunk(
         failed = failed_batch(lines, first_line=ref.first_line, source=ref.source)
         return _Batch(ref, failed=failed)
     text = parse_chunk(chunk, ref.source, ref.first_line, ref.lines)
-    text, had_bom = drop_line_boms(text, chunk)
+    text, had_bom = _drop_line_boms(text, chunk)
     try:
         prepared = prepare_events(
             text, source=ref.source, first_line=ref.first_line, resolver=resolver
