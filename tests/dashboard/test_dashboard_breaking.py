@@ -578,6 +578,20 @@ def test_dates_at_the_ends_of_the_calendar_are_not_a_server_error(
         assert card(response.text, "sessions") == expected
 
 
+def test_an_unknown_app_stays_chosen_in_the_menu(dash: RunningDashboard) -> None:
+    """Once a usability bug: with ``app=nosuch`` the menu showed "All apps"
+    chosen, so pressing Apply dropped the filter. The app given stays chosen,
+    said to have no sessions, and the figures are zero."""
+    response = get(dash, "/", app="no<such>")
+    assert response.status_code == 200
+    chosen = re.findall(r"<option value=\"([^\"]*)\" selected>", response.text)
+    assert chosen == ["no&lt;such&gt;"]
+    assert "no&lt;such&gt; (no sessions)</option>" in response.text
+    assert card(response.text, "sessions") == "0"
+    known = get(dash, "/", app="shop")
+    assert re.findall(r"<option value=\"([^\"]*)\" selected>", known.text) == ["shop"]
+
+
 def test_a_nul_in_the_app_filter_is_a_bad_request(dash: RunningDashboard) -> None:
     """Once a bug: ``app=%00`` answers 503 (the store "unavailable") with the SQL
     quoting's message, and logs a warning per request; it is the request that

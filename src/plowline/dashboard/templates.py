@@ -35,6 +35,9 @@ BASE = """<!doctype html>
     {% for app in apps %}
     <option value="{{ app }}"{% if app == form.app %} selected{% endif %}>{{ app }}</option>
     {% endfor %}
+    {% if form.app and form.app not in apps %}
+    <option value="{{ form.app }}" selected>{{ form.app }} (no sessions)</option>
+    {% endif %}
   </select></label>
   <button type="submit">Apply</button>
   <a class="reset" href="?">All time</a>
