@@ -4,7 +4,6 @@ loaded through the real loader."""
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
@@ -13,22 +12,10 @@ from plowline.analytics import Warehouse
 from plowline.analytics.simulate import write_tsv
 from plowline.storage.loader import load_files
 from plowline.storage.stores import open_store
+from postgres_server import POSTGRES_SERVER, postgres_available
 
-POSTGRES_SERVER = os.environ.get(
-    "PLOWLINE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432"
-)
 _PREFIX = "plowline_analytics_"
 _CREATED: list[str] = []
-
-
-def _postgres_available() -> bool:
-    import psycopg
-
-    try:
-        psycopg.connect(f"{POSTGRES_SERVER}/postgres", connect_timeout=3).close()
-    except psycopg.OperationalError:
-        return False
-    return True
 
 
 def postgres_database(folder: Path) -> str:
@@ -52,7 +39,7 @@ class Target:
         if kind == "duckdb":
             self.where = str(folder / "events.duckdb")
         else:
-            if not _postgres_available():
+            if not postgres_available():
                 pytest.skip(f"no PostgreSQL server at {POSTGRES_SERVER}")
             self.where = postgres_database(folder)
         self._files = 0

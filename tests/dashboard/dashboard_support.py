@@ -83,12 +83,17 @@ class RunningDashboard:
         return self.process.wait()
 
 
-def start_dashboard(where: str, folder: Path) -> RunningDashboard:
+def start_dashboard(
+    where: str, folder: Path, store_args: list[str] | None = None
+) -> RunningDashboard:
+    """``plowline dashboard`` over ``where`` (``store_args``, else the DuckDB
+    file ``where``) on a free loopback port, once it answers."""
     port = free_port()
-    log = folder / "dashboard.log"
+    log = folder / f"dashboard-{port}.log"
+    args = ["--duckdb", where] if store_args is None else store_args
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [*plowline_command(), "dashboard", "--duckdb", where, "--port", str(port)],
+            [*plowline_command(), "dashboard", *args, "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -15,7 +15,6 @@ import asyncio
 import hashlib
 import html
 import logging
-import os
 import re
 import signal
 import socket
@@ -42,15 +41,13 @@ from plowline.analytics.run import update_models
 from plowline.enrich.fields import FIELD_NAMES
 from plowline.storage.loader import load_files
 from plowline.storage.stores import open_store
+from postgres_server import POSTGRES_SERVER, postgres_available
 from up_process import free_port, plowline_command
 
 log = logging.getLogger(__name__)
 
 pytestmark = pytest.mark.slow
 
-POSTGRES_SERVER = os.environ.get(
-    "PLOWLINE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432"
-)
 PAGES = ("/", "/pages", "/sources", "/devices", "/countries", "/ecommerce", "/live")
 POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; "
@@ -112,48 +109,11 @@ def module_rows(now: datetime) -> list[list[str]]:
 # -- the module's stores and servers -------------------------------------------
 
 
-def _postgres_available() -> bool:
-    import psycopg
-
-    try:
-        psycopg.connect(f"{POSTGRES_SERVER}/postgres", connect_timeout=3).close()
-    except psycopg.OperationalError:
-        return False
-    return True
-
-
 def _admin(sql: str) -> None:
     import psycopg
 
     with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as conn:
         conn.execute(sql)
-
-
-def serve(args: list[str], folder: Path, where: str) -> RunningDashboard:
-    """``plowline dashboard ARGS`` on a free loopback port, once it answers."""
-    port = free_port()
-    log_path = folder / f"dashboard-{port}.log"
-    with open(log_path, "ab") as out:
-        process = subprocess.Popen(
-            [*plowline_command(), "dashboard", *args, "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    running = RunningDashboard(process, f"http://127.0.0.1:{port}", where, log_path)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{running.url}/health", timeout=1).status_code == 200:
-                return running
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            running.stop()
-            raise AssertionError(
-                f"the dashboard did not start:\n{log_path.read_text()}"
-            )
-        time.sleep(0.1)
 
 
 def stopped(running: RunningDashboard) -> str:
@@ -189,7 +149,7 @@ def dash(rows: list[list[str]], folder: Path) -> Iterator[RunningDashboard]:
 
 @pytest.fixture(scope="module")
 def pg_dash(rows: list[list[str]], folder: Path) -> Iterator[RunningDashboard]:
-    if not _postgres_available():
+    if not postgres_available():
         pytest.skip(f"no PostgreSQL server at {POSTGRES_SERVER}")
     name = "plowline_dashbrk_" + hashlib.sha1(str(folder).encode()).hexdigest()[:12]
     _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -205,7 +165,7 @@ def pg_dash(rows: list[list[str]], folder: Path) -> Iterator[RunningDashboard]:
         finally:
             store.close()
         update_models("postgres", dsn)
-        running = serve(["--postgres", dsn], folder, dsn)
+        running = start_dashboard(dsn, folder, ["--postgres", dsn])
         try:
             yield running
         finally:
@@ -728,7 +688,7 @@ def test_a_malformed_postgres_dsn_is_a_clear_error(folder: Path) -> None:
 def test_a_postgres_server_that_does_not_answer_is_said(folder: Path) -> None:
     closed = free_port()
     dsn = f"postgresql://postgres@127.0.0.1:{closed}/none?connect_timeout=3"
-    running = serve(["--postgres", dsn], folder, dsn)
+    running = start_dashboard(dsn, folder, ["--postgres", dsn])
     try:
         for path in ("/", "/pages", "/live"):
             response = get(running, path)
@@ -743,7 +703,7 @@ def test_a_postgres_server_that_does_not_answer_is_said(folder: Path) -> None:
 def test_a_file_that_is_not_duckdb_is_said(folder: Path) -> None:
     text = folder / "notes.duckdb"
     text.write_text("not a database\n")
-    running = serve(["--duckdb", str(text)], folder, str(text))
+    running = start_dashboard(str(text), folder)
     try:
         for path in ("/", "/live"):
             response = get(running, path)

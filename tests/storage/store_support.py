@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 from pathlib import Path
 
 from plowline.enrich.fields import FIELD_NAMES
 from plowline.storage.base import Store
 from plowline.storage.stores import open_store
+from postgres_server import POSTGRES_SERVER
 
 # A kind joins the matrix once its module exists.
 STORE_KINDS = [
@@ -21,10 +21,6 @@ STORE_KINDS = [
     for kind in ("duckdb", "postgres", "parquet")
     if importlib.util.find_spec(f"plowline.storage.{kind}") is not None
 ]
-# The PostgreSQL server the tests use (trust auth); each test gets a database.
-POSTGRES_SERVER = os.environ.get(
-    "PLOWLINE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432"
-)
 _TEST_DATABASE_PREFIX = "plowline_test_"
 
 

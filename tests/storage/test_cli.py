@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from plowline.cli import cli
 from plowline.enrich.fields import FIELD_NAMES
 from plowline.storage.duckdb import connect, ensure_schema, load_rows
 from plowline.storage.query import QueryServer, socket_path_for
+from postgres_server import POSTGRES_SERVER
 
 REQUIRED = {
     "collector_tstamp": "2026-12-04 15:29:10.526",
@@ -238,10 +238,7 @@ def test_installed_command_loads_and_queries(tmp_path: Path, events_tsv: Path) -
 def test_load_into_a_missing_postgres_database_says_to_create_it(
     events_tsv: Path,
 ) -> None:
-    server = os.environ.get(
-        "PLOWLINE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432"
-    )
-    missing = f"{server}/plowline_no_such_database"
+    missing = f"{POSTGRES_SERVER}/plowline_no_such_database"
     result = run("load", "--postgres", missing, str(events_tsv))
 
     assert result.exit_code == 1

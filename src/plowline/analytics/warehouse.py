@@ -58,41 +58,42 @@ class Warehouse:
 
     def execute(self, sql: str) -> list[tuple[Any, ...]]:
         """Run one statement; the rows it returns (none for DDL and DML)."""
-        try:
+        with self._refusals("A model statement"):
             cursor = self.conn.execute(sql)
             if self.dialect == "duckdb":
                 return list(cursor.fetchall())
             return list(cursor.fetchall()) if cursor.description else []
-        except duckdb.Error as exc:
-            raise BadInputError(f"A model statement failed in DuckDB: {exc}") from exc
-        except Exception as exc:
-            if type(exc).__module__.startswith("psycopg"):
-                raise BadInputError(
-                    f"A model statement failed in PostgreSQL: {exc}"
-                ) from exc
-            raise
 
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run a SELECT; its column names and rows. A query the database
         refuses is a BadInputError, a lost connection a StoreUnavailableError."""
-        try:
+        with self._refusals("A query", lost_is_unavailable=True):
             cursor = self.conn.execute(sql)
             columns = [str(column[0]) for column in cursor.description]
             return columns, list(cursor.fetchall())
+
+    @contextmanager
+    def _refusals(
+        self, what: str, *, lost_is_unavailable: bool = False
+    ) -> Iterator[None]:
+        """The database's errors as Plowline's: what it refuses is a
+        BadInputError, and so is a lost PostgreSQL connection unless
+        ``lost_is_unavailable`` makes it a StoreUnavailableError."""
+        try:
+            yield
         except duckdb.Error as exc:
-            raise BadInputError(f"A query failed in DuckDB: {exc}") from exc
+            raise BadInputError(f"{what} failed in DuckDB: {exc}") from exc
         except Exception as exc:
             if not type(exc).__module__.startswith("psycopg"):
                 raise
             import psycopg
 
-            if isinstance(exc, psycopg.OperationalError):
+            text = str(exc).strip()
+            if lost_is_unavailable and isinstance(exc, psycopg.OperationalError):
                 raise StoreUnavailableError(
-                    f"PostgreSQL did not answer: {str(exc).strip()}"
+                    f"PostgreSQL did not answer: {text}"
                 ) from exc
-            raise BadInputError(
-                f"A query failed in PostgreSQL: {str(exc).strip()}"
-            ) from exc
+            raise BadInputError(f"{what} failed in PostgreSQL: {text}") from exc
 
     def scalar(self, sql: str) -> Any:
         rows = self.execute(sql)
