@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from plowline.analytics import simulate as sim
-from plowline.analytics.run import update_models
+from plowline.analytics.run import StoreKind, update_models
 from plowline.enrich.fields import FIELD_NAMES
 from plowline.storage.loader import load_files
 from plowline.storage.stores import open_store
@@ -51,18 +51,20 @@ def site_rows(now: datetime) -> list[list[str]]:
     return rows
 
 
-def build_store(folder: Path, rows: list[list[str]]) -> str:
-    """A DuckDB file with these events and the models built."""
-    where = str(folder / "events.duckdb")
-    tsv = folder / "events.tsv"
+def build_store(folder: Path, rows: list[list[str]], dsn: str | None = None) -> str:
+    """A store with these events and the models built: a DuckDB file in
+    ``folder``, or the PostgreSQL database ``dsn``; where it is."""
+    kind: StoreKind = "duckdb" if dsn is None else "postgres"
+    where = str(folder / "events.duckdb") if dsn is None else dsn
+    tsv = folder / f"{kind}-events.tsv"
     sim.write_tsv(rows, str(tsv))
-    store = open_store("duckdb", where)
+    store = open_store(kind, where)
     try:
         store.ensure_schema()
         load_files(store, [str(tsv)])
     finally:
         store.close()
-    update_models("duckdb", where)
+    update_models(kind, where)
     return where
 
 

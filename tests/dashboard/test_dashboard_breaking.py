@@ -37,10 +37,7 @@ from dashboard_support import (
 )
 
 from plowline.analytics import simulate as sim
-from plowline.analytics.run import update_models
 from plowline.enrich.fields import FIELD_NAMES
-from plowline.storage.loader import load_files
-from plowline.storage.stores import open_store
 from postgres_server import POSTGRES_SERVER, postgres_available
 from up_process import free_port, plowline_command
 
@@ -156,15 +153,7 @@ def pg_dash(rows: list[list[str]], folder: Path) -> Iterator[RunningDashboard]:
     _admin(f'CREATE DATABASE "{name}"')
     dsn = f"{POSTGRES_SERVER}/{name}"
     try:
-        tsv = folder / "pg-events.tsv"
-        sim.write_tsv(rows, str(tsv))
-        store = open_store("postgres", dsn)
-        try:
-            store.ensure_schema()
-            load_files(store, [str(tsv)])
-        finally:
-            store.close()
-        update_models("postgres", dsn)
+        build_store(folder, rows, dsn)
         running = start_dashboard(dsn, folder, ["--postgres", dsn])
         try:
             yield running
