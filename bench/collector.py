@@ -210,7 +210,8 @@ def machine_lines(nginx: str | None, wrk: str | None) -> list[str]:
     tools = [
         f"Python {platform.python_version()}",
         f"plowline {_plowline_version()}",
-        f"granian {importlib.metadata.version('granian')}",
+        f"httptools {importlib.metadata.version('httptools')}",
+        f"uvloop {importlib.metadata.version('uvloop')}",
         f"nginx {tool_version(nginx)}" if nginx else "nginx not installed",
         f"wrk {tool_version(wrk)}" if wrk else "wrk not installed",
     ]

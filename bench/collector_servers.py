@@ -237,7 +237,7 @@ http {{
 
 @dataclass(slots=True)
 class PlowlineServer:
-    """``python -m plowline collector`` with ``workers`` granian workers."""
+    """``python -m plowline collector`` with ``workers`` worker processes."""
 
     root: Path
     workers: int

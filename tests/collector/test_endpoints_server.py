@@ -1,9 +1,9 @@
-"""Routes, settings and limits through a real ``plowline collector`` (granian).
+"""Routes, settings and limits through a real ``plowline collector``.
 
 The in-process tests (test_endpoints.py) cover the behaviour in detail; these
 check what only the real server shows: settings reaching the workers through
-the environment, and where granian's own limits stop a request before the
-application sees it.
+the environment, and where the HTTP server's own limits stop a request before
+the application sees it.
 """
 
 from __future__ import annotations
@@ -78,8 +78,10 @@ def get_with(test_id: str, target: bytes, extra_headers: bytes = b"") -> bytes:
         b"GET "
         + target
         + b" HTTP/1.1\r\nHost: t.example\r\n"
+        # First, so that the record of an oversized head still has it.
+        + f"{TEST_ID_HEADER}: {test_id}\r\n".encode()
         + extra_headers
-        + f"{TEST_ID_HEADER}: {test_id}\r\nConnection: close\r\n\r\n".encode()
+        + b"Connection: close\r\n\r\n"
     )
 
 
@@ -176,7 +178,7 @@ def test_metrics_add_up_every_worker(
     assert len(list(shared.glob("worker-*.json"))) == 2
 
 
-# --- limits: ours, and granian's in front of them --------------------------------
+# --- limits: the application's, and the server's far above them -----------------
 
 
 def test_querystring_over_our_limit_is_recorded_with_414(
@@ -208,21 +210,68 @@ def test_headers_over_our_limit_are_recorded_with_431(
 
 
 @pytest.mark.parametrize(
-    ("target", "headers", "status"),
+    ("target", "headers", "status", "error"),
     [
-        (b"/i?q=" + b"a" * 65_600, b"", 414),
-        (b"/i?e=pv", b"".join(b"X-H%d: v\r\n" % n for n in range(100)), 431),
-        (b"/i?e=pv", b"X-Big: " + b"v" * 600_000 + b"\r\n", 431),
+        (b"/i?q=" + b"a" * 65_600, b"", 414, "querystring of 65602 bytes"),
+        (
+            b"/i?e=pv",
+            b"".join(b"X-H%d: %s\r\n" % (n, b"v" * 30) for n in range(1500)),
+            431,
+            "headers of ",
+        ),
+        (b"/i?e=pv", b"X-Big: " + b"v" * 600_000 + b"\r\n", 431, "headers of "),
     ],
-    ids=["target-over-65534-bytes", "over-100-headers", "head-over-512-kib"],
+    ids=["target-of-65600-bytes", "1500-header-lines", "head-of-600-kib"],
 )
-def test_granian_refuses_before_the_application_sees_it(
-    configured: RunningCollector, target: bytes, headers: bytes, status: int
+def test_big_requests_reach_the_application_and_are_recorded(
+    configured: RunningCollector,
+    target: bytes,
+    headers: bytes,
+    status: int,
+    error: str,
 ) -> None:
-    # Measured limits of granian 2.x (docs/collector.md): such requests are
-    # answered by the server and leave no record.
+    # granian refused these on its own, unrecorded; Plowline's server hands
+    # them on, and the application records their start with the reason.
     test_id = new_test_id()
     reply = exchange(configured.port, get_with(test_id, target, headers))
 
     assert status_of(reply) == status
+    record = configured.record_for(test_id)
+    assert record.extra["error"].startswith("size_violation: " + error)
+
+
+@pytest.mark.parametrize(
+    ("target", "headers", "status", "reason"),
+    [
+        (b"/i?q=" + b"a" * 1_100_000, b"", 414, b"request target over 1048576 bytes"),
+        (
+            b"/i?e=pv",
+            b"X-Big: " + b"v" * 1_100_000 + b"\r\n",
+            431,
+            b"request head over 1048576 bytes",
+        ),
+        (
+            b"/i?e=pv",
+            b"".join(b"X-H%d: v\r\n" % n for n in range(2001)),
+            431,
+            b"more than 2000 header lines",
+        ),
+    ],
+    ids=["target-over-1-mib", "head-over-1-mib", "over-2000-header-lines"],
+)
+def test_the_servers_own_limits_answer_without_a_record(
+    configured: RunningCollector,
+    target: bytes,
+    headers: bytes,
+    status: int,
+    reason: bytes,
+) -> None:
+    test_id = new_test_id()
+    reply = exchange(configured.port, get_with(test_id, target, headers))
+
+    assert status_of(reply) == status
+    assert reason in reply.partition(b"\r\n\r\n")[2]
     assert configured.records_for(test_id) == []
+    # The collector goes on serving.
+    with httpx.Client(base_url=configured.base_url, trust_env=False) as client:
+        assert client.get("/health").status_code == 200

@@ -38,13 +38,14 @@ from plowline.collector.cookies import CookieSetter, DoNotTrack, cookie_value
 from plowline.collector.lines import encode_line
 from plowline.collector.metrics import CONTENT_TYPE, CollectorMetrics
 from plowline.collector.redirect import RedirectPolicy
+from plowline.collector.sinks import RawLogSink, StdoutSink
 from plowline.collector.tracker_script import (
     NOT_BUILT,
     TRACKER_SCRIPT,
     load_tracker_script,
 )
 from plowline.ids import RandomIds
-from plowline.rawlog.record import RawRecord, decode_record
+from plowline.rawlog.record import FORMAT_VERSION, RawRecord, decode_record
 from plowline.rawlog.writer import RawLogWriter
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ _DRAIN_FACTOR = 16
 DRAIN_SECONDS = 10.0
 
 _PIXEL_PATHS = frozenset({"/i", "/ice.png"})
+_PIXEL_RAW_PATHS = frozenset({b"/i", b"/ice.png"})
+_BODILESS_METHODS = frozenset({b"GET", b"HEAD"})
 # SP-Anonymous asks that nothing identifying the sender be stored (SSC 2.x/3.x).
 _ANONYMOUS_DROPPED = frozenset({"cookie", "x-forwarded-for", "x-real-ip", "forwarded"})
 # RFC 6265 cookie-octets: anything else could break or extend the Set-Cookie line.
@@ -279,6 +282,26 @@ def _headers_json(joined: bytes, count: int) -> bytes | None:
     )
 
 
+def _json_escaped(value: bytes) -> bytes:
+    """Printable ASCII as the inside of a JSON string."""
+    if b"\\" in value:
+        value = value.replace(b"\\", b"\\\\")
+    if b'"' in value:
+        value = value.replace(b'"', b'\\"')
+    return value
+
+
+def _json_text(value: bytes | None) -> bytes:
+    """Printable ASCII (or None) as a JSON string (or null)."""
+    if value is None:
+        return b"null"
+    return b'"' + _json_escaped(value) + b'"'
+
+
+# How a plain pixel request's raw-log line starts, up to its record id.
+_LINE_START = b'{"v":%d,"id":"' % FORMAT_VERSION
+
+
 def _query_value(query: bytes, key: bytes) -> bytes | None:
     """The percent-decoded value of the first ``key=`` pair in ``query``."""
     if key not in query:
@@ -308,8 +331,23 @@ def _raw_path(scope: Scope) -> str:
     raw: bytes | None = scope.get("raw_path")
     if raw is None:
         return str(scope["path"])
+    return _raw_path_text(raw)
+
+
+def _raw_path_text(raw: bytes) -> str:
     # Some servers leave the query in raw_path; the record keeps it separately.
     return _text(raw.partition(b"?")[0])
+
+
+def _stores_at_once(writer: RecordWriter) -> bool:
+    """True when ``writer`` has stored a line once its store call returns."""
+    if isinstance(writer, (RawLogWriter, StdoutSink)):
+        return True
+    return isinstance(writer, RawLogSink) and writer.commit is None
+
+
+def _wire_headers(headers: Headers) -> bytes:
+    return b"".join(name + b": " + value + b"\r\n" for name, value in headers)
 
 
 def _text_response(text: str) -> tuple[Headers, bytes]:
@@ -325,6 +363,19 @@ _NOT_FOUND = _text_response("not found")
 _HEALTHY = _text_response("ok")
 _ROBOTS = _text_response("User-agent: *\nDisallow: /\n")
 _UNAVAILABLE = _text_response("service unavailable")
+# The same answers as bytes on the wire, for answer_plain_pixel: the status
+# line and the headers up to the allowed origin's value; then the rest.
+_PIXEL_WIRE = (
+    b"HTTP/1.1 200 OK\r\n" + _wire_headers(_PIXEL_HEADERS) + _ALLOW_ORIGIN + b": "
+)
+_CORS_TAIL_WIRE = b"\r\n" + _wire_headers(_CORS_TAIL)
+_UNAVAILABLE_WIRE = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    + _wire_headers(_UNAVAILABLE[0])
+    + _ALLOW_ORIGIN
+    + b": ",
+    _UNAVAILABLE[1],
+)
 _NOT_BUILT = _text_response(NOT_BUILT)
 
 
@@ -483,6 +534,10 @@ class CollectorApp:
         self.metrics = CollectorMetrics(config.metrics_dir)
         self._clock = clock
         self._collector = f"plowline-{__version__}"
+        # The line's part from the collector's name to the method's value.
+        self._collector_json = (
+            b',"collector":' + orjson.dumps(self._collector) + b',"method":"'
+        )
         self._cookie_name = config.cookie_name.encode("ascii")
         self._cookies = CookieSetter(config)
         self._do_not_track = DoNotTrack.from_config(config)
@@ -497,6 +552,7 @@ class CollectorApp:
         )
         self._tracker = load_tracker_script(tracker_script, config.tracker_max_age)
         self._store = _line_store(writer)
+        self._store_now = self._store if _stores_at_once(writer) else None
         self._ids = RandomIds()
         self._in_flight = 0
         self._failures_unlogged = 0
@@ -520,86 +576,33 @@ class CollectorApp:
 
         Plain means: HTTP/1 without a body, every header name lower-case and
         once only, printable ASCII throughout, within the size limits, not
-        anonymous, not opted out, and a raw log that takes the line at once
-        (``durability = os``). Everything else goes the general way, which
-        gives the same answer and record for these too (tests check both).
+        anonymous and not opted out. Everything else goes the general way,
+        which gives the same answer and record for these too (tests check both).
         """
-        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
-        headers = dict(raw_headers)
-        count = len(raw_headers)
-        if (
-            len(headers) != count
-            or not count
-            or scope.get("http_version") not in _HTTP1
-            or not b"".join(headers).islower()
-            or not _NOTHING_SPECIAL.isdisjoint(headers)
-        ):
-            return False
-        query: bytes = scope.get("query_string", b"")
-        joined = _PAIR_SEP.join(map(_VALUE_SEP.join, raw_headers))
-        size = len(joined) + (_HEADER_LINE_OVERHEAD - 2) * count + 1
-        config = self.config
-        if len(query) > config.max_querystring_bytes or size > config.max_header_bytes:
-            return False
-        headers_json = _headers_json(joined, count)
-        if headers_json is None:
-            return False
-        cookie = headers.get(b"cookie")
-        cookies = [cookie] if cookie is not None else []
-        if self._do_not_track is not None and self._do_not_track.matches(cookies):
-            return False
-
-        now = self._clock()
-        userid = None
-        if query and b"nuid" in query:
-            userid = _usable_id(_query_value(query, b"nuid"))
-        if userid is None and cookie is not None:
-            userid = _usable_id(cookie_value(cookies, self._cookie_name))
-        if userid is None:
-            userid = self._ids.next()
-        client = scope.get("client")
-        peer = str(client[0]) if client else None
-        if self._proxy_header:
-            forwarded = headers.get(self._proxy_header)
-            proxies = [forwarded] if forwarded is not None else []
-            ip = self._client_address.resolve(peer, proxies)
-        else:
-            ip = peer
-        content_type = headers.get(b"content-type")
-        useragent = headers.get(b"user-agent")
-        referer = headers.get(b"referer")
-        host = headers.get(b"host")
-        record_id = self._ids.next()
-        line = encode_line(
-            record_id,
-            int(now * 1000),
-            self._collector,
+        raw_path: bytes | None = scope.get("raw_path")
+        plain = self._plain_line(
             scope["method"],
-            _raw_path(scope),
-            query,
-            b"",
-            None if content_type is None else content_type.decode("ascii").lower(),
-            orjson.Fragment(headers_json),
-            ip,
-            None if useragent is None else useragent.decode("ascii"),
-            None if referer is None else referer.decode("ascii"),
-            None if host is None else host.decode("ascii"),
-            userid,
+            scope["path"] if raw_path is None else raw_path,
+            scope.get("query_string", b""),
+            scope["headers"],
+            scope.get("http_version", ""),
+            scope.get("client"),
         )
-        received = self.metrics.received
-        received["querystring"] += len(query)
-        received["headers"] += size
+        if plain is None:
+            return False
+        line, record_id, now, userid, headers = plain
         self._in_flight += 1
         try:
             written = await self._write(line, record_id, now)
             if not written:
-                found = _RequestHeaders(raw_headers)
+                found = _RequestHeaders(scope["headers"])
                 found.origin = headers.get(b"origin")
                 await self._answer_error(scope, send, "pixel", found, 503, _UNAVAILABLE)
                 return True
             origin = headers.get(b"origin") or b"*"
             if self.config.cookie_enabled:
                 https = scope.get("scheme") == "https"
+                host = headers.get(b"host")
                 value = self._cookies.header(
                     userid,
                     now,
@@ -621,6 +624,198 @@ class CollectorApp:
         finally:
             self._in_flight -= 1
         return True
+
+    def answer_plain_pixel(
+        self,
+        method: bytes,
+        raw_path: bytes,
+        query: bytes,
+        raw_headers: list[tuple[bytes, bytes]],
+        http_version: str,
+        client: tuple[str, int] | None,
+    ) -> tuple[bytes, bytes] | None:
+        """Record a plain pixel request and give its answer as bytes, for the
+        collector's own HTTP server (:mod:`plowline.collector.http1`), which
+        calls it before building an ASGI scope; None, having done nothing, for
+        a request that is not one (see ``_plain_pixel``) or when the sink does
+        not store at once (fsync durability, a stream).
+
+        The answer is its status line and header lines, without the blank line
+        that ends the head, and its body.
+        """
+        store = self._store_now
+        if (
+            store is None
+            or raw_path not in _PIXEL_RAW_PATHS
+            or method not in _BODILESS_METHODS
+        ):
+            return None
+        plain = self._plain_line(
+            method.decode("ascii"), raw_path, query, raw_headers, http_version, client
+        )
+        if plain is None:
+            return None
+        line, record_id, now, userid, headers = plain
+        origin = headers.get(b"origin") or b"*"
+        try:
+            store(line, record_id)
+        except OSError as exc:
+            self.metrics.write_errors += 1
+            self._report_write_failure(exc, now)
+            self.metrics.count("pixel", 503)
+            head, body = _UNAVAILABLE_WIRE
+            return head + origin + _CORS_TAIL_WIRE, b"" if method == b"HEAD" else body
+        self.metrics.records_written += 1
+        self.metrics.count("pixel", 200)
+        head = _PIXEL_WIRE + origin + _CORS_TAIL_WIRE
+        if self.config.cookie_enabled:
+            host = headers.get(b"host")
+            value = self._cookies.header(
+                userid,
+                now,
+                https=False,
+                host=None if host is None else host.decode("ascii"),
+            )
+            head += b"set-cookie: " + value + b"\r\n"
+        return head, b"" if method == b"HEAD" else PIXEL
+
+    def _plain_line(
+        self,
+        method: str,
+        raw_path: bytes | str,
+        query: bytes,
+        raw_headers: list[tuple[bytes, bytes]],
+        http_version: str,
+        client: tuple[str, int] | None,
+    ) -> tuple[bytes, str, float, str, dict[bytes, bytes]] | None:
+        """The raw-log line of a plain pixel request (see ``_plain_pixel``),
+        with its record id, time, network user id and headers; None for a
+        request that is not plain. Counts the bytes received.
+
+        The line is put together from the request's bytes, which is why only
+        printable ASCII qualifies: such bytes stand for themselves in JSON but
+        for the quote and the backslash, which are escaped. It is the line
+        :func:`plowline.collector.lines.encode_line` writes (tests check).
+        """
+        count = len(raw_headers)
+        if not count or http_version not in _HTTP1:
+            return None
+        headers = dict(raw_headers)
+        if (
+            len(headers) != count
+            or not _NOTHING_SPECIAL.isdisjoint(headers)
+            or not b"".join(headers).islower()
+        ):
+            return None
+        path = (
+            raw_path.encode("utf-8", "surrogateescape")
+            if isinstance(raw_path, str)
+            else raw_path.partition(b"?")[0]
+        )
+        if query.translate(None, _VERBATIM) or path.translate(None, _VERBATIM):
+            return None
+        joined = _PAIR_SEP.join(map(_VALUE_SEP.join, raw_headers))
+        size = len(joined) + (_HEADER_LINE_OVERHEAD - 2) * count + 1
+        config = self.config
+        if len(query) > config.max_querystring_bytes or size > config.max_header_bytes:
+            return None
+        headers_json = _headers_json(joined, count)
+        if headers_json is None:
+            return None
+        cookie = headers.get(b"cookie")
+        cookies = [cookie] if cookie is not None else []
+        if self._do_not_track is not None and self._do_not_track.matches(cookies):
+            return None
+
+        now = self._clock()
+        userid = None
+        if query and b"nuid" in query:
+            userid = _usable_id(_query_value(query, b"nuid"))
+        if userid is None and cookie is not None:
+            userid = _usable_id(cookie_value(cookies, self._cookie_name))
+        if userid is None:
+            userid = self._ids.next()
+        if self._proxy_header:
+            peer = str(client[0]) if client else None
+            forwarded = headers.get(self._proxy_header)
+            proxies = [forwarded] if forwarded is not None else []
+            resolved = self._client_address.resolve(peer, proxies)
+            ip = orjson.dumps(resolved)
+        elif client:
+            ip = b'"' + str(client[0]).encode("utf-8", "surrogateescape") + b'"'
+        else:
+            ip = b"null"
+        content_type = headers.get(b"content-type")
+        record_id = self._ids.next()
+        line = b"".join(
+            (
+                _LINE_START,
+                record_id.encode("ascii"),
+                b'","tstamp":',
+                b"%d" % int(now * 1000),
+                self._collector_json,
+                method.encode("ascii"),
+                b'","path":"',
+                path,
+                b'","querystring":',
+                b'"' + query + b'"' if query else b"null",
+                b',"body":null,"content_type":',
+                b"null" if content_type is None else _json_text(content_type.lower()),
+                b',"headers":',
+                headers_json,
+                b',"ip":',
+                ip,
+                b',"useragent":',
+                _json_text(headers.get(b"user-agent")),
+                b',"referer":',
+                _json_text(headers.get(b"referer")),
+                b',"host":',
+                _json_text(headers.get(b"host")),
+                b',"network_userid":"',
+                userid.encode("ascii"),
+                b'"}\n',
+            )
+        )
+        received = self.metrics.received
+        received["querystring"] += len(query)
+        received["headers"] += size
+        return line, record_id, now, userid, headers
+
+    async def keep_unparsed(
+        self, data: bytes, reason: str, client: tuple[str, int] | None
+    ) -> None:
+        """Record bytes that the HTTP server could not parse as a request.
+
+        The record has no method, path or headers; its body holds the start of
+        the bytes (up to SNIPPET_BYTES) and its ``error`` the parser's reason,
+        so enrichment reports it as a collector-payload-format failure.
+        """
+        now = self._clock()
+        record_id = self._ids.next()
+        line = encode_line(
+            record_id,
+            int(now * 1000),
+            self._collector,
+            "",
+            "",
+            b"",
+            data[:SNIPPET_BYTES],
+            None,
+            [],
+            str(client[0]) if client else None,
+            None,
+            None,
+            None,
+            self._ids.next(),
+            f"unparsable_request: {reason}",
+        )
+        self.metrics.received["body"] += len(data)
+        self._in_flight += 1
+        try:
+            await self._write(line, record_id, now)
+        finally:
+            self._in_flight -= 1
+        self.metrics.count("other", 400)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]

@@ -1,0 +1,793 @@
+"""The collector's HTTP/1.1 server: llhttp (through httptools) on an asyncio
+event loop, running the collector's ASGI application.
+
+Why not granian any more: its ASGI hand-over alone cost more server CPU per
+request than nginx spends on the whole request (docs/benchmarks.md), and it
+refused on its own, unrecorded, requests the collector is there to keep (a
+target over 65,534 bytes, more than 100 header lines). This server hands the
+application the request exactly as parsed, runs the application's coroutine
+straight from the parser callback and only makes it a task when it really
+waits (a body still arriving, an fsync, a stream), and writes each answer in
+one ``write``.
+
+What it does: HTTP/1.0 and 1.1, keep-alive and pipelining (answers in order),
+``Content-Length`` and chunked bodies with back-pressure, ``Expect:
+100-continue``, a limit on the request head, timeouts for idle connections and
+slow requests, and a graceful stop: no new connections, idle ones closed,
+requests in progress finished, then the application's lifespan shutdown.
+What it leaves out: TLS (put a proxy in front), HTTP/2, upgrades (an upgrade
+request is answered as an ordinary one and its connection closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import types
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator
+from email.utils import formatdate
+from typing import Any, cast
+from urllib.parse import unquote
+
+import httptools
+
+logger = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+# An ASGI 3 application: app(scope, receive, send).
+App = Callable[..., Coroutine[Any, Any, None]]
+KeepUnparsed = Callable[
+    [bytes, str, "tuple[str, int] | None"], Coroutine[Any, Any, None]
+]
+PlainPixel = Callable[
+    [bytes, bytes, bytes, list[tuple[bytes, bytes]], str, "tuple[str, int] | None"],
+    "tuple[bytes, bytes] | None",
+]
+
+# The whole head (request line and header lines) may not exceed this many bytes
+# nor this many header lines; past them the server answers on its own (431 or
+# 414) and closes. The application's own, lower limits record what they refuse.
+DEFAULT_HEAD_LIMIT = 1024 * 1024
+DEFAULT_HEADER_LINES_LIMIT = 2000
+# A connection with no request in progress is closed after this many seconds.
+DEFAULT_KEEPALIVE_TIMEOUT = 75.0
+# A request must have arrived whole this many seconds after its first byte.
+DEFAULT_REQUEST_TIMEOUT = 60.0
+# Reading stops while this much of a body waits for the application.
+_BODY_HIGH_WATER = 256 * 1024
+_SWEEP_INTERVAL = 1.0
+
+_REASONS = {
+    100: b"Continue",
+    200: b"OK",
+    204: b"No Content",
+    301: b"Moved Permanently",
+    302: b"Found",
+    304: b"Not Modified",
+    400: b"Bad Request",
+    403: b"Forbidden",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
+}
+_STATUS_LINES: dict[int, bytes] = {}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CLOSE = b"connection: close\r\n"
+_KEEP_ALIVE = b"connection: keep-alive\r\n"
+_CRLF = b"\r\n"
+_SEP = b": "
+_EMPTY_BODY: Message = {"type": "http.request", "body": b"", "more_body": False}
+_DISCONNECT: Message = {"type": "http.disconnect"}
+_ASGI = {"version": "3.0", "spec_version": "2.3"}
+# Header names that tell the server something about the request's framing.
+# Bytes above 0x7f become X in a request line given to the parser.
+_MASK_HIGH = bytes.maketrans(bytes(range(0x80, 0x100)), b"X" * 0x80)
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"expect"})
+
+
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        reason = _REASONS.get(status, b"")
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+        _STATUS_LINES[status] = line
+    return line
+
+
+def plain_answer(status: int, text: str, *, date: bytes = b"") -> bytes:
+    """A whole answer of the server's own, closing the connection."""
+    body = text.encode("utf-8")
+    return b"".join(
+        (
+            status_line(status),
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(body),
+            date,
+            _CLOSE,
+            _CRLF,
+            body,
+        )
+    )
+
+
+class _Refused(Exception):
+    """Raised inside a parser callback: the request is answered by the server."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+@types.coroutine
+def _resume(
+    coro: Coroutine[Any, Any, None], waiting_on: Any
+) -> Generator[Any, Any, None]:
+    """Go on running ``coro`` inside a task, from the await it stopped at.
+
+    ``coro`` was started by hand (``send(None)``) and yielded ``waiting_on``,
+    the future it waits for; the task waits for that same future, then resumes
+    the coroutine, passing on anything thrown in (cancellation).
+    """
+    pending = waiting_on
+    while True:
+        error: BaseException | None = None
+        try:
+            yield pending
+        except BaseException as exc:
+            error = exc
+        try:
+            pending = coro.send(None) if error is None else coro.throw(error)
+        except StopIteration:
+            return
+
+
+class ServerState:
+    """What the connections of one worker share: the application, limits,
+    the cached ``date`` header and the set of open connections."""
+
+    def __init__(
+        self,
+        app: App,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        head_limit: int = DEFAULT_HEAD_LIMIT,
+        header_lines_limit: int = DEFAULT_HEADER_LINES_LIMIT,
+        keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    ) -> None:
+        self.app = app
+        self.loop = loop
+        self.head_limit = head_limit
+        self.header_lines_limit = header_lines_limit
+        self.keepalive_timeout = keepalive_timeout
+        self.request_timeout = request_timeout
+        self.connections: set[HttpConnection] = set()
+        # The application's own way for a plain pixel request, if it has one
+        # (CollectorApp.answer_plain_pixel): it records the request and gives
+        # the answer's bytes, or None to be asked the ASGI way.
+        self.plain_pixel: PlainPixel | None = getattr(app, "answer_plain_pixel", None)
+        # And its way to record the bytes of a request that could not be parsed
+        # (CollectorApp.keep_unparsed), if it has one.
+        self.keep_unparsed: KeepUnparsed | None = getattr(app, "keep_unparsed", None)
+        self.stopping = False
+        self.date = b""
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._tick()
+
+    def _tick(self) -> None:
+        # The date header changes once a second; so does the timeout check.
+        self.date = b"date: %s\r\n" % formatdate(usegmt=True).encode("ascii")
+        now = self.loop.time()
+        for connection in list(self.connections):
+            connection.check_timeout(now)
+        self._sweeper = self.loop.call_later(_SWEEP_INTERVAL, self._tick)
+
+    def protocol(self) -> HttpConnection:
+        return HttpConnection(self)
+
+    def stop_accepting(self) -> None:
+        """Close idle connections; the others close after their answer."""
+        self.stopping = True
+        for connection in list(self.connections):
+            connection.close_when_idle()
+
+    def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for connection in list(self.connections):
+            connection.abort()
+
+
+class _Exchange:
+    """One request and its answer: the ASGI ``receive`` and ``send``."""
+
+    __slots__ = (
+        "begun",
+        "broken",
+        "buffered",
+        "chunked",
+        "chunks",
+        "complete",
+        "connection",
+        "expect_continue",
+        "finished",
+        "head",
+        "head_request",
+        "keep_alive",
+        "scope",
+        "started",
+        "waiter",
+    )
+
+    def __init__(self, connection: HttpConnection, scope: dict[str, Any]) -> None:
+        self.connection = connection
+        self.scope = scope
+        self.keep_alive = True
+        self.expect_continue = False
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.complete = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.started = False
+        self.finished = False
+        self.head = b""
+        self.chunked = False
+        self.head_request = scope["method"] == "HEAD"
+        self.begun = False
+        self.broken = False
+
+    # --- the request body -------------------------------------------------
+
+    def add_body(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.buffered += len(data)
+        if self.buffered > _BODY_HIGH_WATER:
+            self.connection.pause()
+        self._wake()
+
+    def end_body(self) -> None:
+        self.complete = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def receive(self) -> Message:
+        connection = self.connection
+        if self.expect_continue and not self.started:
+            self.expect_continue = False
+            connection.write(_CONTINUE)
+        while not self.chunks and not self.complete:
+            if connection.lost or self.broken:
+                return _DISCONNECT
+            if self.finished:
+                return _DISCONNECT
+            waiter = connection.state.loop.create_future()
+            self.waiter = waiter
+            connection.resume()
+            await waiter
+        if self.chunks:
+            body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+            self.chunks = []
+            self.buffered = 0
+            connection.resume()
+            return {
+                "type": "http.request",
+                "body": body,
+                "more_body": not self.complete,
+            }
+        if self.finished or connection.lost:
+            return _DISCONNECT
+        return _EMPTY_BODY
+
+    # --- the answer -------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("The answer was already started.")
+            self.started = True
+            self.head = self._head(message["status"], message.get("headers", ()))
+        elif kind == "http.response.body":
+            if not self.started or self.finished:
+                raise RuntimeError("A body was sent outside an answer.")
+            body: bytes = message.get("body", b"")
+            more = message.get("more_body", False)
+            if self.head_request:
+                body = b""
+            elif self.chunked and body:
+                body = b"%x\r\n%s\r\n" % (len(body), body)
+            if not more:
+                self.finished = True
+                if self.chunked and not self.head_request:
+                    body += b"0\r\n\r\n"
+            if self.head:
+                body = self.head + body
+                self.head = b""
+            if body:
+                self.connection.write(body)
+        else:
+            raise RuntimeError(f"Unexpected ASGI message {kind!r}.")
+
+    def _head(self, status: int, headers: Any) -> bytes:
+        parts = [status_line(status)]
+        append = parts.append
+        has_length = False
+        for name, value in headers:
+            if name == b"content-length":
+                has_length = True
+            append(name)
+            append(_SEP)
+            append(value)
+            append(_CRLF)
+        if not has_length and status >= 200 and status not in (204, 304):
+            if self.scope["http_version"] == "1.1":
+                append(b"transfer-encoding: chunked\r\n")
+                self.chunked = True
+            else:
+                # No way to mark the end of an HTTP/1.0 body but closing.
+                self.keep_alive = False
+        connection = self.connection
+        if not self.complete or connection.state.stopping:
+            # A body not read to its end cannot be skipped to the next request.
+            self.keep_alive = False
+        if not self.keep_alive:
+            append(_CLOSE)
+        elif self.scope["http_version"] == "1.0":
+            append(_KEEP_ALIVE)
+        append(connection.state.date)
+        append(_CRLF)
+        return b"".join(parts)
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection: parses requests and runs one exchange at a time."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.lost = False
+        self.paused = False
+        self.closing = False
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        # The request being parsed, and what has come of it so far.
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0
+        self.in_head = False
+        # No request begun since the last one ended, and the request line
+        # given to the parser with its non-ASCII bytes masked (_mask_target).
+        self.between = True
+        self.masked: tuple[bytes, bytes] | None = None
+        self.framing: list[tuple[bytes, bytes]] = []
+        self.reading: _Exchange | None = None
+        self.receiving_since: float | None = None
+        # The exchange the application runs, and parsed ones waiting their turn.
+        self.running: _Exchange | None = None
+        self.queued: deque[_Exchange] = deque()
+        self.idle_since = state.loop.time()
+        # The client sent its last byte, or a request could not be parsed: no
+        # request after those in hand. ``refusal`` is the answer owed last.
+        self.eof = False
+        self.refusal = b""
+
+    # --- connection events ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.client = (str(peer[0]), int(peer[1]))
+        local = transport.get_extra_info("sockname")
+        if isinstance(local, tuple) and len(local) >= 2:
+            self.server = (str(local[0]), int(local[1]))
+        self.state.connections.add(self)
+        if self.state.stopping:
+            self.close_when_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.state.connections.discard(self)
+        for exchange in (self.running, self.reading, *self.queued):
+            if exchange is not None:
+                exchange._wake()
+
+    def data_received(self, data: bytes) -> None:
+        if self.refusal or self.lost:
+            return  # nothing after a request that could not be parsed
+        if self.between and not data.isascii():
+            data = self._mask_target(data)
+        try:
+            self.parser.feed_data(data)
+            if self.in_head:
+                # A head still incomplete after this read: measured once the
+                # reads it came in could hold more than the limit.
+                self.head_bytes += len(data)
+                if self.head_bytes > self.state.head_limit:
+                    over = self._head_over_limit()
+                    if over is not None:
+                        self._refuse(over.status, over.text)
+        except httptools.HttpParserUpgrade:
+            # Not upgraded: the request is answered, then the connection closed.
+            for exchange in (self.running, *self.queued):
+                if exchange is not None:
+                    exchange.keep_alive = False
+            self.pause()
+        except httptools.HttpParserCallbackError as exc:
+            refused = exc.__context__
+            if isinstance(refused, _Refused):
+                self._refuse(refused.status, refused.text)
+            else:
+                logger.exception("The collector's HTTP server failed on a request")
+                self._refuse(500, "internal server error")
+        except httptools.HttpParserError as exc:
+            reason = str(exc) or type(exc).__name__
+            self._refuse(400, f"malformed HTTP request: {reason}", data)
+
+    def _mask_target(self, data: bytes) -> bytes:
+        """``data`` with the bytes above 0x7f of the request line it starts
+        with replaced by ``X``, which the parser accepts.
+
+        llhttp refuses such bytes in a request target, but clients send raw
+        UTF-8 there and the collector keeps requests as received: the parsed
+        target is given its own bytes back (``_unmask_target``). Only for a
+        request line that starts a read; one arriving after another request
+        in the same read, or split across reads, is refused with a 400.
+        """
+        start = len(data) - len(data.lstrip(b"\r\n"))
+        end = data.find(b"\n", start)
+        if end < 0:
+            end = len(data)
+        line = data[start:end]
+        if line.isascii():
+            return data
+        masked = line.translate(_MASK_HIGH)
+        self.masked = (masked, line)
+        return data[:start] + masked + data[end:]
+
+    def _unmask_target(self, masked: bytes, line: bytes) -> None:
+        self.masked = None
+        url = self.url
+        at = masked.find(b" ") + 1
+        seen = url[: len(masked) - at]
+        if at and masked[at : at + len(seen)] == seen:
+            self.url = line[at : at + len(seen)] + url[len(seen) :]
+
+    def eof_received(self) -> bool | None:
+        # The client will send nothing more; answers already due still go out.
+        self.eof = True
+        if self.running is None and not self.queued:
+            return None  # closes the transport
+        return True
+
+    # --- parser callbacks ----------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.between = False
+        self.url = b""
+        self.headers = []
+        self.framing = []
+        self.in_head = True
+        self.head_bytes = 0
+        self.receiving_since = self.state.loop.time()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        self.headers.append((name, value))
+        if name in _FRAMING:
+            self.framing.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        if self.masked is not None:
+            self._unmask_target(*self.masked)
+        limit = self.state.header_lines_limit
+        if len(self.headers) > limit:
+            raise _Refused(
+                431, f"more than {limit} header lines, the server's own limit"
+            )
+        if self.head_bytes:  # a head that came in several reads
+            refused = self._head_over_limit()
+            if refused is not None:
+                raise refused
+        # A request with a body starts now and reads it as it comes; one
+        # without starts once complete, which the parser says next.
+        expect_continue = False
+        body = False
+        for name, value in self.framing:
+            if name == b"expect":
+                expect_continue = value.lower() == b"100-continue"
+            elif name == b"transfer-encoding" or value.strip() not in (b"0", b""):
+                body = True
+        if body:
+            exchange = self._exchange()
+            exchange.expect_continue = (
+                expect_continue and exchange.scope["http_version"] == "1.1"
+            )
+            self.reading = exchange
+            self._start(exchange)
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self.reading
+        if exchange is not None and not exchange.finished:
+            exchange.add_body(body)
+
+    def on_message_complete(self) -> None:
+        exchange = self.reading
+        self.receiving_since = None
+        self.between = True
+        if exchange is not None:
+            self.reading = None
+            exchange.end_body()
+            return
+        # No body. The collector's own straight way for a plain pixel request,
+        # when nothing else is being answered on this connection.
+        url = self.url
+        plain = self.state.plain_pixel
+        if plain is not None and self.running is None and url[:1] == b"/":
+            parser = self.parser
+            raw_path, _, query = url.partition(b"?")
+            version = parser.get_http_version()
+            answer = plain(
+                parser.get_method(), raw_path, query, self.headers, version, self.client
+            )
+            if answer is not None:
+                self._send_plain(answer, version)
+                return
+        exchange = self._exchange()
+        exchange.complete = True
+        self._start(exchange)
+
+    def _exchange(self) -> _Exchange:
+        """The ASGI exchange of the request just parsed."""
+        parser = self.parser
+        url = self.url
+        if url[:1] == b"/":
+            raw_path, _, query = url.partition(b"?")
+        elif url == b"*":
+            raw_path, query = url, b""
+        else:
+            # Absolute form (through a proxy): the path and query of the URL.
+            try:
+                parsed = httptools.parse_url(url)
+            except httptools.HttpParserInvalidURLError:
+                raise _Refused(400, "malformed request target") from None
+            raw_path = parsed.path or b"/"
+            query = parsed.query or b""
+        if b"%" in raw_path:
+            path = unquote(raw_path.decode("latin-1"), "utf-8", "surrogateescape")
+        else:
+            path = raw_path.decode("utf-8", "surrogateescape")
+        scope = {
+            "type": "http",
+            "asgi": _ASGI,
+            "http_version": parser.get_http_version(),
+            "server": self.server,
+            "client": self.client,
+            "scheme": "http",
+            "method": parser.get_method().decode("ascii"),
+            "root_path": "",
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": self.headers,
+        }
+        exchange = _Exchange(self, scope)
+        if not parser.should_keep_alive():
+            exchange.keep_alive = False
+        return exchange
+
+    def _send_plain(self, answer: tuple[bytes, bytes], version: str) -> None:
+        head, body = answer
+        state = self.state
+        keep_alive = (
+            self.parser.should_keep_alive() and not state.stopping and not self.closing
+        )
+        if not keep_alive:
+            connection = _CLOSE
+        elif version == "1.0":
+            connection = _KEEP_ALIVE
+        else:
+            connection = b""
+        self.write(b"".join((head, connection, state.date, _CRLF, body)))
+        if keep_alive and not self.eof:
+            self.idle_since = state.loop.time()
+        else:
+            self._close()
+
+    def _start(self, exchange: _Exchange) -> None:
+        exchange.begun = True
+        if self.running is None:
+            self._run(exchange)
+        else:
+            self.queued.append(exchange)
+            self.pause()
+
+    # --- running the application ---------------------------------------------
+
+    def _run(self, exchange: _Exchange) -> None:
+        self.running = exchange
+        coro = self.state.app(exchange.scope, exchange.receive, exchange.send)
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            self._done(exchange, None)
+            return
+        except BaseException as exc:
+            self._done(exchange, exc)
+            return
+        task = self.state.loop.create_task(_resume(coro, waiting_on))
+        task.add_done_callback(lambda done: self._task_done(exchange, done))
+
+    def _task_done(self, exchange: _Exchange, task: asyncio.Task[None]) -> None:
+        error = None if task.cancelled() else task.exception()
+        self._done(exchange, error)
+
+    def _done(self, exchange: _Exchange, error: BaseException | None) -> None:
+        if error is not None:
+            logger.error(
+                "The collector failed on %s %s",
+                exchange.scope["method"],
+                exchange.scope["raw_path"][:200].decode("latin-1"),
+                exc_info=error,
+            )
+        if not exchange.finished:
+            if not exchange.started and not self.lost:
+                self.write(
+                    plain_answer(500, "internal server error", date=self.state.date)
+                )
+            exchange.keep_alive = False
+            exchange.finished = True
+        self.running = None
+        if self.lost:
+            return
+        if not exchange.keep_alive or ((self.closing or self.eof) and not self.queued):
+            if self.refusal:
+                self.write(self.refusal)
+            self._close()
+            return
+        self.idle_since = self.state.loop.time()
+        if self.queued:
+            self._run(self.queued.popleft())
+            if self.running is None and not self.queued:
+                self.resume()
+        else:
+            self.resume()
+
+    # --- flow and closing ----------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if not self.lost and self.transport is not None:
+            self.transport.write(data)
+
+    def pause(self) -> None:
+        if not self.paused and self.transport is not None and not self.lost:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if (
+            self.paused
+            and not self.queued
+            and not self.lost
+            and self.transport is not None
+            and (self.running is None or self.running.buffered <= _BODY_HIGH_WATER)
+        ):
+            self.paused = False
+            self.transport.resume_reading()
+
+    def _head_over_limit(self) -> _Refused | None:
+        """Why the head parsed so far is refused, if it is over the limit."""
+        limit = self.state.head_limit
+        size = len(self.url)
+        if size > limit:
+            return _Refused(
+                414, f"request target over {limit} bytes, the server's own limit"
+            )
+        size += sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > limit:
+            return _Refused(
+                431, f"request head over {limit} bytes, the server's own limit"
+            )
+        return None
+
+    def _refuse(self, status: int, text: str, unparsed: bytes = b"") -> None:
+        """Answer a request the server cannot hand to the application, and close.
+
+        ``unparsed``: the read the parser gave up on, handed to the
+        application's ``keep_unparsed`` (if it has one) to be recorded.
+        """
+        self.receiving_since = None
+        reading, self.reading = self.reading, None
+        if reading is not None:
+            # Its body cannot be read to the end: the application, which has
+            # the request already, is told so and gives the answer.
+            logger.info("Broken body from %s: %s", self.client, text)
+            reading.broken = True
+            reading._wake()
+            self.eof = True
+            self.pause()
+            return
+        logger.info("Refused a request from %s: %s", self.client, text)
+        answer = plain_answer(status, text, date=self.state.date)
+        keep = self.state.keep_unparsed
+        if unparsed and keep is not None:
+            # Answered once the bytes are kept (or could not be).
+            self.refusal = answer
+            self.eof = True
+            self.pause()
+            task = self.state.loop.create_task(keep(unparsed, text, self.client))
+            task.add_done_callback(self._kept)
+            return
+        if self.running is not None or self.queued:
+            # Earlier requests are still being answered: theirs go first.
+            self.refusal = answer
+            self.eof = True
+            self.pause()
+            return
+        self.write(answer)
+        self._close()
+
+    def _kept(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "Could not keep an unparsed request", exc_info=task.exception()
+            )
+        if self.running is None and not self.queued and not self.lost:
+            self.write(self.refusal)
+            self._close()
+
+    def _close(self) -> None:
+        if self.transport is not None and not self.lost:
+            self.transport.close()
+        self.lost = True
+        self.state.connections.discard(self)
+
+    def close_when_idle(self) -> None:
+        self.closing = True
+        if self.running is None and self.reading is None and not self.queued:
+            self._close()
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.lost:
+            self.transport.abort()
+        self.lost = True
+
+    def check_timeout(self, now: float) -> None:
+        if self.lost:
+            return
+        since = self.receiving_since
+        if since is not None and now - since > self.state.request_timeout:
+            if self.running is None:
+                self._refuse(408, "request not received in time")
+            elif self.running is self.reading:
+                # The application waits for the rest of the body: it is told
+                # the client is gone, and records what came.
+                logger.info("Dropped %s: its body did not arrive in time", self.client)
+                self.abort()
+        elif (
+            since is None
+            and self.running is None
+            and not self.queued
+            and now - self.idle_since > self.state.keepalive_timeout
+        ):
+            self._close()
