@@ -1,6 +1,6 @@
 """``plowline up``: the collector, live enrichment and loading into DuckDB.
 
-The collector runs as a child process (granian and its workers) and writes the
+The collector runs as a child process (with its workers) and writes the
 raw log. This process follows the raw log, enriches new records and loads them
 into DuckDB in one transaction together with the raw-log offsets they came from,
 so a restart neither loses nor repeats a record. Because DuckDB lets only one

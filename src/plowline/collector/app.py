@@ -457,10 +457,8 @@ class _Refusal:
 def _over_limits(
     query: bytes, found: _RequestHeaders, body: _Body, config: CollectorConfig
 ) -> _Refusal | None:
-    # In the order the parts arrive: request line, headers, body.
-    # Known limitation: granian refuses a request target over 65,534 bytes, more
-    # than 100 header lines and a head over about 512 KiB before this runs, so
-    # such requests leave no record (docs/collector.md, granian's own limits).
+    # In the order the parts arrive: request line, headers, body. The HTTP
+    # server refuses on its own only far above these (docs/collector.md).
     if len(query) > config.max_querystring_bytes:
         what = f"querystring of {len(query)} bytes exceeds"
         return _size_refusal(414, what, config.max_querystring_bytes)
@@ -539,6 +537,10 @@ class CollectorApp:
             b',"collector":' + orjson.dumps(self._collector) + b',"method":"'
         )
         self._cookie_name = config.cookie_name.encode("ascii")
+        # The first cookie of that name in a Cookie header of printable ASCII.
+        self._cookie_search = re.compile(
+            rb"(?:^|;)[ \t]*" + re.escape(self._cookie_name) + rb"[ \t]*=([^;]*)"
+        ).search
         self._cookies = CookieSetter(config)
         self._do_not_track = DoNotTrack.from_config(config)
         self._redirects = RedirectPolicy(config.redirect_allowed_hosts)
@@ -581,7 +583,7 @@ class CollectorApp:
         """
         raw_path: bytes | None = scope.get("raw_path")
         plain = self._plain_line(
-            scope["method"],
+            scope["method"].encode("ascii"),
             scope["path"] if raw_path is None else raw_path,
             scope.get("query_string", b""),
             scope["headers"],
@@ -650,8 +652,10 @@ class CollectorApp:
             or method not in _BODILESS_METHODS
         ):
             return None
+        # The server gives header names lower-cased (so says ASGI too, but an
+        # ASGI caller is checked).
         plain = self._plain_line(
-            method.decode("ascii"), raw_path, query, raw_headers, http_version, client
+            method, raw_path, query, raw_headers, http_version, client, lowered=True
         )
         if plain is None:
             return None
@@ -681,12 +685,14 @@ class CollectorApp:
 
     def _plain_line(
         self,
-        method: str,
+        method: bytes,
         raw_path: bytes | str,
         query: bytes,
         raw_headers: list[tuple[bytes, bytes]],
         http_version: str,
         client: tuple[str, int] | None,
+        *,
+        lowered: bool = False,
     ) -> tuple[bytes, str, float, str, dict[bytes, bytes]] | None:
         """The raw-log line of a plain pixel request (see ``_plain_pixel``),
         with its record id, time, network user id and headers; None for a
@@ -704,7 +710,7 @@ class CollectorApp:
         if (
             len(headers) != count
             or not _NOTHING_SPECIAL.isdisjoint(headers)
-            or not b"".join(headers).islower()
+            or not (lowered or b"".join(headers).islower())
         ):
             return None
         path = (
@@ -732,7 +738,10 @@ class CollectorApp:
         if query and b"nuid" in query:
             userid = _usable_id(_query_value(query, b"nuid"))
         if userid is None and cookie is not None:
-            userid = _usable_id(cookie_value(cookies, self._cookie_name))
+            # One header of printable ASCII: a search does what cookie_value does.
+            found = self._cookie_search(cookie)
+            if found is not None:
+                userid = _usable_id(found[1].strip().strip(b'"'))
         if userid is None:
             userid = self._ids.next()
         if self._proxy_header:
@@ -754,7 +763,7 @@ class CollectorApp:
                 b'","tstamp":',
                 b"%d" % int(now * 1000),
                 self._collector_json,
-                method.encode("ascii"),
+                method,
                 b'","path":"',
                 path,
                 b'","querystring":',

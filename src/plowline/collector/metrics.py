@@ -5,7 +5,7 @@ one worker process: a worker runs the application on a single event loop, so no
 lock is needed, and prometheus-client is only asked to write the exposition
 text when a scrape comes.
 
-granian runs every worker as a process of its own. With a shared folder
+Every worker is a process of its own. With a shared folder
 (``metrics_dir``) each worker writes its totals to a file of its own there, at
 most once a second and only after it counted something, and a scrape adds up
 every worker's file, so it sees the whole collector at most about a second late.

@@ -1,0 +1,470 @@
+"""The collector's HTTP/1.1 server (plowline.collector.http1) over real sockets.
+
+Each test serves a CollectorApp from the test's own event loop on a loopback
+port it opened, and talks to it with raw bytes, so every byte of the answers
+can be checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_client import MemoryWriter
+from collector_process import free_port
+
+from plowline.collector.app import PIXEL, CollectorApp
+from plowline.collector.config import CollectorConfig
+from plowline.collector.http1 import ServerState
+from plowline.enrich.adapters import to_raw_events
+from plowline.enrich.failed import FailedEvent
+from plowline.rawlog.record import RawRecord
+from plowline.rawlog.writer import RawLogWriter
+
+NOW = 1796398275.5
+TP2 = b"/com.snowplowanalytics.snowplow/tp2"
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    app: Any, **settings: float
+) -> AsyncIterator[tuple[int, ServerState]]:
+    loop = asyncio.get_running_loop()
+    state = ServerState(app, loop, **settings)  # type: ignore[arg-type]
+    server = await loop.create_server(state.protocol, "127.0.0.1", 0)
+    port: int = server.sockets[0].getsockname()[1]
+    try:
+        yield port, state
+    finally:
+        server.close()
+        state.close()
+        await server.wait_closed()
+
+
+def new_app(writer: Any | None = None) -> tuple[CollectorApp, MemoryWriter]:
+    memory = writer or MemoryWriter()
+    return CollectorApp(CollectorConfig(), memory, clock=lambda: NOW), memory
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One answer: its head (without the blank line) and its body."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    status = int(head.split(b" ", 2)[1])
+    if status == 100 or head.startswith(b"HEAD"):
+        length = 0
+    body = await asyncio.wait_for(reader.readexactly(length), 5) if length else b""
+    return head[:-4], body
+
+
+def status_of(head: bytes) -> int:
+    return int(head.split(b" ", 2)[1])
+
+
+def header(head: bytes, name: bytes) -> bytes | None:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(test())
+
+
+def pixel_get(query: bytes, *extra: bytes) -> bytes:
+    return (
+        b"GET /i?"
+        + query
+        + b" HTTP/1.1\r\nHost: c.example\r\nUser-Agent: test/1\r\n"
+        + b"".join(extra)
+        + b"\r\n"
+    )
+
+
+def test_the_direct_and_the_asgi_way_answer_and_record_alike() -> None:
+    request = pixel_get(
+        b"e=pv&page=Home",
+        b'sec-ch-ua: "Chromium";v="124"\r\n',
+        b"Origin: https://shop.example\r\n",
+        b"Cookie: a=1; sp=5d7c0b9e-0001-4000-8000-00000000beef\r\n",
+    )
+    answers: list[bytes] = []
+    records: list[RawRecord] = []
+    for direct in (True, False):
+
+        async def exchange(direct: bool = direct) -> None:
+            app, writer = new_app()
+            async with serving(app) as (port, state):
+                if not direct:
+                    state.plain_pixel = None
+                reader, writer_ = await asyncio.open_connection("127.0.0.1", port)
+                writer_.write(request)
+                head, body = await read_answer(reader)
+                writer_.close()
+            assert body == PIXEL
+            # The date changes with the second: the rest must be the same.
+            lines = [x for x in head.split(b"\r\n") if not x.startswith(b"date:")]
+            answers.append(b"\r\n".join(lines))
+            records.extend(writer.records)
+
+        run(exchange)
+
+    assert answers[0] == answers[1]
+    assert b"set-cookie: sp=5d7c0b9e-0001-4000-8000-00000000beef;" in answers[0]
+    assert b"access-control-allow-origin: https://shop.example" in answers[0]
+    direct_record, asgi_record = records
+    assert direct_record.id != asgi_record.id
+    assert direct_record.headers == asgi_record.headers
+    assert direct_record.querystring == asgi_record.querystring == b"e=pv&page=Home"
+    assert (direct_record.ip, direct_record.tstamp) == ("127.0.0.1", 1796398275500)
+    assert direct_record.network_userid == asgi_record.network_userid
+
+
+def test_pipelined_requests_are_answered_in_order() -> None:
+    body = b'{"schema":"iglu:x","data":[{"e":"pv"}]}'
+    requests = (
+        pixel_get(b"n=1")
+        + b"POST "
+        + TP2
+        + b" HTTP/1.1\r\nHost: c\r\nContent-Type: application/json\r\n"
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body
+        + b"GET /health HTTP/1.1\r\nHost: c\r\n\r\n"
+        + pixel_get(b"n=2")
+    )
+
+    async def exchange() -> None:
+        app, writer = new_app()
+        async with serving(app) as (port, _):
+            reader, writer_ = await asyncio.open_connection("127.0.0.1", port)
+            writer_.write(requests)
+            answers = [await read_answer(reader) for _ in range(4)]
+            writer_.close()
+        assert [status_of(h) for h, _ in answers] == [200, 200, 200, 200]
+        assert [b for _, b in answers] == [PIXEL, b"ok", b"ok", PIXEL]
+        assert [(r.method, r.querystring, r.body) for r in writer.records] == [
+            ("GET", b"n=1", None),
+            ("POST", None, body),
+            ("GET", b"n=2", None),
+        ]
+
+    run(exchange)
+
+
+def test_expect_100_continue_is_answered_before_the_body() -> None:
+    body = b"e=pv&aid=shop"
+
+    async def exchange() -> None:
+        app, writer = new_app()
+        async with serving(app) as (port, _):
+            reader, writer_ = await asyncio.open_connection("127.0.0.1", port)
+            writer_.write(
+                b"POST " + TP2 + b" HTTP/1.1\r\nHost: c\r\nExpect: 100-continue\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body)
+            )
+            interim, _ = await read_answer(reader)
+            assert interim == b"HTTP/1.1 100 Continue"
+            assert writer.records == []  # nothing before the body
+            writer_.write(body)
+            head, answer = await read_answer(reader)
+            writer_.close()
+        assert (status_of(head), answer) == (200, b"ok")
+        assert writer.records[0].body == body
+
+    run(exchange)
+
+
+def test_a_chunked_body_is_recorded_decoded() -> None:
+    async def exchange() -> None:
+        app, writer = new_app()
+        async with serving(app) as (port, _):
+            reader, writer_ = await asyncio.open_connection("127.0.0.1", port)
+            writer_.write(
+                b"POST " + TP2 + b" HTTP/1.1\r\nHost: c\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n5\r\ne=pv&\r\n"
+            )
+            await asyncio.sleep(0.05)  # the rest in another read
+            writer_.write(b"7;ext=1\r\naid=abc\r\n0\r\n\r\n")
+            head, answer = await read_answer(reader)
+            writer_.close()
+        assert (status_of(head), answer) == (200, b"ok")
+        assert writer.records[0].body == b"e=pv&aid=abc"
+
+    run(exchange)
+
+
+@pytest.mark.parametrize(
+    ("request_line", "keep_alive"),
+    [
+        (b"GET /i?e=pv HTTP/1.0\r\n\r\n", False),
+        (b"GET /i?e=pv HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", True),
+        (b"GET /i?e=pv HTTP/1.1\r\nConnection: close\r\n\r\n", False),
+    ],
+    ids=["1.0", "1.0-keep-alive", "1.1-close"],
+)
+def test_the_connection_is_kept_only_when_the_client_asks(
+    request_line: bytes, keep_alive: bool
+) -> None:
+    async def exchange() -> None:
+        app, writer = new_app()
+        async with serving(app) as (port, _):
+            reader, writer_ = await asyncio.open_connection("127.0.0.1", port)
+            writer_.write(request_line)
+            head, body = await read_answer(reader)
+            assert body == PIXEL
+            if keep_alive:
+                assert header(head, b"connection") == b"keep-alive"
+                writer_.write(request_line)
+                second, _ = await read_answer(reader)
+                assert status_of(second) == 200
+            else:
+                assert header(head, b"connection") == b"close"
+                assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer_.close()
+        assert len(writer.records) == (2 if keep_alive else 1)
+        assert header(head, b"date") is not None
+
+    run(exchange)
+
+
+def test_unparsable_bytes_are_answered_400_and_kept_for_enrich() -> None:
+    garbage = b"GET /i?e=pv BAD/9\r\nHost: c\r\n\r\n"
+
+    async def exchange() -> None:
+        app, writer = new_app()
+        async with serving(app) as (port, _):
+            reader, writer_ = await asyncio.open_connection("127.0.0.1", port)
+            writer_.write(garbage)
+            head, body = await read_answer(reader)
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer_.close()
+        assert status_of(head) == 400
+        assert body.startswith(b"malformed HTTP request: ")
+        [record] = writer.records
+        assert record.body == garbage
+        assert (record.method, record.path) == ("", "")
+        assert record.extra["error"] == "unparsable_request: " + body.decode()
+        [failed] = to_raw_events(record, now_ms=1)
+        assert isinstance(failed, FailedEvent)
+        assert failed.type == "collector_payload_format_violation"
+        assert failed.failure["messages"] == [{"error": record.extra["error"]}]
+
+    run(exchange)
+
+
+def test_raw_utf8_in_the_target_is_kept() -> None:
+    async def exchange() -> None:
+        app, writer = new_app()
+        async with serving(app) as (port, _):
+            reader, writer_ = await asyncio.open_connection("127.0.0.1", port)
+            writer_.write(b"GET /i?page=caf\xc3\xa9&x=\xff HTTP/1.1\r\nHost: c\r\n\r\n")
+            head, _ = await read_answer(reader)
+            writer_.close()
+        assert status_of(head) == 200
+        assert writer.records[0].querystring == b"page=caf\xc3\xa9&x=\xff"
+
+    run(exchange)
+
+
+def test_a_head_that_does_not_arrive_in_time_gets_408() -> None:
+    async def exchange() -> None:
+        app, writer = new_app()
+        async with serving(app, request_timeout=0.3) as (port, _):
+            reader, writer_ = await asyncio.open_connection("127.0.0.1", port)
+            writer_.write(b"GET /i?e=pv HTTP/1.1\r\nHost: c\r\n")  # no blank line
+            head, body = await read_answer(reader)
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer_.close()
+        assert status_of(head) == 408
+        assert body == b"request not received in time"
+        assert writer.records == []
+
+    run(exchange)
+
+
+def test_a_body_that_stops_arriving_is_recorded_as_incomplete() -> None:
+    async def exchange() -> None:
+        app, writer = new_app()
+        async with serving(app, request_timeout=0.3) as (port, _):
+            reader, writer_ = await asyncio.open_connection("127.0.0.1", port)
+            writer_.write(
+                b"POST "
+                + TP2
+                + b" HTTP/1.1\r\nHost: c\r\nContent-Length: 10\r\n\r\nabc"
+            )
+            # The server gives up on the body and drops the connection.
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer_.close()
+        [record] = writer.records
+        assert record.body == b"abc"
+        assert record.extra["error"].startswith("incomplete_body: ")
+
+    run(exchange)
+
+
+def test_an_idle_connection_is_closed_after_the_keep_alive_timeout() -> None:
+    async def exchange() -> None:
+        app, _ = new_app()
+        async with serving(app, keepalive_timeout=0.3) as (port, state):
+            reader, writer_ = await asyncio.open_connection("127.0.0.1", port)
+            writer_.write(pixel_get(b"e=pv"))
+            await read_answer(reader)
+            started = time.monotonic()
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            assert time.monotonic() - started < 3
+            writer_.close()
+            assert not state.connections
+
+    run(exchange)
+
+
+def test_an_application_error_is_a_500_and_the_server_goes_on() -> None:
+    class Failing:
+        calls = 0
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            Failing.calls += 1
+            if scope["path"] == "/boom":
+                raise ValueError("boom")
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+    async def exchange() -> None:
+        async with serving(Failing()) as (port, _):
+            reader, writer_ = await asyncio.open_connection("127.0.0.1", port)
+            writer_.write(b"GET /boom HTTP/1.1\r\nHost: c\r\n\r\n")
+            head, body = await read_answer(reader)
+            assert (status_of(head), body) == (500, b"internal server error")
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer_.close()
+            reader, writer_ = await asyncio.open_connection("127.0.0.1", port)
+            writer_.write(b"GET /fine HTTP/1.1\r\nHost: c\r\n\r\n")
+            head, _ = await read_answer(reader)
+            assert status_of(head) == 204
+            writer_.close()
+        assert Failing.calls == 2
+
+    run(exchange)
+
+
+def test_a_raw_log_sink_takes_the_direct_way(tmp_path: Path) -> None:
+    async def exchange() -> None:
+        raw = RawLogWriter(tmp_path)
+        app = CollectorApp(CollectorConfig(raw_dir=tmp_path), raw)
+        asked: list[bytes] = []
+        original = app.answer_plain_pixel
+
+        def spy(*request: Any) -> Any:
+            asked.append(request[1])
+            return original(*request)
+
+        async with serving(app) as (port, state):
+            state.plain_pixel = spy
+            reader, writer_ = await asyncio.open_connection("127.0.0.1", port)
+            writer_.write(pixel_get(b"e=pv") + b"GET /health HTTP/1.1\r\n\r\n")
+            assert status_of((await read_answer(reader))[0]) == 200
+            assert status_of((await read_answer(reader))[0]) == 200
+            writer_.close()
+        raw.close()
+        assert asked == [b"/i", b"/health"]  # /health: declined, then ASGI
+        lines = b"".join(p.read_bytes() for p in tmp_path.iterdir()).splitlines()
+        assert len(lines) == 1 and b'"querystring":"e=pv"' in lines[0]
+
+    run(exchange)
+
+
+# --- worker processes -----------------------------------------------------------
+
+
+def _children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in path.read_text().split()} if path.exists() else set()
+
+
+def _alive(pid: int) -> bool:
+    # A worker that ended but was not reaped yet (a zombie) counts as gone.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _wait_for(check: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+@pytest.mark.slow
+def test_a_dead_worker_is_replaced_and_workers_end_with_the_collector(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-c",
+        "from plowline.cli import main; main()",
+        "collector",
+        "--port",
+        str(port),
+        "--raw-dir",
+        str(tmp_path / "raw"),
+        "--workers",
+        "2",
+    ]
+    log = (tmp_path / "log").open("wb")
+    main = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert _wait_for(lambda: len(_children(main.pid)) == 2)
+        url = f"http://127.0.0.1:{port}/i?e=pv"
+        with httpx.Client(trust_env=False, timeout=5) as client:
+            assert _wait_for(lambda: _answers(client, url))
+            first = _children(main.pid)
+            victim = min(first)
+            os.kill(victim, signal.SIGKILL)
+            assert _wait_for(lambda: len(_children(main.pid) - {victim}) == 2)
+            assert victim not in _children(main.pid)
+            for _ in range(20):  # new connections: both workers answer
+                assert (
+                    client.get(url, headers={"connection": "close"}).status_code == 200
+                )
+        workers = _children(main.pid)
+        log_text = (tmp_path / "log").read_text()
+        assert f"Collector worker {victim} died (exit code -9)" in log_text
+
+        os.kill(main.pid, signal.SIGKILL)
+        main.wait(10)
+        # Told by the kernel that their parent is gone, the workers stop.
+        assert _wait_for(lambda: not any(_alive(w) for w in workers))
+    finally:
+        if main.poll() is None:
+            main.kill()
+            main.wait(10)
+        log.close()
+
+
+def _answers(client: httpx.Client, url: str) -> bool:
+    try:
+        return client.get(url).status_code == 200
+    except httpx.TransportError:
+        return False
