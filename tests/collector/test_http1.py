@@ -368,7 +368,7 @@ def test_a_raw_log_sink_takes_the_direct_way(tmp_path: Path) -> None:
         raw = RawLogWriter(tmp_path)
         app = CollectorApp(CollectorConfig(raw_dir=tmp_path), raw)
         asked: list[bytes] = []
-        original = app.answer_plain_pixel
+        original = app.plain_pixel
 
         def spy(*request: Any) -> Any:
             asked.append(request[1])
@@ -377,8 +377,9 @@ def test_a_raw_log_sink_takes_the_direct_way(tmp_path: Path) -> None:
         async with serving(app) as (port, state):
             state.plain_pixel = spy
             reader, writer_ = await asyncio.open_connection("127.0.0.1", port)
-            writer_.write(pixel_get(b"e=pv") + b"GET /health HTTP/1.1\r\n\r\n")
+            writer_.write(pixel_get(b"e=pv"))
             assert status_of((await read_answer(reader))[0]) == 200
+            writer_.write(b"GET /health HTTP/1.1\r\n\r\n")
             assert status_of((await read_answer(reader))[0]) == 200
             writer_.close()
         raw.close()
@@ -468,3 +469,107 @@ def _answers(client: httpx.Client, url: str) -> bool:
         return client.get(url).status_code == 200
     except httpx.TransportError:
         return False
+
+
+# --- plain pixel requests, stored in batches -------------------------------------
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def get_extra_info(self, name: str) -> tuple[str, int]:
+        return ("198.51.100.4", 40000)
+
+    def pause_reading(self) -> None:
+        return None
+
+    def resume_reading(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+class _CountingWriter(RawLogWriter):
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.calls: list[int] = []
+        self.fail = False
+
+    def write_line(self, line: bytes) -> int:
+        if self.fail:
+            raise OSError(28, "No space left on device")
+        self.calls.append(line.count(b"\n"))
+        return super().write_line(line)
+
+
+def _three_connections(app: CollectorApp) -> tuple[ServerState, list[_Transport]]:
+    state = ServerState(app, asyncio.get_running_loop())
+    transports = []
+    for n in range(3):
+        connection = state.protocol()
+        transport = _Transport()
+        connection.connection_made(transport)  # type: ignore[arg-type]
+        connection.data_received(pixel_get(b"n=%d" % n, b"Origin: https://o%d\r\n" % n))
+        transports.append(transport)
+    return state, transports
+
+
+def test_plain_requests_of_one_turn_are_written_together_then_answered(
+    tmp_path: Path,
+) -> None:
+    async def exchange() -> None:
+        writer = _CountingWriter(tmp_path)
+        app = CollectorApp(CollectorConfig(raw_dir=tmp_path), writer)
+        state, transports = _three_connections(app)
+        assert writer.calls == [] and all(not t.sent for t in transports)
+        state.flush_plain()
+        state.close()
+        writer.close()
+        assert writer.calls == [3]
+        for n, transport in enumerate(transports):
+            [answer] = transport.sent
+            assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert b"access-control-allow-origin: https://o%d\r\n" % n in answer
+            assert answer.endswith(b"\r\n\r\n" + PIXEL)
+        lines = b"".join(p.read_bytes() for p in tmp_path.iterdir()).splitlines()
+        assert [
+            b'"querystring":"n=%d"' % n in line for n, line in enumerate(lines)
+        ] == [
+            True,
+            True,
+            True,
+        ]
+        assert app.metrics.records_written == 3
+        assert app.metrics.requests[("pixel", 200)] == 3
+
+    run(exchange)
+
+
+def test_a_batch_that_cannot_be_written_is_answered_503(tmp_path: Path) -> None:
+    async def exchange() -> None:
+        writer = _CountingWriter(tmp_path)
+        writer.fail = True
+        app = CollectorApp(CollectorConfig(raw_dir=tmp_path), writer)
+        state, transports = _three_connections(app)
+        state.flush_plain()
+        state.close()
+        for n, transport in enumerate(transports):
+            [answer] = transport.sent
+            assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+            assert b"access-control-allow-origin: https://o%d\r\n" % n in answer
+            assert b"set-cookie" not in answer
+            assert answer.endswith(b"\r\n\r\nservice unavailable")
+        assert app.metrics.write_errors == 3
+        assert app.metrics.requests[("pixel", 503)] == 3
+        assert app.metrics.records_written == 0
+
+    run(exchange)

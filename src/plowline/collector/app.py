@@ -363,7 +363,7 @@ _NOT_FOUND = _text_response("not found")
 _HEALTHY = _text_response("ok")
 _ROBOTS = _text_response("User-agent: *\nDisallow: /\n")
 _UNAVAILABLE = _text_response("service unavailable")
-# The same answers as bytes on the wire, for answer_plain_pixel: the status
+# The same answers as bytes on the wire, for plain_pixel: the status
 # line and the headers up to the allowed origin's value; then the rest.
 _PIXEL_WIRE = (
     b"HTTP/1.1 200 OK\r\n" + _wire_headers(_PIXEL_HEADERS) + _ALLOW_ORIGIN + b": "
@@ -555,6 +555,8 @@ class CollectorApp:
         self._tracker = load_tracker_script(tracker_script, config.tracker_max_age)
         self._store = _line_store(writer)
         self._store_now = self._store if _stores_at_once(writer) else None
+        # Several lines in one write: to a raw-log file of this worker's own.
+        self._store_joined = not isinstance(writer, StdoutSink)
         self._ids = RandomIds()
         self._in_flight = 0
         self._failures_unlogged = 0
@@ -627,7 +629,7 @@ class CollectorApp:
             self._in_flight -= 1
         return True
 
-    def answer_plain_pixel(
+    def plain_pixel(
         self,
         method: bytes,
         raw_path: bytes,
@@ -635,19 +637,21 @@ class CollectorApp:
         raw_headers: list[tuple[bytes, bytes]],
         http_version: str,
         client: tuple[str, int] | None,
-    ) -> tuple[bytes, bytes] | None:
-        """Record a plain pixel request and give its answer as bytes, for the
-        collector's own HTTP server (:mod:`plowline.collector.http1`), which
-        calls it before building an ASGI scope; None, having done nothing, for
-        a request that is not one (see ``_plain_pixel``) or when the sink does
-        not store at once (fsync durability, a stream).
+    ) -> tuple[bytes, bytes, bytes, bytes] | None:
+        """A plain pixel request's raw-log line and answer, for the collector's
+        own HTTP server (:mod:`plowline.collector.http1`), which asks before it
+        builds an ASGI scope; None, having done nothing, for a request that is
+        not one (see ``_plain_pixel``) or when the sink does not store at once
+        (fsync durability, a stream).
 
-        The answer is its status line and header lines, without the blank line
-        that ends the head, and its body.
+        Gives the line, the answer's head (status line and header lines,
+        without the blank line that ends it), its body, and the origin allowed
+        (for :meth:`plain_pixel_unavailable`). The server stores the lines of
+        the requests it parsed in one turn of its loop together
+        (:meth:`store_plain_pixels`), then answers each.
         """
-        store = self._store_now
         if (
-            store is None
+            self._store_now is None
             or raw_path not in _PIXEL_RAW_PATHS
             or method not in _BODILESS_METHODS
         ):
@@ -659,18 +663,8 @@ class CollectorApp:
         )
         if plain is None:
             return None
-        line, record_id, now, userid, headers = plain
+        line, _, now, userid, headers = plain
         origin = headers.get(b"origin") or b"*"
-        try:
-            store(line, record_id)
-        except OSError as exc:
-            self.metrics.write_errors += 1
-            self._report_write_failure(exc, now)
-            self.metrics.count("pixel", 503)
-            head, body = _UNAVAILABLE_WIRE
-            return head + origin + _CORS_TAIL_WIRE, b"" if method == b"HEAD" else body
-        self.metrics.records_written += 1
-        self.metrics.count("pixel", 200)
         head = _PIXEL_WIRE + origin + _CORS_TAIL_WIRE
         if self.config.cookie_enabled:
             host = headers.get(b"host")
@@ -681,7 +675,40 @@ class CollectorApp:
                 host=None if host is None else host.decode("ascii"),
             )
             head += b"set-cookie: " + value + b"\r\n"
-        return head, b"" if method == b"HEAD" else PIXEL
+        return line, head, b"" if method == b"HEAD" else PIXEL, origin
+
+    def store_plain_pixels(self, lines: list[bytes]) -> bool:
+        """Store the lines :meth:`plain_pixel` gave, with one write; False,
+        with none of them stored, when they could not be."""
+        store = self._store_now
+        assert store is not None
+        count = len(lines)
+        metrics = self.metrics
+        try:
+            if count == 1:
+                store(lines[0], "")
+            elif self._store_joined:
+                store(b"".join(lines), "")
+            else:
+                # A pipe: only a write within its atomic size (4 KiB) cannot
+                # interleave with another worker's.
+                for line in lines:
+                    store(line, "")
+        except OSError as exc:
+            metrics.write_errors += count
+            self._report_write_failure(exc, self._clock(), count)
+            for _ in lines:
+                metrics.count("pixel", 503)
+            return False
+        metrics.records_written += count
+        for _ in lines:
+            metrics.count("pixel", 200)
+        return True
+
+    def plain_pixel_unavailable(self, origin: bytes, body: bool) -> tuple[bytes, bytes]:
+        """The 503 answer to a plain pixel request whose line was not stored."""
+        head, text = _UNAVAILABLE_WIRE
+        return head + origin + _CORS_TAIL_WIRE, text if body else b""
 
     def _plain_line(
         self,
@@ -1035,9 +1062,9 @@ class CollectorApp:
         self.metrics.records_written += 1
         return True
 
-    def _report_write_failure(self, exc: OSError, now: float) -> None:
+    def _report_write_failure(self, exc: OSError, now: float, count: int = 1) -> None:
         # One line per interval: a full disk must not also flood the log.
-        self._failures_unlogged += 1
+        self._failures_unlogged += count
         if now - self._last_failure_log < _FAILURE_LOG_INTERVAL:
             return
         logger.error(

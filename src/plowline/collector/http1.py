@@ -40,9 +40,13 @@ App = Callable[..., Coroutine[Any, Any, None]]
 KeepUnparsed = Callable[
     [bytes, str, "tuple[str, int] | None"], Coroutine[Any, Any, None]
 ]
+# What CollectorApp.plain_pixel gives for a plain pixel request: its raw-log
+# line, its answer's head (status line and headers, without the blank line),
+# the answer's body, and the origin allowed (for the 503 answer instead).
+PlainRecord = tuple[bytes, bytes, bytes, bytes]
 PlainPixel = Callable[
     [bytes, bytes, bytes, list[tuple[bytes, bytes]], str, "tuple[str, int] | None"],
-    "tuple[bytes, bytes] | None",
+    "PlainRecord | None",
 ]
 
 # The whole head (request line and header lines) may not exceed this many bytes
@@ -170,9 +174,19 @@ class ServerState:
         self.request_timeout = request_timeout
         self.connections: set[HttpConnection] = set()
         # The application's own way for a plain pixel request, if it has one
-        # (CollectorApp.answer_plain_pixel): it records the request and gives
-        # the answer's bytes, or None to be asked the ASGI way.
-        self.plain_pixel: PlainPixel | None = getattr(app, "answer_plain_pixel", None)
+        # (CollectorApp.plain_pixel): it gives the request's raw-log line and
+        # answer, or None to be asked the ASGI way; the lines are stored in
+        # batches (flush_plain).
+        self.plain_pixel: PlainPixel | None = getattr(app, "plain_pixel", None)
+        self._store_plain: Callable[[list[bytes]], bool] | None = getattr(
+            app, "store_plain_pixels", None
+        )
+        self._unavailable: Callable[[bytes, bool], tuple[bytes, bytes]] | None = (
+            getattr(app, "plain_pixel_unavailable", None)
+        )
+        if self._store_plain is None or self._unavailable is None:
+            self.plain_pixel = None
+        self.plain_batch: list[tuple[HttpConnection, PlainRecord]] = []
         # And its way to record the bytes of a request that could not be parsed
         # (CollectorApp.keep_unparsed), if it has one.
         self.keep_unparsed: KeepUnparsed | None = getattr(app, "keep_unparsed", None)
@@ -188,6 +202,19 @@ class ServerState:
         for connection in list(self.connections):
             connection.check_timeout(now)
         self._sweeper = self.loop.call_later(_SWEEP_INTERVAL, self._tick)
+
+    def flush_plain(self) -> None:
+        """Store the plain pixel requests parsed since the last flush with one
+        write, then answer each (called once per turn of the event loop)."""
+        batch, self.plain_batch = self.plain_batch, []
+        store, unavailable = self._store_plain, self._unavailable
+        if not batch or store is None or unavailable is None:
+            return
+        stored = store([record[0] for _, record in batch])
+        for connection, (_, head, body, origin) in batch:
+            if not stored:
+                head, body = unavailable(origin, bool(body))
+            connection.answer_plain(head, body)
 
     def protocol(self) -> HttpConnection:
         return HttpConnection(self)
@@ -353,6 +380,21 @@ class _Exchange:
         return b"".join(parts)
 
 
+class _PlainWait:
+    """What a connection is busy with while its plain pixel request waits for
+    its batch to be written (ServerState.flush_plain)."""
+
+    __slots__ = ("buffered", "keep_alive", "version")
+
+    def __init__(self) -> None:
+        self.keep_alive = True
+        self.version = "1.1"
+        self.buffered = 0
+
+    def _wake(self) -> None:
+        return None
+
+
 class HttpConnection(asyncio.Protocol):
     """One client connection: parses requests and runs one exchange at a time."""
 
@@ -378,9 +420,10 @@ class HttpConnection(asyncio.Protocol):
         self.reading: _Exchange | None = None
         self.receiving_since: float | None = None
         # The exchange the application runs, and parsed ones waiting their turn.
-        self.running: _Exchange | None = None
+        self.running: _Exchange | _PlainWait | None = None
         self.queued: deque[_Exchange] = deque()
         self.idle_since = state.loop.time()
+        self.plain_wait = _PlainWait()
         # The client sent its last byte, or a request could not be parsed: no
         # request after those in hand. ``refusal`` is the answer owed last.
         self.eof = False
@@ -542,16 +585,23 @@ class HttpConnection(asyncio.Protocol):
         # No body. The collector's own straight way for a plain pixel request,
         # when nothing else is being answered on this connection.
         url = self.url
-        plain = self.state.plain_pixel
+        state = self.state
+        plain = state.plain_pixel
         if plain is not None and self.running is None and url[:1] == b"/":
             parser = self.parser
             raw_path, _, query = url.partition(b"?")
             version = parser.get_http_version()
-            answer = plain(
+            record = plain(
                 parser.get_method(), raw_path, query, self.headers, version, self.client
             )
-            if answer is not None:
-                self._send_plain(answer, version)
+            if record is not None:
+                # Busy until the batch's records are written and it is answered.
+                wait = self.running = self.plain_wait
+                wait.keep_alive = parser.should_keep_alive()
+                wait.version = version
+                if not state.plain_batch:
+                    state.loop.call_soon(state.flush_plain)
+                state.plain_batch.append((self, record))
                 return
         exchange = self._exchange()
         exchange.complete = True
@@ -596,23 +646,20 @@ class HttpConnection(asyncio.Protocol):
             exchange.keep_alive = False
         return exchange
 
-    def _send_plain(self, answer: tuple[bytes, bytes], version: str) -> None:
-        head, body = answer
+    def answer_plain(self, head: bytes, body: bytes) -> None:
+        """Send the answer of the plain pixel request this connection waits on."""
         state = self.state
-        keep_alive = (
-            self.parser.should_keep_alive() and not state.stopping and not self.closing
-        )
+        wait = self.plain_wait
+        keep_alive = wait.keep_alive and not state.stopping
         if not keep_alive:
             connection = _CLOSE
-        elif version == "1.0":
+        elif wait.version == "1.0":
             connection = _KEEP_ALIVE
         else:
             connection = b""
         self.write(b"".join((head, connection, state.date, _CRLF, body)))
-        if keep_alive and not self.eof:
-            self.idle_since = state.loop.time()
-        else:
-            self._close()
+        self.running = None
+        self._next(keep_alive)
 
     def _start(self, exchange: _Exchange) -> None:
         exchange.begun = True
@@ -658,9 +705,13 @@ class HttpConnection(asyncio.Protocol):
             exchange.keep_alive = False
             exchange.finished = True
         self.running = None
+        self._next(exchange.keep_alive)
+
+    def _next(self, keep_alive: bool) -> None:
+        """After an answer: the next request waiting, or the close that is due."""
         if self.lost:
             return
-        if not exchange.keep_alive or ((self.closing or self.eof) and not self.queued):
+        if not keep_alive or ((self.closing or self.eof) and not self.queued):
             if self.refusal:
                 self.write(self.refusal)
             self._close()
