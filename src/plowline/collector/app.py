@@ -19,6 +19,7 @@ Python, is not called for it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -284,9 +285,10 @@ def _headers_json(joined: bytes, count: int) -> bytes | None:
 
 def _json_escaped(value: bytes) -> bytes:
     """Printable ASCII as the inside of a JSON string."""
-    if b"\\" in value:
+    # find() is quicker than ``in`` here (CPython 3.11).
+    if value.find(b"\\") >= 0:
         value = value.replace(b"\\", b"\\\\")
-    if b'"' in value:
+    if value.find(b'"') >= 0:
         value = value.replace(b'"', b'\\"')
     return value
 
@@ -296,6 +298,12 @@ def _json_text(value: bytes | None) -> bytes:
     if value is None:
         return b"null"
     return b'"' + _json_escaped(value) + b'"'
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip_json(address: str) -> bytes:
+    """A client address from the socket as a JSON string (clients come back)."""
+    return orjson.dumps(address)
 
 
 # How a plain pixel request's raw-log line starts, up to its record id.
@@ -537,10 +545,6 @@ class CollectorApp:
             b',"collector":' + orjson.dumps(self._collector) + b',"method":"'
         )
         self._cookie_name = config.cookie_name.encode("ascii")
-        # The first cookie of that name in a Cookie header of printable ASCII.
-        self._cookie_search = re.compile(
-            rb"(?:^|;)[ \t]*" + re.escape(self._cookie_name) + rb"[ \t]*=([^;]*)"
-        ).search
         self._cookies = CookieSetter(config)
         self._do_not_track = DoNotTrack.from_config(config)
         self._redirects = RedirectPolicy(config.redirect_allowed_hosts)
@@ -762,13 +766,10 @@ class CollectorApp:
 
         now = self._clock()
         userid = None
-        if query and b"nuid" in query:
+        if query.find(b"nuid") >= 0:
             userid = _usable_id(_query_value(query, b"nuid"))
         if userid is None and cookie is not None:
-            # One header of printable ASCII: a search does what cookie_value does.
-            found = self._cookie_search(cookie)
-            if found is not None:
-                userid = _usable_id(found[1].strip().strip(b'"'))
+            userid = _usable_id(cookie_value(cookies, self._cookie_name))
         if userid is None:
             userid = self._ids.next()
         if self._proxy_header:
@@ -778,7 +779,7 @@ class CollectorApp:
             resolved = self._client_address.resolve(peer, proxies)
             ip = orjson.dumps(resolved)
         elif client:
-            ip = b'"' + str(client[0]).encode("utf-8", "surrogateescape") + b'"'
+            ip = _ip_json(client[0])
         else:
             ip = b"null"
         content_type = headers.get(b"content-type")
@@ -793,9 +794,11 @@ class CollectorApp:
                 method,
                 b'","path":"',
                 path,
-                b'","querystring":',
-                b'"' + query + b'"' if query else b"null",
-                b',"body":null,"content_type":',
+                b'","querystring":"' if query else b'","querystring":null',
+                query,
+                b'","body":null,"content_type":'
+                if query
+                else b',"body":null,"content_type":',
                 b"null" if content_type is None else _json_text(content_type.lower()),
                 b',"headers":',
                 headers_json,

@@ -89,10 +89,8 @@ _SEP = b": "
 _EMPTY_BODY: Message = {"type": "http.request", "body": b"", "more_body": False}
 _DISCONNECT: Message = {"type": "http.disconnect"}
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
-# Header names that tell the server something about the request's framing.
 # Bytes above 0x7f become X in a request line given to the parser.
 _MASK_HIGH = bytes.maketrans(bytes(range(0x80, 0x100)), b"X" * 0x80)
-_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"expect"})
 
 
 def status_line(status: int) -> bytes:
@@ -416,7 +414,8 @@ class HttpConnection(asyncio.Protocol):
         # given to the parser with its non-ASCII bytes masked (_mask_target).
         self.between = True
         self.masked: tuple[bytes, bytes] | None = None
-        self.framing: list[tuple[bytes, bytes]] = []
+        # The head of the request being parsed is complete, its message not.
+        self.after_head = False
         self.reading: _Exchange | None = None
         self.receiving_since: float | None = None
         # The exchange the application runs, and parsed ones waiting their turn.
@@ -458,6 +457,13 @@ class HttpConnection(asyncio.Protocol):
             data = self._mask_target(data)
         try:
             self.parser.feed_data(data)
+            if self.after_head:
+                # A body still to come, in later reads: the request starts now.
+                reading = self.reading
+                if reading is None:
+                    reading = self.reading = self._body_exchange()
+                if not reading.begun:
+                    self._start(reading)
             if self.in_head:
                 # A head still incomplete after this read: measured once the
                 # reads it came in could hold more than the limit.
@@ -525,7 +531,6 @@ class HttpConnection(asyncio.Protocol):
         self.between = False
         self.url = b""
         self.headers = []
-        self.framing = []
         self.in_head = True
         self.head_bytes = 0
         self.receiving_since = self.state.loop.time()
@@ -534,10 +539,7 @@ class HttpConnection(asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
-        self.headers.append((name, value))
-        if name in _FRAMING:
-            self.framing.append((name, value))
+        self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -552,35 +554,38 @@ class HttpConnection(asyncio.Protocol):
             refused = self._head_over_limit()
             if refused is not None:
                 raise refused
-        # A request with a body starts now and reads it as it comes; one
-        # without starts once complete, which the parser says next.
-        expect_continue = False
-        body = False
-        for name, value in self.framing:
-            if name == b"expect":
-                expect_continue = value.lower() == b"100-continue"
-            elif name == b"transfer-encoding" or value.strip() not in (b"0", b""):
-                body = True
-        if body:
-            exchange = self._exchange()
-            exchange.expect_continue = (
-                expect_continue and exchange.scope["http_version"] == "1.1"
-            )
-            self.reading = exchange
-            self._start(exchange)
+        # What comes next tells whether there is a body: the parser's
+        # on_message_complete at once (none), or on_body (started once the
+        # body is complete, or at the end of this read if it is not, so that
+        # a body that came whole is read without waiting).
+        self.after_head = True
 
     def on_body(self, body: bytes) -> None:
         exchange = self.reading
-        if exchange is not None and not exchange.finished:
+        if exchange is None:
+            exchange = self.reading = self._body_exchange()
+        if not exchange.finished:
             exchange.add_body(body)
+
+    def _body_exchange(self) -> _Exchange:
+        """The exchange of a request whose body is to come."""
+        exchange = self._exchange()
+        if exchange.scope["http_version"] == "1.1":
+            for name, value in self.headers:
+                if name == b"expect" and value.lower() == b"100-continue":
+                    exchange.expect_continue = True
+        return exchange
 
     def on_message_complete(self) -> None:
         exchange = self.reading
         self.receiving_since = None
         self.between = True
+        self.after_head = False
         if exchange is not None:
             self.reading = None
             exchange.end_body()
+            if not exchange.begun:
+                self._start(exchange)
             return
         # No body. The collector's own straight way for a plain pixel request,
         # when nothing else is being answered on this connection.
@@ -769,6 +774,9 @@ class HttpConnection(asyncio.Protocol):
         """
         self.receiving_since = None
         reading, self.reading = self.reading, None
+        if reading is None and self.after_head:
+            reading = self._body_exchange()  # broken before any of its body
+        self.after_head = False
         if reading is not None:
             # Its body cannot be read to the end: the application, which has
             # the request already, is told so and gives the answer.
@@ -777,6 +785,8 @@ class HttpConnection(asyncio.Protocol):
             reading._wake()
             self.eof = True
             self.pause()
+            if not reading.begun:
+                self._start(reading)
             return
         logger.info("Refused a request from %s: %s", self.client, text)
         answer = plain_answer(status, text, date=self.state.date)
