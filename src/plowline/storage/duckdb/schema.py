@@ -6,6 +6,11 @@ of the atomic schema are checked before insert (:mod:`plowline.storage.batch`)
 instead of declared. ``event_id`` and the child tables' ``root_id`` are UUID
 (16 bytes instead of 36 characters) until an id arrives that is not a
 lower-case canonical UUID; then they become VARCHAR (:func:`widen_ids`).
+
+Two storage choices only change bytes on disk, never a type or a value:
+columns in ``ZSTD_COLUMNS`` are declared ``USING COMPRESSION zstd``, and a file
+that :func:`connect` creates gets blocks of ``NEW_FILE_BLOCK_SIZE`` bytes.
+Files made before either choice keep their own layout and load as before.
 """
 
 from __future__ import annotations
@@ -68,6 +73,20 @@ LOAD_SETTINGS = {
 # events: 20 row groups in 331 blocks, against 2 in 54).
 NO_VACUUM_ROWS = 61_440
 NO_VACUUM = {"max_vacuum_tasks": "0"}
+# Columns stored with DuckDB's zstd instead of its own choice (dictionary and
+# FSST for text): only text that is nearly unique per event gains. Measured on
+# bench/load.py's 1,000,000 events: page_url 13.8 -> 5.5 bytes/event; on a
+# column with few distinct values zstd costs 4 to 5 bytes/event more than the
+# dictionary's 0.1 to 0.6 (page_referrer, contexts, unstruct_event, useragent,
+# network_userid and domain_userid tried, each with page_url).
+ZSTD_COLUMNS = frozenset({"page_url"})
+# Block size of the files connect() creates (DuckDB's default is 256 KiB).
+# DuckDB starts a new block once one is 80 % full and gives a segment over 80 %
+# of a block a block of its own, so each row group's last segment of every
+# column leaves space unused: 9 bytes/event of 74 with 256 KiB blocks, 3 with
+# 64 KiB (bench/load.py); 32 and 16 KiB cost more than they save (per-segment
+# headers and FSST symbol tables). The size is fixed in a file when it is made.
+NEW_FILE_BLOCK_SIZE = 64 * 1024
 
 FAILED_DDL = f"""
 CREATE TABLE IF NOT EXISTS {FAILED_EVENTS_TABLE} (
@@ -104,8 +123,14 @@ def child_table(name: str) -> str:
 
 
 def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open a DuckDB file, turning DuckDB's open errors into Plowline's."""
+    """Open a DuckDB file, turning DuckDB's open errors into Plowline's.
+
+    A file that does not exist yet is made first, with blocks of
+    ``NEW_FILE_BLOCK_SIZE`` bytes.
+    """
     try:
+        if not read_only:
+            _create_if_missing(path)
         return duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:
         text = str(exc)
@@ -121,6 +146,20 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
             f"The DuckDB file {path} is already open in this process with other "
             f"settings (read-only or not); use that connection: {exc}"
         ) from exc
+
+
+def _create_if_missing(path: str | Path) -> None:
+    """Make an empty DuckDB file with Plowline's block size where none is.
+
+    Made by a connection of its own, closed at once: DuckDB refuses a second
+    connection to an open file with another configuration, so the connection
+    returned to callers keeps DuckDB's defaults.
+    """
+    name = str(path)
+    if not name or name.startswith(":memory:") or Path(name).exists():
+        return
+    duckdb.connect(name, config={"default_block_size": NEW_FILE_BLOCK_SIZE}).close()
+    log.debug("Created %s with %d-byte blocks", name, NEW_FILE_BLOCK_SIZE)
 
 
 def _locked_message(path: str | Path, detail: str) -> str:
@@ -154,6 +193,8 @@ def events_ddl() -> str:
 def _column_ddl(field: Field) -> str:
     kind = ID_TYPE if field.name == "event_id" else SQL_TYPES[field.kind]
     ddl = f"{quote(field.name)} {kind}"
+    if field.name in ZSTD_COLUMNS:
+        ddl += " USING COMPRESSION zstd"
     return f"{ddl} NOT NULL" if field.name in REQUIRED_FIELDS else ddl
 
 
