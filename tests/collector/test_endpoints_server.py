@@ -243,7 +243,7 @@ def test_big_requests_reach_the_application_and_are_recorded(
 @pytest.mark.parametrize(
     ("target", "headers", "status", "reason"),
     [
-        (b"/i?q=" + b"a" * 1_100_000, b"", 414, b"request target over 1048576 bytes"),
+        (b"/i?q=" + b"a" * 1_100_000, b"", 414, b"request line over 1048576 bytes"),
         (
             b"/i?e=pv",
             b"X-Big: " + b"v" * 1_100_000 + b"\r\n",

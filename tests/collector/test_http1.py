@@ -308,7 +308,11 @@ def test_a_body_that_stops_arriving_is_recorded_as_incomplete() -> None:
                 + TP2
                 + b" HTTP/1.1\r\nHost: c\r\nContent-Length: 10\r\n\r\nabc"
             )
-            # The server gives up on the body and drops the connection.
+            # The server gives up on the body: the application answers, and
+            # the connection is closed.
+            head, body = await read_answer(reader)
+            assert (status_of(head), header(head, b"connection")) == (400, b"close")
+            assert body == b"request body incomplete or malformed"
             assert await asyncio.wait_for(reader.read(), 5) == b""
             writer_.close()
         [record] = writer.records

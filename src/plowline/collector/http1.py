@@ -61,6 +61,8 @@ DEFAULT_REQUEST_TIMEOUT = 60.0
 # Reading stops while this much of a body waits for the application.
 _BODY_HIGH_WATER = 256 * 1024
 _SWEEP_INTERVAL = 1.0
+# How much of a request that cannot be parsed is kept in its record.
+UNPARSED_BYTES = 64 * 1024
 
 _REASONS = {
     100: b"Continue",
@@ -410,9 +412,23 @@ class HttpConnection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
         self.in_head = False
-        # No request begun since the last one ended, and the request line
-        # given to the parser with its non-ASCII bytes masked (_mask_target).
+        # The request being parsed began in the read being parsed.
+        self.begun_here = False
+        # Bytes of the current request's body phase that were not body (chunk
+        # framing, trailers), and the body bytes of the read being parsed.
+        self.framing_bytes = 0
+        self.body_in_read = 0
+        self.trailer_lines = 0
+        # The reads of the current request's incomplete head, for the record
+        # of a request that cannot be parsed (up to UNPARSED_BYTES).
+        self.carry = b""
+        # No request begun since the last one ended; a request line not ended
+        # yet (its bytes so far, whether any is above 0x7f); and that line as
+        # given to the parser, masked, with its own bytes (_watch_line).
         self.between = True
+        self.line_open = False
+        self.line_seen = b""
+        self.line_high = False
         self.masked: tuple[bytes, bytes] | None = None
         # The head of the request being parsed is complete, its message not.
         self.after_head = False
@@ -427,6 +443,10 @@ class HttpConnection(asyncio.Protocol):
         # request after those in hand. ``refusal`` is the answer owed last.
         self.eof = False
         self.refusal = b""
+        self.write_paused = False
+        # Set while _next runs queued requests, so that those answered at once
+        # do not start the next ones from deeper in the stack.
+        self.advancing = False
 
     # --- connection events ---------------------------------------------------
 
@@ -453,11 +473,18 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.refusal or self.lost:
             return  # nothing after a request that could not be parsed
-        if self.between and not data.isascii():
-            data = self._mask_target(data)
+        received = data
+        if self.line_open or (
+            self.between and (not data.isascii() or data.find(b"\n") < 0)
+        ):
+            data = self._watch_line(data)
+        self.begun_here = False
+        self.body_in_read = 0
         try:
             self.parser.feed_data(data)
             if self.after_head:
+                if not self.begun_here:
+                    self._count_framing(len(data))
                 # A body still to come, in later reads: the request starts now.
                 reading = self.reading
                 if reading is None:
@@ -465,19 +492,10 @@ class HttpConnection(asyncio.Protocol):
                 if not reading.begun:
                     self._start(reading)
             if self.in_head:
-                # A head still incomplete after this read: measured once the
-                # reads it came in could hold more than the limit.
-                self.head_bytes += len(data)
-                if self.head_bytes > self.state.head_limit:
-                    over = self._head_over_limit()
-                    if over is not None:
-                        self._refuse(over.status, over.text)
+                self._count_head(received)
         except httptools.HttpParserUpgrade:
             # Not upgraded: the request is answered, then the connection closed.
-            for exchange in (self.running, *self.queued):
-                if exchange is not None:
-                    exchange.keep_alive = False
-            self.pause()
+            self._end_after_answers(upgrade=True)
         except httptools.HttpParserCallbackError as exc:
             refused = exc.__context__
             if isinstance(refused, _Refused):
@@ -487,28 +505,92 @@ class HttpConnection(asyncio.Protocol):
                 self._refuse(500, "internal server error")
         except httptools.HttpParserError as exc:
             reason = str(exc) or type(exc).__name__
-            self._refuse(400, f"malformed HTTP request: {reason}", data)
+            if reason.startswith("Data after"):
+                # Bytes after a request that closes the connection: ignored.
+                self._end_after_answers()
+                return
+            unparsed = received if self.begun_here else self.carry + received
+            self._refuse(
+                400, f"malformed HTTP request: {reason}", unparsed[:UNPARSED_BYTES]
+            )
 
-    def _mask_target(self, data: bytes) -> bytes:
-        """``data`` with the bytes above 0x7f of the request line it starts
-        with replaced by ``X``, which the parser accepts.
+    def _count_head(self, received: bytes) -> None:
+        """After a read that left a head incomplete: keep its bytes for a
+        record, and refuse a head over the limit (the read it began in is not
+        counted: it may hold earlier requests)."""
+        if self.begun_here:
+            self.carry = received[:UNPARSED_BYTES]
+        else:
+            self.head_bytes += len(received)
+            if len(self.carry) < UNPARSED_BYTES:
+                self.carry += received[: UNPARSED_BYTES - len(self.carry)]
+        limit = self.state.head_limit
+        if self.head_bytes > limit:
+            what = "request head" if self.headers else "request line"
+            self._refuse(
+                414 if not self.headers else 431,
+                f"{what} over {limit} bytes, the server's own limit",
+            )
+
+    def _count_framing(self, size: int) -> None:
+        # Chunk sizes, extensions and trailers: as much as a head, no more.
+        self.framing_bytes += size - self.body_in_read
+        limit = self.state.head_limit
+        if self.framing_bytes > limit:
+            self._refuse(431, f"chunk framing or trailers over {limit} bytes")
+
+    def _end_after_answers(self, *, upgrade: bool = False) -> None:
+        """Read nothing more; close once the requests in hand are answered."""
+        self.eof = True
+        self.pause()
+        if upgrade:
+            self.plain_wait.keep_alive = False
+            for exchange in (self.running, *self.queued):
+                if exchange is not None:
+                    exchange.keep_alive = False
+        if self.running is None and not self.queued:
+            self._close()
+
+    def pause_writing(self) -> None:
+        # The client does not read its answers: read no more requests.
+        self.write_paused = True
+        self.pause()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.resume()
+
+    def _watch_line(self, data: bytes) -> bytes:
+        """``data`` with the bytes above 0x7f of a request line replaced by
+        ``X``, which the parser accepts, for the request line that starts this
+        read or goes on from the last one.
 
         llhttp refuses such bytes in a request target, but clients send raw
         UTF-8 there and the collector keeps requests as received: the parsed
-        target is given its own bytes back (``_unmask_target``). Only for a
-        request line that starts a read; one arriving after another request
-        in the same read, or split across reads, is refused with a 400.
+        target is given its own bytes back (``_unmask_target``). A request
+        line that follows another request in the same read is not masked: its
+        raw bytes above 0x7f get the parser's 400.
         """
-        start = len(data) - len(data.lstrip(b"\r\n"))
+        start = 0 if self.line_open else len(data) - len(data.lstrip(b"\r\n"))
         end = data.find(b"\n", start)
         if end < 0:
             end = len(data)
-        line = data[start:end]
-        if line.isascii():
+        piece = data[start:end]
+        self.line_open = end == len(data)
+        high = not piece.isascii()
+        if self.line_open or self.line_seen:
+            self.line_seen += piece
+        if high:
+            self.line_high = True
+        if self.line_high:
+            line = self.line_seen or piece
+            self.masked = (line.translate(_MASK_HIGH), line)
+        if not self.line_open:
+            self.line_seen = b""
+            self.line_high = False
+        if not high:
             return data
-        masked = line.translate(_MASK_HIGH)
-        self.masked = (masked, line)
-        return data[:start] + masked + data[end:]
+        return data[:start] + piece.translate(_MASK_HIGH) + data[end:]
 
     def _unmask_target(self, masked: bytes, line: bytes) -> None:
         self.masked = None
@@ -521,6 +603,9 @@ class HttpConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         # The client will send nothing more; answers already due still go out.
         self.eof = True
+        if self.reading is not None or self.after_head:
+            self._broken_body("the client ended the connection inside the body")
+            return True
         if self.running is None and not self.queued:
             return None  # closes the transport
         return True
@@ -529,20 +614,30 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.between = False
+        self.begun_here = True
         self.url = b""
         self.headers = []
         self.in_head = True
         self.head_bytes = 0
+        self.framing_bytes = 0
+        self.trailer_lines = 0
         self.receiving_since = self.state.loop.time()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        if self.in_head:
+            self.headers.append((name.lower(), value))
+            return
+        # A trailer field, after a chunked body: counted, never recorded.
+        self.trailer_lines += 1
+        if self.trailer_lines > self.state.header_lines_limit:
+            raise _Refused(431, "too many trailer fields")
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        self.carry = b""
         if self.masked is not None:
             self._unmask_target(*self.masked)
         limit = self.state.header_lines_limit
@@ -561,6 +656,7 @@ class HttpConnection(asyncio.Protocol):
         self.after_head = True
 
     def on_body(self, body: bytes) -> None:
+        self.body_in_read += len(body)
         exchange = self.reading
         if exchange is None:
             exchange = self.reading = self._body_exchange()
@@ -602,7 +698,9 @@ class HttpConnection(asyncio.Protocol):
             if record is not None:
                 # Busy until the batch's records are written and it is answered.
                 wait = self.running = self.plain_wait
-                wait.keep_alive = parser.should_keep_alive()
+                wait.keep_alive = (
+                    parser.should_keep_alive() and not parser.should_upgrade()
+                )
                 wait.version = version
                 if not state.plain_batch:
                     state.loop.call_soon(state.flush_plain)
@@ -618,16 +716,18 @@ class HttpConnection(asyncio.Protocol):
         url = self.url
         if url[:1] == b"/":
             raw_path, _, query = url.partition(b"?")
-        elif url == b"*":
-            raw_path, query = url, b""
-        else:
+        elif b"://" in url:
             # Absolute form (through a proxy): the path and query of the URL.
-            try:
-                parsed = httptools.parse_url(url)
-            except httptools.HttpParserInvalidURLError:
-                raise _Refused(400, "malformed request target") from None
-            raw_path = parsed.path or b"/"
-            query = parsed.query or b""
+            rest = url.partition(b"://")[2]
+            slash = rest.find(b"/")
+            question = rest.find(b"?")
+            if slash < 0 or 0 <= question < slash:
+                rest = b"/" + rest[question:] if question >= 0 else b"/"
+            else:
+                rest = rest[slash:]
+            raw_path, _, query = rest.partition(b"?")
+        else:
+            raw_path, query = url, b""  # "*", or an authority
         if b"%" in raw_path:
             path = unquote(raw_path.decode("latin-1"), "utf-8", "surrogateescape")
         else:
@@ -647,8 +747,8 @@ class HttpConnection(asyncio.Protocol):
             "headers": self.headers,
         }
         exchange = _Exchange(self, scope)
-        if not parser.should_keep_alive():
-            exchange.keep_alive = False
+        if not parser.should_keep_alive() or parser.should_upgrade():
+            exchange.keep_alive = False  # not upgraded: closed after the answer
         return exchange
 
     def answer_plain(self, head: bytes, body: bytes) -> None:
@@ -722,11 +822,15 @@ class HttpConnection(asyncio.Protocol):
             self._close()
             return
         self.idle_since = self.state.loop.time()
-        if self.queued:
-            self._run(self.queued.popleft())
-            if self.running is None and not self.queued:
-                self.resume()
-        else:
+        if self.advancing:
+            return  # the loop below, further up the stack, goes on
+        self.advancing = True
+        try:
+            while self.queued and self.running is None and not self.lost:
+                self._run(self.queued.popleft())
+        finally:
+            self.advancing = False
+        if self.running is None and not self.queued:
             self.resume()
 
     # --- flow and closing ----------------------------------------------------
@@ -745,6 +849,7 @@ class HttpConnection(asyncio.Protocol):
             self.paused
             and not self.queued
             and not self.lost
+            and not self.write_paused
             and self.transport is not None
             and (self.running is None or self.running.buffered <= _BODY_HIGH_WATER)
         ):
@@ -757,7 +862,7 @@ class HttpConnection(asyncio.Protocol):
         size = len(self.url)
         if size > limit:
             return _Refused(
-                414, f"request target over {limit} bytes, the server's own limit"
+                414, f"request line over {limit} bytes, the server's own limit"
             )
         size += sum(len(name) + len(value) + 4 for name, value in self.headers)
         if size > limit:
@@ -772,22 +877,10 @@ class HttpConnection(asyncio.Protocol):
         ``unparsed``: the read the parser gave up on, handed to the
         application's ``keep_unparsed`` (if it has one) to be recorded.
         """
-        self.receiving_since = None
-        reading, self.reading = self.reading, None
-        if reading is None and self.after_head:
-            reading = self._body_exchange()  # broken before any of its body
-        self.after_head = False
-        if reading is not None:
-            # Its body cannot be read to the end: the application, which has
-            # the request already, is told so and gives the answer.
-            logger.info("Broken body from %s: %s", self.client, text)
-            reading.broken = True
-            reading._wake()
-            self.eof = True
-            self.pause()
-            if not reading.begun:
-                self._start(reading)
+        if self.reading is not None or self.after_head:
+            self._broken_body(text)
             return
+        self.receiving_since = None
         logger.info("Refused a request from %s: %s", self.client, text)
         answer = plain_answer(status, text, date=self.state.date)
         keep = self.state.keep_unparsed
@@ -807,6 +900,23 @@ class HttpConnection(asyncio.Protocol):
             return
         self.write(answer)
         self._close()
+
+    def _broken_body(self, text: str) -> None:
+        """The body being read cannot be read to its end: the application,
+        which has the request already, is told so and gives the answer; then
+        the connection closes."""
+        self.receiving_since = None
+        reading, self.reading = self.reading, None
+        if reading is None:
+            reading = self._body_exchange()  # broken before any of its body
+        self.after_head = False
+        logger.info("Broken body from %s: %s", self.client, text)
+        reading.broken = True
+        reading._wake()
+        self.eof = True
+        self.pause()
+        if not reading.begun:
+            self._start(reading)
 
     def _kept(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -842,9 +952,8 @@ class HttpConnection(asyncio.Protocol):
                 self._refuse(408, "request not received in time")
             elif self.running is self.reading:
                 # The application waits for the rest of the body: it is told
-                # the client is gone, and records what came.
-                logger.info("Dropped %s: its body did not arrive in time", self.client)
-                self.abort()
+                # it will not come, records what came and answers.
+                self._broken_body("body not received in time")
         elif (
             since is None
             and self.running is None
