@@ -11,8 +11,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_client import MemoryWriter
-from collector_process import free_port
+from collector_process import CollectorFactory
 
 from plowline.collector.app import PIXEL, CollectorApp
 from plowline.collector.config import CollectorConfig
@@ -422,50 +420,27 @@ def _wait_for(check: Callable[[], bool], seconds: float = 10.0) -> bool:
 
 @pytest.mark.slow
 def test_a_dead_worker_is_replaced_and_workers_end_with_the_collector(
-    tmp_path: Path,
+    collector_factory: CollectorFactory,
 ) -> None:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-c",
-        "from plowline.cli import main; main()",
-        "collector",
-        "--port",
-        str(port),
-        "--raw-dir",
-        str(tmp_path / "raw"),
-        "--workers",
-        "2",
-    ]
-    log = (tmp_path / "log").open("wb")
-    main = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        assert _wait_for(lambda: len(_children(main.pid)) == 2)
-        url = f"http://127.0.0.1:{port}/i?e=pv"
-        with httpx.Client(trust_env=False, timeout=5) as client:
-            assert _wait_for(lambda: _answers(client, url))
-            first = _children(main.pid)
-            victim = min(first)
-            os.kill(victim, signal.SIGKILL)
-            assert _wait_for(lambda: len(_children(main.pid) - {victim}) == 2)
-            assert victim not in _children(main.pid)
-            for _ in range(20):  # new connections: both workers answer
-                assert (
-                    client.get(url, headers={"connection": "close"}).status_code == 200
-                )
-        workers = _children(main.pid)
-        log_text = (tmp_path / "log").read_text()
-        assert f"Collector worker {victim} died (exit code -9)" in log_text
+    running = collector_factory(env={"PLOWLINE_COLLECTOR_WORKERS": "2"})
+    main = running.process
+    assert _wait_for(lambda: len(_children(main.pid)) == 2)
+    url = running.base_url + "/i?e=pv"
+    with httpx.Client(trust_env=False, timeout=5) as client:
+        assert _wait_for(lambda: _answers(client, url))
+        victim = min(_children(main.pid))
+        os.kill(victim, signal.SIGKILL)
+        assert _wait_for(lambda: len(_children(main.pid) - {victim}) == 2)
+        assert victim not in _children(main.pid)
+        for _ in range(20):  # new connections: both workers answer
+            assert client.get(url, headers={"connection": "close"}).status_code == 200
+    workers = _children(main.pid)
+    assert f"Collector worker {victim} died (exit code -9)" in running.log()
 
-        os.kill(main.pid, signal.SIGKILL)
-        main.wait(10)
-        # Told by the kernel that their parent is gone, the workers stop.
-        assert _wait_for(lambda: not any(_alive(w) for w in workers))
-    finally:
-        if main.poll() is None:
-            main.kill()
-            main.wait(10)
-        log.close()
+    os.kill(main.pid, signal.SIGKILL)
+    main.wait(10)
+    # Told by the kernel that their parent is gone, the workers stop.
+    assert _wait_for(lambda: not any(_alive(w) for w in workers))
 
 
 def _answers(client: httpx.Client, url: str) -> bool:

@@ -608,19 +608,12 @@ class CollectorApp:
                 await self._answer_error(scope, send, "pixel", found, 503, _UNAVAILABLE)
                 return True
             origin = headers.get(b"origin") or b"*"
-            if self.config.cookie_enabled:
-                https = scope.get("scheme") == "https"
-                host = headers.get(b"host")
-                value = self._cookies.header(
-                    userid,
-                    now,
-                    https=https,
-                    host=None if host is None else host.decode("ascii"),
-                )
-                answer = [*_PIXEL_ANSWER, (_ALLOW_ORIGIN, origin), *_CORS_TAIL]
-                answer.append((b"set-cookie", value))
-            else:
-                answer = [*_PIXEL_ANSWER, (_ALLOW_ORIGIN, origin), *_CORS_TAIL]
+            answer = [*_PIXEL_ANSWER, (_ALLOW_ORIGIN, origin), *_CORS_TAIL]
+            cookie = self._plain_cookie(
+                userid, now, headers, https=scope.get("scheme") == "https"
+            )
+            if cookie is not None:
+                answer.append((b"set-cookie", cookie))
             self.metrics.count("pixel", 200)
             await send(
                 {"type": "http.response.start", "status": 200, "headers": answer}
@@ -670,16 +663,24 @@ class CollectorApp:
         line, _, now, userid, headers = plain
         origin = headers.get(b"origin") or b"*"
         head = _PIXEL_WIRE + origin + _CORS_TAIL_WIRE
-        if self.config.cookie_enabled:
-            host = headers.get(b"host")
-            value = self._cookies.header(
-                userid,
-                now,
-                https=False,
-                host=None if host is None else host.decode("ascii"),
-            )
-            head += b"set-cookie: " + value + b"\r\n"
+        cookie = self._plain_cookie(userid, now, headers, https=False)
+        if cookie is not None:
+            head += b"set-cookie: " + cookie + b"\r\n"
         return line, head, b"" if method == b"HEAD" else PIXEL, origin
+
+    def _plain_cookie(
+        self, userid: str, now: float, headers: dict[bytes, bytes], *, https: bool
+    ) -> bytes | None:
+        """The Set-Cookie value for a plain pixel request, if cookies are on."""
+        if not self.config.cookie_enabled:
+            return None
+        host = headers.get(b"host")
+        return self._cookies.header(
+            userid,
+            now,
+            https=https,
+            host=None if host is None else host.decode("ascii"),
+        )
 
     def store_plain_pixels(self, lines: list[bytes]) -> bool:
         """Store the lines :meth:`plain_pixel` gave, with one write; False,
