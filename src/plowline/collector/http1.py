@@ -104,6 +104,14 @@ def status_line(status: int) -> bytes:
     return line
 
 
+_FAILED_BODY = b"internal server error"
+_FAILED_HEAD = (
+    b"HTTP/1.1 500 Internal Server Error\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: %d\r\n" % len(_FAILED_BODY)
+)
+
+
 def plain_answer(status: int, text: str, *, date: bytes = b"") -> bytes:
     """A whole answer of the server's own, closing the connection."""
     body = text.encode("utf-8")
@@ -210,11 +218,22 @@ class ServerState:
         store, unavailable = self._store_plain, self._unavailable
         if not batch or store is None or unavailable is None:
             return
-        stored = store([record[0] for _, record in batch])
+        try:
+            stored = store([record[0] for _, record in batch])
+        except Exception:
+            logger.exception("The collector failed to store %d record(s)", len(batch))
+            for connection, _ in batch:
+                connection.plain_wait.keep_alive = False
+                connection.answer_plain(_FAILED_HEAD, _FAILED_BODY)
+            return
         for connection, (_, head, body, origin) in batch:
             if not stored:
                 head, body = unavailable(origin, bool(body))
-            connection.answer_plain(head, body)
+            try:
+                connection.answer_plain(head, body)
+            except Exception:
+                logger.exception("The collector failed to answer %s", connection.client)
+                connection.abort()
 
     def protocol(self) -> HttpConnection:
         return HttpConnection(self)

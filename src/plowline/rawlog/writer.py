@@ -164,7 +164,12 @@ class RawLogWriter:
                 self._write_all(file.fd, line)
             except OSError:
                 self._cut_back(file, start)
-                self._close_file()
+                if self._size == 0 and not file.torn:
+                    # Nothing in it: removed, or a full disk would leave an
+                    # empty closed file behind for every failed write.
+                    self._discard_empty_file()
+                else:
+                    self._close_file()
                 raise
             self._ticket += 1
             return self._ticket
@@ -289,6 +294,20 @@ class RawLogWriter:
                 _unlock_file(file.fd)
             self._retired.append(file.fd)
             return
+        try:
+            os.close(file.fd)
+        except OSError:
+            logger.warning("Could not close raw log %s cleanly.", file.path)
+
+    def _discard_empty_file(self) -> None:
+        file, self._file = self._file, None
+        if file is None:
+            return
+        try:
+            os.unlink(file.path)
+            self._dir_dirty = self.durable
+        except OSError as exc:
+            logger.warning("Could not remove the empty raw log %s: %s", file.path, exc)
         try:
             os.close(file.fd)
         except OSError:
