@@ -4,17 +4,22 @@ event loop, running the collector's ASGI application.
 Why not granian any more: its ASGI hand-over alone cost more server CPU per
 request than nginx spends on the whole request (docs/benchmarks.md), and it
 refused on its own, unrecorded, requests the collector is there to keep (a
-target over 65,534 bytes, more than 100 header lines). This server hands the
-application the request exactly as parsed, runs the application's coroutine
-straight from the parser callback and only makes it a task when it really
-waits (a body still arriving, an fsync, a stream), and writes each answer in
-one ``write``.
+target over 65,534 bytes, more than 100 header lines, raw UTF-8 in the
+target). This server hands the application the request exactly as parsed. A
+plain pixel request goes to ``CollectorApp.plain_pixel`` without ASGI, and the
+raw-log lines of those parsed in one turn of the event loop are written
+together before they are answered (``ServerState.flush_plain``). Any other
+request runs the application's coroutine straight from the parser callback,
+made a task only when it really waits (a body still arriving, an fsync, a
+stream). Each answer goes out in one ``write``.
 
 What it does: HTTP/1.0 and 1.1, keep-alive and pipelining (answers in order),
-``Content-Length`` and chunked bodies with back-pressure, ``Expect:
-100-continue``, a limit on the request head, timeouts for idle connections and
-slow requests, and a graceful stop: no new connections, idle ones closed,
-requests in progress finished, then the application's lifespan shutdown.
+``Content-Length`` and chunked bodies, back-pressure both ways, ``Expect:
+100-continue``, limits on the head, trailers and chunk framing, timeouts for
+idle connections and slow requests, bytes that cannot be parsed handed to the
+application to be recorded (``keep_unparsed``), and a graceful stop: no new
+connections, idle ones closed, requests in progress finished, then the
+application's lifespan shutdown.
 What it leaves out: TLS (put a proxy in front), HTTP/2, upgrades (an upgrade
 request is answered as an ordinary one and its connection closed).
 """
