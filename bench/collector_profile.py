@@ -128,13 +128,14 @@ class AnswerOnly:
     """An application that answers every plain pixel request with constants:
     the server's own share."""
 
-    def plain_pixel(self, *request: object) -> tuple[bytes, bytes, bytes, bytes]:
-        return b"", b"HTTP/1.1 200 OK\r\ncontent-length: 43\r\n", PIXEL, b"*"
+    def plain_pixel(self, *request: object) -> tuple[bytes, bytes, bytes, bytes, str]:
+        head = b"HTTP/1.1 200 OK\r\ncontent-length: 43\r\n"
+        return b"", head, PIXEL, b"*", "pixel"
 
-    def store_plain_pixels(self, lines: list[bytes]) -> bool:
+    def store_plain_records(self, records: list[object]) -> bool:
         return True
 
-    def plain_pixel_unavailable(self, origin: bytes, body: bool) -> tuple[bytes, bytes]:
+    def plain_unavailable(self, origin: bytes, body: bool) -> tuple[bytes, bytes]:
         raise RuntimeError("nothing is stored, so nothing fails")
 
     async def __call__(self, scope: object, receive: object, send: object) -> None:
@@ -218,14 +219,15 @@ async def _measure(rounds: int, calls: int, raw_dir: Path) -> list[tuple[str, fl
             "5d7c0b9e-0001-4000-8000-00000000beef",
         )
 
-    line = full.plain_pixel(*plain)[0]  # type: ignore[index]
+    record = full.plain_pixel(*plain)
+    assert record is not None
     figures = [
         ("whole request, raw-log sink", one),
         (f"  the same, {BATCH} per write (per req.)", ten),
         ("  the server alone", answer_only),
         ("  straight path, no write", lambda: full.plain_pixel(*plain)),
-        ("  its write, raw-log sink", lambda: full.store_plain_pixels([line])),
-        ("  its write, /dev/null", lambda: null.store_plain_pixels([line])),
+        ("  its write, raw-log sink", lambda: full.store_plain_records([record])),
+        ("  its write, /dev/null", lambda: null.store_plain_records([record])),
         ("ASGI path, raw-log sink", lambda: _drive(full(scope, _receive, _send))),
         ("ASGI path, /dev/null", lambda: _drive(null(scope, _receive, _send))),
         ("  the headers, straight path", lambda: _plain_headers(headers)),

@@ -11,22 +11,26 @@ import asyncio
 import contextlib
 import os
 import signal
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from asgi_client import MemoryWriter
 from collector_process import CollectorFactory
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from plowline.collector.app import PIXEL, CollectorApp
 from plowline.collector.config import CollectorConfig
 from plowline.collector.http1 import ServerState
 from plowline.enrich.adapters import to_raw_events
 from plowline.enrich.failed import FailedEvent
-from plowline.rawlog.record import RawRecord
+from plowline.rawlog.record import RawRecord, decode_record, encode_record
 from plowline.rawlog.writer import RawLogWriter
 
 NOW = 1796398275.5
@@ -552,3 +556,117 @@ def test_a_batch_that_cannot_be_written_is_answered_503(tmp_path: Path) -> None:
         assert app.metrics.records_written == 0
 
     run(exchange)
+
+
+# --- plain POST requests ---------------------------------------------------------
+
+
+def _post_bytes(body: bytes, headers: list[tuple[bytes, bytes]], path: bytes) -> bytes:
+    head = b"POST " + path + b" HTTP/1.1\r\n"
+    head += b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+    return head + b"content-length: %d\r\n\r\n" % len(body) + body
+
+
+def _one_way(request: bytes, *, direct: bool) -> tuple[bytes, list[RawRecord], int]:
+    """Answer and records of one request, the straight way or the ASGI way,
+    with a raw log (the straight way needs a sink that stores at once)."""
+
+    async def exchange(folder: Path) -> tuple[bytes, int]:
+        writer = RawLogWriter(folder)
+        app = CollectorApp(CollectorConfig(raw_dir=folder), writer, clock=lambda: NOW)
+        taken: list[bool] = []
+        state = ServerState(app, asyncio.get_running_loop())
+        original = app.plain_post
+
+        def spy(*request: Any) -> Any:
+            record = original(*request)
+            taken.append(record is not None)
+            return record
+
+        state.plain_post = spy if direct else None
+        connection = state.protocol()
+        transport = _Transport()
+        connection.connection_made(transport)  # type: ignore[arg-type]
+        connection.data_received(request)
+        state.flush_plain()
+        await asyncio.sleep(0)  # an ASGI exchange that waited, if any
+        state.close()
+        writer.close()
+        answer = b"".join(transport.sent)
+        lines = [x for x in answer.split(b"\r\n") if not x.startswith(b"date:")]
+        return b"\r\n".join(lines), sum(taken)
+
+    with tempfile.TemporaryDirectory() as temp:
+        answer, taken = asyncio.run(exchange(Path(temp)))
+        records = [
+            decode_record(line)
+            for path in sorted(Path(temp).iterdir())
+            for line in path.read_bytes().splitlines()
+        ]
+    return answer, records, taken
+
+
+POST_HEADERS = [
+    (b"Host", b"c.example"),
+    (b"Content-Type", b"application/json; charset=UTF-8"),
+    (b"Origin", b"https://shop.example"),
+    (b"Cookie", b"sp=5d7c0b9e-0001-4000-8000-00000000beef"),
+    (b"sec-ch-ua", b'"Chromium";v="124"'),
+]
+
+
+def test_a_plain_post_is_answered_and_recorded_as_the_asgi_way_does() -> None:
+    body = b'{"schema":"iglu:x","data":[{"e":"pv","page":"Caf\xc3\xa9 \\"quoted\\""}]}'
+    request = _post_bytes(body, POST_HEADERS, TP2)
+    direct_answer, direct_records, taken = _one_way(request, direct=True)
+    asgi_answer, asgi_records, _ = _one_way(request, direct=False)
+
+    assert taken == 1
+    assert direct_answer == asgi_answer
+    assert direct_answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert direct_answer.endswith(b"\r\n\r\nok")
+    [direct], [general] = direct_records, asgi_records
+    assert direct.body == general.body == body
+    assert direct.content_type == "application/json; charset=utf-8"
+    assert (direct.method, direct.path) == ("POST", TP2.decode())
+    assert direct.headers == general.headers
+    assert direct.network_userid == general.network_userid
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    body=st.one_of(
+        st.binary(max_size=80),
+        st.text(max_size=60).map(lambda text: text.encode("utf-8")),
+    ),
+    extra=st.lists(
+        st.tuples(
+            st.sampled_from([b"x-a", b"User-Agent", b"Referer", b"SP-Anonymous"]),
+            # Header values the parser takes: no control characters.
+            st.binary(min_size=1, max_size=12).filter(
+                lambda v: all(b >= 0x20 and b != 0x7F for b in v) and v.strip() == v
+            ),
+        ),
+        max_size=3,
+        unique_by=lambda pair: pair[0].lower(),
+    ),
+    path=st.sampled_from([TP2, b"/com.acme/v1", b"/r/tp2", b"/com.acme%2Fx/v1"]),
+)
+def test_plain_and_asgi_posts_agree_on_random_requests(
+    body: bytes, extra: list[tuple[bytes, bytes]], path: bytes
+) -> None:
+    request = _post_bytes(body, [*POST_HEADERS, *extra], path)
+    direct_answer, direct_records, _ = _one_way(request, direct=True)
+    asgi_answer, asgi_records, _ = _one_way(request, direct=False)
+
+    assert direct_answer == asgi_answer
+    assert len(direct_records) == len(asgi_records)
+    for direct, general in zip(direct_records, asgi_records, strict=True):
+        assert direct.id != general.id
+        assert _without_id(direct) == _without_id(general)
+
+
+def _without_id(record: RawRecord) -> dict[str, Any]:
+    data: dict[str, Any] = orjson.loads(encode_record(record))
+    del data["id"]
+    return data

@@ -450,11 +450,11 @@ def test_many_connections_at_once_are_batched_and_each_recorded_once(
 ) -> None:
     server = in_process()
     sizes: list[int] = []
-    real = server.app.store_plain_pixels
+    real = server.app.store_plain_records
 
-    def counting(lines: list[bytes]) -> bool:
-        sizes.append(len(lines))
-        return real(lines)
+    def counting(records: list[Any]) -> bool:
+        sizes.append(len(records))
+        return real(records)
 
     server.state._store_plain = counting
     ids = [new_id() for _ in range(200)]

@@ -108,6 +108,8 @@ _ANSWERS: dict[str, tuple[Headers, Headers, bytes]] = {
 _HTTP1 = frozenset({"1.1", "1.0"})
 # Headers that take a pixel request off the straight path (_plain_pixel).
 _NOTHING_SPECIAL = frozenset({b"content-length", b"transfer-encoding", b"sp-anonymous"})
+# And a POST off it: its Content-Length gave the body the server holds.
+_NOTHING_SPECIAL_POST = frozenset({b"transfer-encoding", b"sp-anonymous"})
 _PIXEL_ANSWER = tuple(_PIXEL_HEADERS)
 # ASGI messages the server only reads, so they can be shared.
 _PIXEL_BODY = {"type": "http.response.body", "body": PIXEL}
@@ -327,6 +329,15 @@ def _usable_id(candidate: bytes | None) -> str | None:
     return candidate.decode("ascii")
 
 
+def _plain_vendor_path(raw_path: bytes) -> bool:
+    """A ``/vendor/version`` path as sent, with nothing percent-encoded (so
+    that it is the path the collector routes on) and not a redirect."""
+    if raw_path.count(b"/") != 2 or raw_path[:1] != b"/" or b"%" in raw_path:
+        return False
+    _, vendor, version = raw_path.split(b"/")
+    return bool(vendor) and bool(version) and vendor != b"r"
+
+
 def _is_vendor_path(path: str) -> bool:
     """True for exactly two non-empty segments: ``/{vendor}/{version}``."""
     if path.count("/") != 2 or not path.startswith("/"):
@@ -376,6 +387,7 @@ _UNAVAILABLE = _text_response("service unavailable")
 _PIXEL_WIRE = (
     b"HTTP/1.1 200 OK\r\n" + _wire_headers(_PIXEL_HEADERS) + _ALLOW_ORIGIN + b": "
 )
+_POST_WIRE = b"HTTP/1.1 200 OK\r\n" + _wire_headers(_OK_HEADERS) + _ALLOW_ORIGIN + b": "
 _CORS_TAIL_WIRE = b"\r\n" + _wire_headers(_CORS_TAIL)
 _UNAVAILABLE_WIRE = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
@@ -634,7 +646,7 @@ class CollectorApp:
         raw_headers: list[tuple[bytes, bytes]],
         http_version: str,
         client: tuple[str, int] | None,
-    ) -> tuple[bytes, bytes, bytes, bytes] | None:
+    ) -> tuple[bytes, bytes, bytes, bytes, str] | None:
         """A plain pixel request's raw-log line and answer, for the collector's
         own HTTP server (:mod:`plowline.collector.http1`), which asks before it
         builds an ASGI scope; None, having done nothing, for a request that is
@@ -642,10 +654,10 @@ class CollectorApp:
         (fsync durability, a stream).
 
         Gives the line, the answer's head (status line and header lines,
-        without the blank line that ends it), its body, and the origin allowed
-        (for :meth:`plain_pixel_unavailable`). The server stores the lines of
-        the requests it parsed in one turn of its loop together
-        (:meth:`store_plain_pixels`), then answers each.
+        without the blank line that ends it), its body, the origin allowed
+        (for :meth:`plain_unavailable`) and the metrics group. The server
+        stores the lines of the requests it parsed in one turn of its loop
+        together (:meth:`store_plain_records`), then answers each.
         """
         if (
             self._store_now is None
@@ -666,7 +678,48 @@ class CollectorApp:
         cookie = self._plain_cookie(userid, now, headers, https=False)
         if cookie is not None:
             head += b"set-cookie: " + cookie + b"\r\n"
-        return line, head, b"" if method == b"HEAD" else PIXEL, origin
+        return line, head, b"" if method == b"HEAD" else PIXEL, origin, "pixel"
+
+    def plain_post(
+        self,
+        raw_path: bytes,
+        query: bytes,
+        raw_headers: list[tuple[bytes, bytes]],
+        http_version: str,
+        client: tuple[str, int] | None,
+        body: bytes,
+    ) -> tuple[bytes, bytes, bytes, bytes, str] | None:
+        """As :meth:`plain_pixel`, for a ``POST`` to a ``/vendor/version`` path
+        whose whole body is at hand: plain headers (``Content-Length`` given,
+        no ``Transfer-Encoding``), a body within the limit and UTF-8."""
+        if self._store_now is None or not _plain_vendor_path(raw_path):
+            return None
+        if len(body) > self.config.max_body_bytes:
+            return None
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None  # kept as body_base64: the general way
+        plain = self._plain_line(
+            b"POST",
+            raw_path,
+            query,
+            raw_headers,
+            http_version,
+            client,
+            lowered=True,
+            body_json=orjson.dumps(text) if body else b"null",
+        )
+        if plain is None:
+            return None
+        line, _, now, userid, headers = plain
+        self.metrics.received["body"] += len(body)
+        origin = headers.get(b"origin") or b"*"
+        head = _POST_WIRE + origin + _CORS_TAIL_WIRE
+        cookie = self._plain_cookie(userid, now, headers, https=False)
+        if cookie is not None:
+            head += b"set-cookie: " + cookie + b"\r\n"
+        return line, head, b"ok", origin, "post"
 
     def _plain_cookie(
         self, userid: str, now: float, headers: dict[bytes, bytes], *, https: bool
@@ -682,11 +735,15 @@ class CollectorApp:
             host=None if host is None else host.decode("ascii"),
         )
 
-    def store_plain_pixels(self, lines: list[bytes]) -> bool:
-        """Store the lines :meth:`plain_pixel` gave, with one write; False,
-        with none of them stored, when they could not be."""
+    def store_plain_records(
+        self, records: list[tuple[bytes, bytes, bytes, bytes, str]]
+    ) -> bool:
+        """Store the lines :meth:`plain_pixel` and :meth:`plain_post` gave,
+        with one write; False, with none of them stored, when they could not
+        be."""
         store = self._store_now
         assert store is not None
+        lines = [record[0] for record in records]
         count = len(lines)
         metrics = self.metrics
         try:
@@ -702,16 +759,16 @@ class CollectorApp:
         except OSError as exc:
             metrics.write_errors += count
             self._report_write_failure(exc, self._clock(), count)
-            for _ in lines:
-                metrics.count("pixel", 503)
+            for record in records:
+                metrics.count(record[4], 503)
             return False
         metrics.records_written += count
-        for _ in lines:
-            metrics.count("pixel", 200)
+        for record in records:
+            metrics.count(record[4], 200)
         return True
 
-    def plain_pixel_unavailable(self, origin: bytes, body: bool) -> tuple[bytes, bytes]:
-        """The 503 answer to a plain pixel request whose line was not stored."""
+    def plain_unavailable(self, origin: bytes, body: bool) -> tuple[bytes, bytes]:
+        """The 503 answer to a plain request whose line was not stored."""
         head, text = _UNAVAILABLE_WIRE
         return head + origin + _CORS_TAIL_WIRE, text if body else b""
 
@@ -725,6 +782,7 @@ class CollectorApp:
         client: tuple[str, int] | None,
         *,
         lowered: bool = False,
+        body_json: bytes | None = None,
     ) -> tuple[bytes, str, float, str, dict[bytes, bytes]] | None:
         """The raw-log line of a plain pixel request (see ``_plain_pixel``),
         with its record id, time, network user id and headers; None for a
@@ -739,9 +797,10 @@ class CollectorApp:
         if not count or http_version not in _HTTP1:
             return None
         headers = dict(raw_headers)
+        special = _NOTHING_SPECIAL if body_json is None else _NOTHING_SPECIAL_POST
         if (
             len(headers) != count
-            or not _NOTHING_SPECIAL.isdisjoint(headers)
+            or not special.isdisjoint(headers)
             or not (lowered or b"".join(headers).islower())
         ):
             return None
@@ -797,9 +856,9 @@ class CollectorApp:
                 path,
                 b'","querystring":"' if query else b'","querystring":null',
                 query,
-                b'","body":null,"content_type":'
-                if query
-                else b',"body":null,"content_type":',
+                b'","body":' if query else b',"body":',
+                b"null" if body_json is None else body_json,
+                b',"content_type":',
                 b"null" if content_type is None else _json_text(content_type.lower()),
                 b',"headers":',
                 headers_json,

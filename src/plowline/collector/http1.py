@@ -45,10 +45,15 @@ App = Callable[..., Coroutine[Any, Any, None]]
 KeepUnparsed = Callable[
     [bytes, str, "tuple[str, int] | None"], Coroutine[Any, Any, None]
 ]
-# What CollectorApp.plain_pixel gives for a plain pixel request: its raw-log
-# line, its answer's head (status line and headers, without the blank line),
-# the answer's body, and the origin allowed (for the 503 answer instead).
-PlainRecord = tuple[bytes, bytes, bytes, bytes]
+# What CollectorApp.plain_pixel and plain_post give for a plain request: its
+# raw-log line, its answer's head (status line and headers, without the blank
+# line), the answer's body, the origin allowed (for the 503 answer instead),
+# and its metrics group.
+PlainRecord = tuple[bytes, bytes, bytes, bytes, str]
+PlainPost = Callable[
+    [bytes, bytes, list[tuple[bytes, bytes]], str, "tuple[str, int] | None", bytes],
+    "PlainRecord | None",
+]
 PlainPixel = Callable[
     [bytes, bytes, bytes, list[tuple[bytes, bytes]], str, "tuple[str, int] | None"],
     "PlainRecord | None",
@@ -191,14 +196,15 @@ class ServerState:
         # answer, or None to be asked the ASGI way; the lines are stored in
         # batches (flush_plain).
         self.plain_pixel: PlainPixel | None = getattr(app, "plain_pixel", None)
-        self._store_plain: Callable[[list[bytes]], bool] | None = getattr(
-            app, "store_plain_pixels", None
+        self.plain_post: PlainPost | None = getattr(app, "plain_post", None)
+        self._store_plain: Callable[[list[PlainRecord]], bool] | None = getattr(
+            app, "store_plain_records", None
         )
         self._unavailable: Callable[[bytes, bool], tuple[bytes, bytes]] | None = (
-            getattr(app, "plain_pixel_unavailable", None)
+            getattr(app, "plain_unavailable", None)
         )
         if self._store_plain is None or self._unavailable is None:
-            self.plain_pixel = None
+            self.plain_pixel = self.plain_post = None
         self.plain_batch: list[tuple[HttpConnection, PlainRecord]] = []
         # And its way to record the bytes of a request that could not be parsed
         # (CollectorApp.keep_unparsed), if it has one.
@@ -224,14 +230,14 @@ class ServerState:
         if not batch or store is None or unavailable is None:
             return
         try:
-            stored = store([record[0] for _, record in batch])
+            stored = store([record for _, record in batch])
         except Exception:
             logger.exception("The collector failed to store %d record(s)", len(batch))
             for connection, _ in batch:
                 connection.plain_wait.keep_alive = False
                 connection.answer_plain(_FAILED_HEAD, _FAILED_BODY)
             return
-        for connection, (_, head, body, origin) in batch:
+        for connection, (_, head, body, origin, _) in batch:
             if not stored:
                 head, body = unavailable(origin, bool(body))
             try:
@@ -704,7 +710,7 @@ class HttpConnection(asyncio.Protocol):
         if exchange is not None:
             self.reading = None
             exchange.end_body()
-            if not exchange.begun:
+            if not exchange.begun and not self._post_plain(exchange):
                 self._start(exchange)
             return
         # No body. The collector's own straight way for a plain pixel request,
@@ -720,19 +726,47 @@ class HttpConnection(asyncio.Protocol):
                 parser.get_method(), raw_path, query, self.headers, version, self.client
             )
             if record is not None:
-                # Busy until the batch's records are written and it is answered.
-                wait = self.running = self.plain_wait
-                wait.keep_alive = (
-                    parser.should_keep_alive() and not parser.should_upgrade()
-                )
-                wait.version = version
-                if not state.plain_batch:
-                    state.loop.call_soon(state.flush_plain)
-                state.plain_batch.append((self, record))
+                keep_alive = parser.should_keep_alive() and not parser.should_upgrade()
+                self._wait_for_batch(record, keep_alive, version)
                 return
         exchange = self._exchange()
         exchange.complete = True
         self._start(exchange)
+
+    def _post_plain(self, exchange: _Exchange) -> bool:
+        """Take the collector's straight way for a POST whose whole body came
+        in this read, if it is plain (CollectorApp.plain_post)."""
+        state = self.state
+        plain = state.plain_post
+        scope = exchange.scope
+        if plain is None or self.running is not None or scope["method"] != "POST":
+            return False
+        chunks = exchange.chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        record = plain(
+            scope["raw_path"],
+            scope["query_string"],
+            scope["headers"],
+            scope["http_version"],
+            self.client,
+            body,
+        )
+        if record is None:
+            return False
+        self._wait_for_batch(record, exchange.keep_alive, scope["http_version"])
+        return True
+
+    def _wait_for_batch(
+        self, record: PlainRecord, keep_alive: bool, version: str
+    ) -> None:
+        # Busy until the batch's records are written and it is answered.
+        wait = self.running = self.plain_wait
+        wait.keep_alive = keep_alive
+        wait.version = version
+        state = self.state
+        if not state.plain_batch:
+            state.loop.call_soon(state.flush_plain)
+        state.plain_batch.append((self, record))
 
     def _exchange(self) -> _Exchange:
         """The ASGI exchange of the request just parsed."""
