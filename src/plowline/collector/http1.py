@@ -141,10 +141,12 @@ def plain_answer(status: int, text: str, *, date: bytes = b"") -> bytes:
 class _Refused(Exception):
     """Raised inside a parser callback: the request is answered by the server."""
 
-    def __init__(self, status: int, text: str) -> None:
+    def __init__(self, status: int, text: str, *, keep: bool = False) -> None:
         super().__init__(text)
         self.status = status
         self.text = text
+        # Whether the bytes read are handed to the application to be recorded.
+        self.keep = keep
 
 
 @types.coroutine
@@ -325,7 +327,9 @@ class _Exchange:
         connection = self.connection
         if self.expect_continue and not self.started:
             self.expect_continue = False
-            connection.write(_CONTINUE)
+            if not self.chunks and not self.complete:
+                # Only while the client still waits: a body on its way is not.
+                connection.write(_CONTINUE)
         while not self.chunks and not self.complete:
             if connection.lost or self.broken:
                 return _DISCONNECT
@@ -525,11 +529,13 @@ class HttpConnection(asyncio.Protocol):
                 self._count_head(received)
         except httptools.HttpParserUpgrade:
             # Not upgraded: the request is answered, then the connection closed.
-            self._end_after_answers(upgrade=True)
+            self._end_after_answers()
         except httptools.HttpParserCallbackError as exc:
             refused = exc.__context__
             if isinstance(refused, _Refused):
-                self._refuse(refused.status, refused.text)
+                kept = received if self.begun_here else self.carry + received
+                unparsed = kept[:UNPARSED_BYTES] if refused.keep else b""
+                self._refuse(refused.status, refused.text, unparsed)
             else:
                 logger.exception("The collector's HTTP server failed on a request")
                 self._refuse(500, "internal server error")
@@ -569,15 +575,12 @@ class HttpConnection(asyncio.Protocol):
         if self.framing_bytes > limit:
             self._refuse(431, f"chunk framing or trailers over {limit} bytes")
 
-    def _end_after_answers(self, *, upgrade: bool = False) -> None:
+    def _end_after_answers(self) -> None:
         """Read nothing more; close once the requests in hand are answered."""
         self.eof = True
         self.pause()
-        if upgrade:
-            self.plain_wait.keep_alive = False
-            for exchange in (self.running, *self.queued):
-                if exchange is not None:
-                    exchange.keep_alive = False
+        # An upgrade request itself is answered with connection: close
+        # (_exchange, on_message_complete); those before it as usual.
         if self.running is None and not self.queued:
             self._close()
 
@@ -679,11 +682,28 @@ class HttpConnection(asyncio.Protocol):
             refused = self._head_over_limit()
             if refused is not None:
                 raise refused
+        if self.parser.should_upgrade() and self._declares_body():
+            # The parser would take the body for the new protocol's bytes and
+            # drop it: refused, and recorded with the bytes read.
+            raise _Refused(
+                400,
+                "an Upgrade request with a body is not supported; send it "
+                "without Connection: upgrade",
+                keep=True,
+            )
         # What comes next tells whether there is a body: the parser's
         # on_message_complete at once (none), or on_body (started once the
         # body is complete, or at the end of this read if it is not, so that
         # a body that came whole is read without waiting).
         self.after_head = True
+
+    def _declares_body(self) -> bool:
+        for name, value in self.headers:
+            if name == b"transfer-encoding":
+                return True
+            if name == b"content-length" and value.strip() not in (b"", b"0"):
+                return True
+        return False
 
     def on_body(self, body: bytes) -> None:
         self.body_in_read += len(body)
