@@ -17,7 +17,6 @@ import base64
 import contextlib
 import os
 import random
-import re
 import signal
 import socket
 import threading
@@ -32,8 +31,18 @@ from collector_process import (
     TEST_ID_HEADER,
     CollectorFactory,
     RunningCollector,
-    new_test_id,
     start_collector,
+)
+from raw_http import (
+    TP2,
+    connect,
+    metric,
+    new_id,
+    pixel,
+    post,
+    read_until_closed,
+    statuses,
+    wait_for,
 )
 
 from plowline.collector.config import CollectorConfig
@@ -43,33 +52,8 @@ from plowline.rawlog.record import RawRecord, decode_record
 
 pytestmark = pytest.mark.slow
 
-TP2 = b"/com.snowplowanalytics.snowplow/tp2"
-STATUS = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
-
 
 # --- raw sockets --------------------------------------------------------------
-
-
-def connect(port: int, timeout: float = 5.0) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
-
-
-def read_until_closed(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, str]:
-    """Everything the server sends, and how it ended: eof, reset or timeout."""
-    sock.settimeout(timeout)
-    out = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return out, "eof"
-            out += chunk
-    except TimeoutError:
-        return out, "timeout"
-    except ConnectionResetError:
-        return out, "reset"
-    return out, "timeout"
 
 
 def exchange(
@@ -80,10 +64,6 @@ def exchange(
         if shut_wr:
             sock.shutdown(socket.SHUT_WR)
         return read_until_closed(sock, timeout)
-
-
-def statuses(reply: bytes) -> list[int]:
-    return [int(s) for s in STATUS.findall(reply)]
 
 
 def answers(
@@ -126,37 +106,6 @@ def answers(
     return out
 
 
-def pixel(test_id: str, query: bytes = b"e=pv", extra: bytes = b"") -> bytes:
-    return (
-        b"GET /i?"
-        + query
-        + b" HTTP/1.1\r\nHost: t.example\r\n"
-        + TEST_ID_HEADER.encode()
-        + b": "
-        + test_id.encode()
-        + b"\r\n"
-        + extra
-        + b"\r\n"
-    )
-
-
-def post(test_id: str, body: bytes, extra: bytes = b"") -> bytes:
-    return (
-        b"POST "
-        + TP2
-        + b" HTTP/1.1\r\nHost: t.example\r\n"
-        + TEST_ID_HEADER.encode()
-        + b": "
-        + test_id.encode()
-        + b"\r\n"
-        + b"Content-Type: application/json\r\n"
-        + b"Content-Length: %d\r\n" % len(body)
-        + extra
-        + b"\r\n"
-        + body
-    )
-
-
 def read_records(raw_dir: Path) -> list[RawRecord]:
     if not raw_dir.exists():
         return []
@@ -180,22 +129,6 @@ def unparsed_holding(records: list[RawRecord], marker: bytes) -> list[RawRecord]
         if str(r.extra.get("error", "")).startswith("unparsable_request")
         and marker in (r.body or b"")
     ]
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "")
-    found = re.search(r"^" + pattern + r" ([0-9.e+]+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
 
 
 # --- the server in this process --------------------------------------------------
@@ -324,10 +257,6 @@ def read_answers(
         if not chunk:
             return found, "eof"
         buffer += chunk
-
-
-def new_id() -> str:
-    return new_test_id()
 
 
 def refuses_connections(port: int) -> bool:

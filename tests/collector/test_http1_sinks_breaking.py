@@ -38,7 +38,17 @@ from collector_process import (
     TEST_ID_HEADER,
     CollectorFactory,
     free_port,
-    new_test_id,
+)
+from nats_support import NATS_HOST, NATS_PORT, TcpProxy, nats_reachable
+from raw_http import (
+    connect,
+    metric,
+    new_id,
+    pixel,
+    post,
+    read_until_closed,
+    statuses,
+    wait_for,
 )
 
 from plowline.collector.config import CollectorConfig
@@ -48,44 +58,17 @@ from plowline.rawlog.record import RawRecord, decode_record
 
 pytestmark = pytest.mark.slow
 
-TP2 = b"/com.snowplowanalytics.snowplow/tp2"
 PAYLOAD_DATA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
-STATUS = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
 REQUESTS = "plowline_collector_requests_total"
 
 
 # --- raw sockets --------------------------------------------------------------
 
 
-def connect(port: int, timeout: float = 5.0) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
-
-
-def read_until_closed(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, str]:
-    sock.settimeout(timeout)
-    out = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return out, "eof"
-            out += chunk
-    except TimeoutError:
-        return out, "timeout"
-    except ConnectionResetError:
-        return out, "reset"
-    return out, "timeout"
-
-
 def exchange(port: int, data: bytes, timeout: float = 5.0) -> tuple[bytes, str]:
     with connect(port) as sock:
         sock.sendall(data)
         return read_until_closed(sock, timeout)
-
-
-def statuses(reply: bytes) -> list[int]:
-    return [int(s) for s in STATUS.findall(reply)]
 
 
 Answer = tuple[int, dict[str, str], bytes]
@@ -162,39 +145,6 @@ def read_answers(
         buffer += chunk
 
 
-def pixel(
-    test_id: str, query: bytes = b"e=pv", extra: bytes = b"", method: bytes = b"GET"
-) -> bytes:
-    return (
-        method
-        + b" /i?"
-        + query
-        + b" HTTP/1.1\r\nHost: t.example\r\n"
-        + TEST_ID_HEADER.encode()
-        + b": "
-        + test_id.encode()
-        + b"\r\n"
-        + extra
-        + b"\r\n"
-    )
-
-
-def post(test_id: str, body: bytes, extra: bytes = b"") -> bytes:
-    return (
-        b"POST "
-        + TP2
-        + b" HTTP/1.1\r\nHost: t.example\r\n"
-        + TEST_ID_HEADER.encode()
-        + b": "
-        + test_id.encode()
-        + b"\r\nContent-Type: application/json\r\n"
-        + b"Content-Length: %d\r\n" % len(body)
-        + extra
-        + b"\r\n"
-        + body
-    )
-
-
 def read_records(raw_dir: Path) -> list[RawRecord]:
     if not raw_dir.exists():
         return []
@@ -212,22 +162,6 @@ def ids_of(records: list[RawRecord]) -> Counter[str | None]:
     return Counter(r.header(TEST_ID_HEADER) for r in records)
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "")
-    found = re.search(r"^" + pattern + r" ([0-9.e+]+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
-
-
 def request_counts(text: str) -> dict[tuple[str, int], float]:
     out = {}
     for group, status, value in re.findall(
@@ -242,10 +176,6 @@ def scrape(port: int) -> str:
     got, _ = parse_answers(reply)
     assert got and got[0][0] == 200, reply[:200]
     return got[0][2].decode()
-
-
-def new_id() -> str:
-    return new_test_id()
 
 
 # --- the server in this process --------------------------------------------------
@@ -917,69 +847,6 @@ def test_stdout_reader_gone_gives_503_never_200(
 # NATS
 # =============================================================================
 
-NATS_HOST, NATS_PORT = "127.0.0.1", 4222
-
-
-def nats_reachable() -> bool:
-    try:
-        with socket.create_connection((NATS_HOST, NATS_PORT), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-class TcpProxy:
-    """Forwards a local port to the NATS server; stop() cuts every connection."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
-
-    def start(self) -> None:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(16)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def stop(self) -> None:
-        if self._listener is not None:
-            with contextlib.suppress(OSError):
-                self._listener.shutdown(socket.SHUT_RDWR)
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection((NATS_HOST, NATS_PORT))
-            with self._lock:
-                self._sockets += [client, server]
-            for source, target in ((client, server), (server, client)):
-                threading.Thread(
-                    target=self._pump, args=(source, target), daemon=True
-                ).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                target.sendall(data)
-        with contextlib.suppress(OSError):
-            target.shutdown(socket.SHUT_WR)
-
 
 async def _stream_messages(name: str, delete: bool = False) -> list[bytes]:
     import nats
@@ -1072,7 +939,7 @@ def test_nats_streaming_pipelined_mix_lands_once_in_order(
 def test_nats_unreachable_at_start_spools_then_forwards_every_record(
     collector_factory: CollectorFactory, nats_stream: str
 ) -> None:
-    proxy = TcpProxy()  # not listening yet
+    proxy = TcpProxy((NATS_HOST, NATS_PORT))  # not listening yet
     try:
         running = collector_factory(
             nats_env(
