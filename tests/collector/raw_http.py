@@ -92,3 +92,31 @@ def post(test_id: str, body: bytes, extra: bytes = b"") -> bytes:
         + b"\r\n"
         + body
     )
+
+
+class FakeTransport:
+    """What an HttpConnection writes to when a test feeds it bytes itself:
+    keeps what is written, and says whether the connection was closed."""
+
+    def __init__(self, peer: tuple[object, ...] = ("198.51.100.4", 40000)) -> None:
+        self.sent: list[bytes] = []
+        self.closed = False
+        self.peer = peer
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def get_extra_info(self, name: str) -> tuple[object, ...]:
+        return self.peer
+
+    def pause_reading(self) -> None:
+        return None
+
+    def resume_reading(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True

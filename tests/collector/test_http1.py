@@ -24,6 +24,7 @@ from asgi_client import MemoryWriter
 from collector_process import CollectorFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from raw_http import FakeTransport
 
 from plowline.collector.app import PIXEL, CollectorApp
 from plowline.collector.config import CollectorConfig
@@ -457,30 +458,6 @@ def _answers(client: httpx.Client, url: str) -> bool:
 # --- plain pixel requests, stored in batches -------------------------------------
 
 
-class _Transport:
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def get_extra_info(self, name: str) -> tuple[str, int]:
-        return ("198.51.100.4", 40000)
-
-    def pause_reading(self) -> None:
-        return None
-
-    def resume_reading(self) -> None:
-        return None
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-
 class _CountingWriter(RawLogWriter):
     def __init__(self, folder: Path) -> None:
         super().__init__(folder)
@@ -494,12 +471,12 @@ class _CountingWriter(RawLogWriter):
         return super().write_line(line)
 
 
-def _three_connections(app: CollectorApp) -> tuple[ServerState, list[_Transport]]:
+def _three_connections(app: CollectorApp) -> tuple[ServerState, list[FakeTransport]]:
     state = ServerState(app, asyncio.get_running_loop())
     transports = []
     for n in range(3):
         connection = state.protocol()
-        transport = _Transport()
+        transport = FakeTransport()
         connection.connection_made(transport)  # type: ignore[arg-type]
         connection.data_received(pixel_get(b"n=%d" % n, b"Origin: https://o%d\r\n" % n))
         transports.append(transport)
@@ -585,7 +562,7 @@ def _one_way(request: bytes, *, direct: bool) -> tuple[bytes, list[RawRecord], i
 
         state.plain_post = spy if direct else None
         connection = state.protocol()
-        transport = _Transport()
+        transport = FakeTransport()
         connection.connection_made(transport)  # type: ignore[arg-type]
         connection.data_received(request)
         state.flush_plain()

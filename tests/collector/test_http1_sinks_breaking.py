@@ -41,6 +41,7 @@ from collector_process import (
 )
 from nats_support import NATS_HOST, NATS_PORT, TcpProxy, nats_reachable
 from raw_http import (
+    FakeTransport,
     connect,
     metric,
     new_id,
@@ -630,38 +631,19 @@ def test_client_gone_while_pixel_waits_simulated_exactly(
     """The connection is lost after the pixel was parsed and before the flush."""
     server = in_process()
 
-    class Transport:
-        def __init__(self) -> None:
-            self.written: list[bytes] = []
-
-        def get_extra_info(self, name: str) -> Any:
-            return ("127.0.0.1", 5555)
-
-        def write(self, data: bytes) -> None:
-            self.written.append(data)
-
-        def close(self) -> None:
-            pass
-
-        def pause_reading(self) -> None:
-            pass
-
-        def resume_reading(self) -> None:
-            pass
-
     test_id = new_id()
 
     def run() -> Any:
         connection = server.state.protocol()
-        transport = Transport()
-        connection.connection_made(transport)
+        transport = FakeTransport(("127.0.0.1", 5555))
+        connection.connection_made(transport)  # type: ignore[arg-type]
         connection.data_received(pixel(test_id) + pixel(test_id))
         connection.connection_lost(ConnectionResetError())
         return connection, transport
 
     connection, transport = server.call(run)
     time.sleep(0.2)
-    assert transport.written == []
+    assert transport.sent == []
     assert connection not in server.state.connections
     assert server.errors == []
     assert ids_of(server.records())[test_id] == 1

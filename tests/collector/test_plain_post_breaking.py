@@ -31,6 +31,7 @@ import pytest
 from collector_process import RunningCollector, start_collector
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from raw_http import FakeTransport
 
 from plowline.collector.app import CollectorApp
 from plowline.collector.config import CollectorConfig
@@ -48,31 +49,6 @@ BASE = [(b"Host", b"c.example"), (b"Content-Type", b"application/json")]
 
 
 # --- harness ----------------------------------------------------------------
-
-
-class _Transport:
-    def __init__(self, peer: tuple[Any, ...]) -> None:
-        self.sent: list[bytes] = []
-        self.closed = False
-        self.peer = peer
-
-    def write(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def get_extra_info(self, name: str) -> tuple[Any, ...]:
-        return self.peer
-
-    def pause_reading(self) -> None:
-        return None
-
-    def resume_reading(self) -> None:
-        return None
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
 
 
 class _FailingWriter(RawLogWriter):
@@ -119,7 +95,7 @@ def run(
 
         state.plain_post = spy if direct else None  # type: ignore[assignment]
         connection = state.protocol()
-        transport = _Transport(peer)
+        transport = FakeTransport(peer)
         connection.connection_made(transport)  # type: ignore[arg-type]
         for chunk in chunks:
             connection.data_received(chunk)

@@ -673,11 +673,7 @@ class CollectorApp:
         if plain is None:
             return None
         line, _, now, userid, headers = plain
-        origin = headers.get(b"origin") or b"*"
-        head = _PIXEL_WIRE + origin + _CORS_TAIL_WIRE
-        cookie = self._plain_cookie(userid, now, headers, https=False)
-        if cookie is not None:
-            head += b"set-cookie: " + cookie + b"\r\n"
+        head, origin = self._plain_head(_PIXEL_WIRE, userid, now, headers)
         return line, head, b"" if method == b"HEAD" else PIXEL, origin, "pixel"
 
     def plain_post(
@@ -714,12 +710,21 @@ class CollectorApp:
             return None
         line, _, now, userid, headers = plain
         self.metrics.received["body"] += len(body)
+        head, origin = self._plain_head(_POST_WIRE, userid, now, headers)
+        return line, head, b"ok", origin, "post"
+
+    def _plain_head(
+        self, wire: bytes, userid: str, now: float, headers: dict[bytes, bytes]
+    ) -> tuple[bytes, bytes]:
+        """The head of a plain request's answer (``wire`` up to the allowed
+        origin's value, then the origin, the CORS tail and the cookie), and
+        the origin."""
         origin = headers.get(b"origin") or b"*"
-        head = _POST_WIRE + origin + _CORS_TAIL_WIRE
+        head = wire + origin + _CORS_TAIL_WIRE
         cookie = self._plain_cookie(userid, now, headers, https=False)
         if cookie is not None:
             head += b"set-cookie: " + cookie + b"\r\n"
-        return line, head, b"ok", origin, "post"
+        return head, origin
 
     def _plain_cookie(
         self, userid: str, now: float, headers: dict[bytes, bytes], *, https: bool

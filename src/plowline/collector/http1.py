@@ -114,28 +114,27 @@ def status_line(status: int) -> bytes:
     return line
 
 
-_FAILED_BODY = b"internal server error"
-_FAILED_HEAD = (
-    b"HTTP/1.1 500 Internal Server Error\r\n"
-    b"content-type: text/plain; charset=utf-8\r\n"
-    b"content-length: %d\r\n" % len(_FAILED_BODY)
-)
-
-
-def plain_answer(status: int, text: str, *, date: bytes = b"") -> bytes:
-    """A whole answer of the server's own, closing the connection."""
-    body = text.encode("utf-8")
+def _text_head(status: int, body: bytes) -> bytes:
+    """The status line and headers of a plain-text answer of the server's own,
+    without the connection and date headers."""
     return b"".join(
         (
             status_line(status),
             b"content-type: text/plain; charset=utf-8\r\n",
             b"content-length: %d\r\n" % len(body),
-            date,
-            _CLOSE,
-            _CRLF,
-            body,
         )
     )
+
+
+def plain_answer(status: int, text: str, *, date: bytes = b"") -> bytes:
+    """A whole answer of the server's own, closing the connection."""
+    body = text.encode("utf-8")
+    return b"".join((_text_head(status, body), date, _CLOSE, _CRLF, body))
+
+
+# The answer to plain requests whose batch failed in an unexpected way.
+_FAILED_BODY = b"internal server error"
+_FAILED_HEAD = _text_head(500, _FAILED_BODY)
 
 
 class _Refused(Exception):
