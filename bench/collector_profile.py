@@ -31,6 +31,7 @@ import orjson
 from collector_load import page_view_get
 
 from plowline.collector import app as app_module
+from plowline.collector import plainpath
 from plowline.collector.app import PIXEL, CollectorApp
 from plowline.collector.config import CollectorConfig
 from plowline.collector.cookies import CookieSetter
@@ -79,15 +80,6 @@ def _drive(coroutine: Coroutine[Any, Any, None]) -> None:
     except StopIteration:
         return
     raise RuntimeError("the application suspended; this harness cannot resume it")
-
-
-def _plain_headers(headers: list[tuple[bytes, bytes]]) -> bytes | None:
-    """What CollectorApp._plain_pixel does with the headers before encoding."""
-    by_name = dict(headers)
-    if not b"".join(by_name).islower():
-        return None
-    joined = app_module._PAIR_SEP.join(map(app_module._VALUE_SEP.join, headers))
-    return app_module._headers_json(joined, len(headers))
 
 
 def best_microseconds(action: Callable[[], object], rounds: int, calls: int) -> float:
@@ -221,6 +213,7 @@ async def _measure(rounds: int, calls: int, raw_dir: Path) -> list[tuple[str, fl
 
     record = full.plain_pixel(*plain)
     assert record is not None
+    kind = "C" if plainpath.COMPILED else "Python"
     figures = [
         ("whole request, raw-log sink", one),
         (f"  the same, {BATCH} per write (per req.)", ten),
@@ -230,7 +223,14 @@ async def _measure(rounds: int, calls: int, raw_dir: Path) -> list[tuple[str, fl
         ("  its write, /dev/null", lambda: null.store_plain_records([record])),
         ("ASGI path, raw-log sink", lambda: _drive(full(scope, _receive, _send))),
         ("ASGI path, /dev/null", lambda: _drive(null(scope, _receive, _send))),
-        ("  the headers, straight path", lambda: _plain_headers(headers)),
+        (
+            f"  the headers, straight path ({kind})",
+            lambda: plainpath.scan_headers(headers, False, b"", b"sp"),
+        ),
+        (
+            "  the headers, its Python twin",
+            lambda: plainpath.scan_headers_py(headers, False, b"", b"sp"),
+        ),
         ("  the headers, general path", lambda: app_module._read_headers(headers, b"")),
         ("  a record id", ids.next),
         ("  encoding the record", encode),

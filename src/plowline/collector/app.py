@@ -38,6 +38,14 @@ from plowline.collector.config import CollectorConfig
 from plowline.collector.cookies import CookieSetter, DoNotTrack, cookie_value
 from plowline.collector.lines import encode_line
 from plowline.collector.metrics import CONTENT_TYPE, CollectorMetrics
+from plowline.collector.plainpath import (
+    _HEADER_LINE_OVERHEAD,
+    _PAIR_SEP,
+    _VALUE_SEP,
+    _VERBATIM,
+    _headers_json,
+    scan_headers,
+)
 from plowline.collector.redirect import RedirectPolicy
 from plowline.collector.sinks import RawLogSink, StdoutSink
 from plowline.collector.tracker_script import (
@@ -82,8 +90,6 @@ _ANONYMOUS_DROPPED = frozenset({"cookie", "x-forwarded-for", "x-real-ip", "forwa
 # RFC 6265 cookie-octets: anything else could break or extend the Set-Cookie line.
 _COOKIE_VALUE = re.compile(rb"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]{1,128}")
 _FAILURE_LOG_INTERVAL = 10.0
-# What a header line costs besides its name and value: ": " and CRLF.
-_HEADER_LINE_OVERHEAD = 4
 
 _NO_STORE = (b"cache-control", b"no-cache, no-store, must-revalidate")
 _PIXEL_HEADERS: Headers = [
@@ -106,10 +112,6 @@ _ANSWERS: dict[str, tuple[Headers, Headers, bytes]] = {
 }
 # Only HTTP/1 tells by its headers that a request has no body.
 _HTTP1 = frozenset({"1.1", "1.0"})
-# Headers that take a pixel request off the straight path (_plain_pixel).
-_NOTHING_SPECIAL = frozenset({b"content-length", b"transfer-encoding", b"sp-anonymous"})
-# And a POST off it: its Content-Length gave the body the server holds.
-_NOTHING_SPECIAL_POST = frozenset({b"transfer-encoding", b"sp-anonymous"})
 _PIXEL_ANSWER = tuple(_PIXEL_HEADERS)
 # ASGI messages the server only reads, so they can be shared.
 _PIXEL_BODY = {"type": "http.response.body", "body": PIXEL}
@@ -259,47 +261,6 @@ def _note_header(found: _RequestHeaders, name: bytes, raw: bytes) -> None:
         found.chunked = True
     elif name == b"sp-anonymous":
         found.anonymous = True
-
-
-# Bytes that stand for themselves inside a JSON string (printable ASCII but the
-# quote and the backslash), and the separators _read_headers joins headers with.
-_VERBATIM = bytes(b for b in range(0x20, 0x80) if b not in b'"\\')
-_PAIR_SEP, _VALUE_SEP = b"\x00", b"\x01"
-_ESCAPED = b'"\\'
-
-
-def _headers_json(joined: bytes, count: int) -> bytes | None:
-    """The record's ``headers`` as JSON, from ``count`` headers joined with
-    separators; None when one holds anything but printable ASCII (the record is
-    then encoded the general way)."""
-    others = joined.translate(None, _VERBATIM)
-    separators = others.translate(None, _ESCAPED)
-    if len(separators) != 2 * count - 1 or separators.translate(None, b"\x00\x01"):
-        return None  # control characters, non-ASCII, or a separator in a header
-    if len(others) != len(separators):
-        joined = joined.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
-    return (
-        b'[["'
-        + joined.replace(_VALUE_SEP, b'","').replace(_PAIR_SEP, b'"],["')
-        + b'"]]'
-    )
-
-
-def _json_escaped(value: bytes) -> bytes:
-    """Printable ASCII as the inside of a JSON string."""
-    # find() is quicker than ``in`` here (CPython 3.11).
-    if value.find(b"\\") >= 0:
-        value = value.replace(b"\\", b"\\\\")
-    if value.find(b'"') >= 0:
-        value = value.replace(b'"', b'\\"')
-    return value
-
-
-def _json_text(value: bytes | None) -> bytes:
-    """Printable ASCII (or None) as a JSON string (or null)."""
-    if value is None:
-        return b"null"
-    return b'"' + _json_escaped(value) + b'"'
 
 
 @functools.lru_cache(maxsize=4096)
@@ -610,19 +571,19 @@ class CollectorApp:
         )
         if plain is None:
             return False
-        line, record_id, now, userid, headers = plain
+        line, record_id, now, userid, origin_sent, host = plain
         self._in_flight += 1
         try:
             written = await self._write(line, record_id, now)
             if not written:
                 found = _RequestHeaders(scope["headers"])
-                found.origin = headers.get(b"origin")
+                found.origin = origin_sent
                 await self._answer_error(scope, send, "pixel", found, 503, _UNAVAILABLE)
                 return True
-            origin = headers.get(b"origin") or b"*"
+            origin = origin_sent or b"*"
             answer = [*_PIXEL_ANSWER, (_ALLOW_ORIGIN, origin), *_CORS_TAIL]
             cookie = self._plain_cookie(
-                userid, now, headers, https=scope.get("scheme") == "https"
+                userid, now, host, https=scope.get("scheme") == "https"
             )
             if cookie is not None:
                 answer.append((b"set-cookie", cookie))
@@ -668,12 +629,12 @@ class CollectorApp:
         # The server gives header names lower-cased (so says ASGI too, but an
         # ASGI caller is checked).
         plain = self._plain_line(
-            method, raw_path, query, raw_headers, http_version, client, lowered=True
+            method, raw_path, query, raw_headers, http_version, client
         )
         if plain is None:
             return None
-        line, _, now, userid, headers = plain
-        head, origin = self._plain_head(_PIXEL_WIRE, userid, now, headers)
+        line, _, now, userid, origin, host = plain
+        head, origin = self._plain_head(_PIXEL_WIRE, userid, now, origin, host)
         return line, head, b"" if method == b"HEAD" else PIXEL, origin, "pixel"
 
     def plain_post(
@@ -703,36 +664,40 @@ class CollectorApp:
             raw_headers,
             http_version,
             client,
-            lowered=True,
             body_json=orjson.dumps(text) if body else b"null",
         )
         if plain is None:
             return None
-        line, _, now, userid, headers = plain
+        line, _, now, userid, origin, host = plain
         self.metrics.received["body"] += len(body)
-        head, origin = self._plain_head(_POST_WIRE, userid, now, headers)
+        head, origin = self._plain_head(_POST_WIRE, userid, now, origin, host)
         return line, head, b"ok", origin, "post"
 
     def _plain_head(
-        self, wire: bytes, userid: str, now: float, headers: dict[bytes, bytes]
+        self,
+        wire: bytes,
+        userid: str,
+        now: float,
+        origin_sent: bytes | None,
+        host: bytes | None,
     ) -> tuple[bytes, bytes]:
         """The head of a plain request's answer (``wire`` up to the allowed
         origin's value, then the origin, the CORS tail and the cookie), and
         the origin."""
-        origin = headers.get(b"origin") or b"*"
+        origin = origin_sent or b"*"
         head = wire + origin + _CORS_TAIL_WIRE
-        cookie = self._plain_cookie(userid, now, headers, https=False)
+        cookie = self._plain_cookie(userid, now, host, https=False)
         if cookie is not None:
             head += b"set-cookie: " + cookie + b"\r\n"
         return head, origin
 
     def _plain_cookie(
-        self, userid: str, now: float, headers: dict[bytes, bytes], *, https: bool
+        self, userid: str, now: float, host: bytes | None, *, https: bool
     ) -> bytes | None:
-        """The Set-Cookie value for a plain pixel request, if cookies are on."""
+        """The Set-Cookie value for a plain pixel request (``host``: its Host
+        header), if cookies are on."""
         if not self.config.cookie_enabled:
             return None
-        host = headers.get(b"host")
         return self._cookies.header(
             userid,
             now,
@@ -786,29 +751,38 @@ class CollectorApp:
         http_version: str,
         client: tuple[str, int] | None,
         *,
-        lowered: bool = False,
         body_json: bytes | None = None,
-    ) -> tuple[bytes, str, float, str, dict[bytes, bytes]] | None:
+    ) -> tuple[bytes, str, float, str, bytes | None, bytes | None] | None:
         """The raw-log line of a plain pixel request (see ``_plain_pixel``),
-        with its record id, time, network user id and headers; None for a
-        request that is not plain. Counts the bytes received.
+        with its record id, time, network user id, and its Origin and Host
+        headers; None for a request that is not plain. Counts the bytes
+        received.
 
         The line is put together from the request's bytes, which is why only
         printable ASCII qualifies: such bytes stand for themselves in JSON but
         for the quote and the backslash, which are escaped. It is the line
         :func:`plowline.collector.lines.encode_line` writes (tests check).
         """
-        count = len(raw_headers)
-        if not count or http_version not in _HTTP1:
+        if http_version not in _HTTP1:
             return None
-        headers = dict(raw_headers)
-        special = _NOTHING_SPECIAL if body_json is None else _NOTHING_SPECIAL_POST
-        if (
-            len(headers) != count
-            or not special.isdisjoint(headers)
-            or not (lowered or b"".join(headers).islower())
-        ):
+        scanned = scan_headers(
+            raw_headers, body_json is not None, self._proxy_header, self._cookie_name
+        )
+        if scanned is None:
             return None
+        (
+            headers_json,
+            size,
+            cookie,
+            host,
+            origin,
+            forwarded,
+            agent_json,
+            referer_json,
+            host_json,
+            content_type_json,
+            sent_userid,
+        ) = scanned
         path = (
             raw_path.encode("utf-8", "surrogateescape")
             if isinstance(raw_path, str)
@@ -816,15 +790,9 @@ class CollectorApp:
         )
         if query.translate(None, _VERBATIM) or path.translate(None, _VERBATIM):
             return None
-        joined = _PAIR_SEP.join(map(_VALUE_SEP.join, raw_headers))
-        size = len(joined) + (_HEADER_LINE_OVERHEAD - 2) * count + 1
         config = self.config
         if len(query) > config.max_querystring_bytes or size > config.max_header_bytes:
             return None
-        headers_json = _headers_json(joined, count)
-        if headers_json is None:
-            return None
-        cookie = headers.get(b"cookie")
         cookies = [cookie] if cookie is not None else []
         if self._do_not_track is not None and self._do_not_track.matches(cookies):
             return None
@@ -833,13 +801,12 @@ class CollectorApp:
         userid = None
         if query.find(b"nuid") >= 0:
             userid = _usable_id(_query_value(query, b"nuid"))
-        if userid is None and cookie is not None:
-            userid = _usable_id(cookie_value(cookies, self._cookie_name))
+        if userid is None and sent_userid is not None:
+            userid = _usable_id(sent_userid)
         if userid is None:
             userid = self._ids.next()
         if self._proxy_header:
             peer = str(client[0]) if client else None
-            forwarded = headers.get(self._proxy_header)
             proxies = [forwarded] if forwarded is not None else []
             resolved = self._client_address.resolve(peer, proxies)
             ip = orjson.dumps(resolved)
@@ -847,7 +814,6 @@ class CollectorApp:
             ip = _ip_json(client[0])
         else:
             ip = b"null"
-        content_type = headers.get(b"content-type")
         record_id = self._ids.next()
         line = b"".join(
             (
@@ -864,17 +830,17 @@ class CollectorApp:
                 b'","body":' if query else b',"body":',
                 b"null" if body_json is None else body_json,
                 b',"content_type":',
-                b"null" if content_type is None else _json_text(content_type.lower()),
+                content_type_json,
                 b',"headers":',
                 headers_json,
                 b',"ip":',
                 ip,
                 b',"useragent":',
-                _json_text(headers.get(b"user-agent")),
+                agent_json,
                 b',"referer":',
-                _json_text(headers.get(b"referer")),
+                referer_json,
                 b',"host":',
-                _json_text(headers.get(b"host")),
+                host_json,
                 b',"network_userid":"',
                 userid.encode("ascii"),
                 b'"}\n',
@@ -883,7 +849,7 @@ class CollectorApp:
         received = self.metrics.received
         received["querystring"] += len(query)
         received["headers"] += size
-        return line, record_id, now, userid, headers
+        return line, record_id, now, userid, origin, host
 
     async def keep_unparsed(
         self, data: bytes, reason: str, client: tuple[str, int] | None

@@ -37,6 +37,8 @@ from urllib.parse import unquote
 
 import httptools
 
+from plowline.collector.plainpath import parse_head
+
 logger = logging.getLogger(__name__)
 
 Message = dict[str, Any]
@@ -206,6 +208,8 @@ class ServerState:
         )
         if self._store_plain is None or self._unavailable is None:
             self.plain_pixel = self.plain_post = None
+        # Plain requests read without llhttp, when the C module is built.
+        self.parse_head = parse_head if self.plain_pixel is not None else None
         self.plain_batch: list[tuple[HttpConnection, PlainRecord]] = []
         # And its way to record the bytes of a request that could not be parsed
         # (CollectorApp.keep_unparsed), if it has one.
@@ -480,6 +484,8 @@ class HttpConnection(asyncio.Protocol):
         # Set while _next runs queued requests, so that those answered at once
         # do not start the next ones from deeper in the stack.
         self.advancing = False
+        # The straight way declined the request llhttp is reading (_straight).
+        self.declined = False
 
     # --- connection events ---------------------------------------------------
 
@@ -506,6 +512,16 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.refusal or self.lost:
             return  # nothing after a request that could not be parsed
+        if (
+            self.between
+            and self.running is None
+            and not self.line_open
+            and not self.eof
+            and self.state.parse_head is not None
+        ):
+            data = self._straight(data)
+            if not data:
+                return
         received = data
         if self.line_open or (
             self.between and (not data.isascii() or data.find(b"\n") < 0)
@@ -548,6 +564,42 @@ class HttpConnection(asyncio.Protocol):
             self._refuse(
                 400, f"malformed HTTP request: {reason}", unparsed[:UNPARSED_BYTES]
             )
+
+    def _straight(self, data: bytes) -> bytes:
+        """Take a plain request at the start of ``data`` the collector's
+        straight way, without llhttp (``plainpath.parse_head``); give back the
+        bytes llhttp is to read: those after it, or all of ``data`` when it
+        does not start with such a request or the application turns it down.
+        """
+        state = self.state
+        assert state.parse_head is not None
+        parsed = state.parse_head(data, state.header_lines_limit)
+        if parsed is None:
+            return data
+        used, method, target, version, keep_alive, headers, body = parsed
+        raw_path, _, query = target.partition(b"?")
+        if body is None:
+            plain = state.plain_pixel
+            if plain is None:
+                return data
+            record = plain(method, raw_path, query, headers, version, self.client)
+        else:
+            post = state.plain_post
+            if post is None:
+                return data
+            record = post(raw_path, query, headers, version, self.client, body)
+        if record is None:
+            # Nothing done: llhttp reads it, and it goes the ASGI way without
+            # the application being asked again.
+            self.declined = True
+            return data
+        self._wait_for_batch(record, keep_alive, version)
+        if not keep_alive:
+            # Bytes after a request that closes the connection are ignored,
+            # as llhttp ignores them.
+            self._end_after_answers()
+            return b""
+        return data[used:]
 
     def _count_head(self, received: bytes) -> None:
         """After a read that left a head incomplete: keep its bytes for a
@@ -726,10 +778,11 @@ class HttpConnection(asyncio.Protocol):
         self.receiving_since = None
         self.between = True
         self.after_head = False
+        declined, self.declined = self.declined, False
         if exchange is not None:
             self.reading = None
             exchange.end_body()
-            if not exchange.begun and not self._post_plain(exchange):
+            if not exchange.begun and (declined or not self._post_plain(exchange)):
                 self._start(exchange)
             return
         # No body. The collector's own straight way for a plain pixel request,
@@ -737,7 +790,12 @@ class HttpConnection(asyncio.Protocol):
         url = self.url
         state = self.state
         plain = state.plain_pixel
-        if plain is not None and self.running is None and url[:1] == b"/":
+        if (
+            plain is not None
+            and not declined
+            and self.running is None
+            and url[:1] == b"/"
+        ):
             parser = self.parser
             raw_path, _, query = url.partition(b"?")
             version = parser.get_http_version()
