@@ -120,6 +120,8 @@ class AnswerOnly:
     """An application that answers every plain pixel request with constants:
     the server's own share."""
 
+    plain_header_keys = (b"", b"sp")
+
     def plain_pixel(self, *request: object) -> tuple[bytes, bytes, bytes, bytes, str]:
         head = b"HTTP/1.1 200 OK\r\ncontent-length: 43\r\n"
         return b"", head, PIXEL, b"*", "pixel"

@@ -84,11 +84,25 @@ def llhttp_reading(data: bytes, used: int) -> Parsed | None:
 
 
 def check_against_llhttp(data: bytes) -> Parsed | None:
+    """parse_head against llhttp, and read_plain against parse_head and the
+    Python twin of scan_headers."""
     assert plainpath.parse_head is not None
     parsed = plainpath.parse_head(data, 2000)
     if parsed is not None:
         assert 0 < parsed[0] <= len(data)
         assert llhttp_reading(data, parsed[0]) == parsed
+    for proxy, cookie in ((b"", b"sp"), (b"x-forwarded-for", b"a")):
+        assert plainpath.read_plain is not None
+        read = plainpath.read_plain(data, 2000, proxy, cookie)
+        if parsed is None:
+            assert read is None
+            continue
+        used, method, target, version, keep_alive, headers, body = parsed
+        scanned = plainpath.scan_headers_py(headers, body is not None, proxy, cookie)
+        if scanned is None:
+            assert read is None
+        else:
+            assert read == (used, method, target, version, keep_alive, body, scanned)
     return parsed
 
 
@@ -269,6 +283,13 @@ _NAMES = (
             b"Expect",
             b"Cookie",
             b"Proxy-Connection",
+            b"HOST",
+            b"X-Forwarded-For",
+            b"SP-Anonymous",
+            b"User-Agent",
+            b"Referer",
+            b"Origin",
+            b"Content-Type",
         ]
     )
     | _TOKEN
@@ -285,6 +306,9 @@ _VALUES = (
             b"03",
             b" 3",
             b"h",
+            b'a=1; sp="x" ;sp=2',
+            b"sp = u1",
+            b"Text/Plain",
         ]
     )
     | _VALUE

@@ -1,30 +1,24 @@
 /*
  * The collector's straight path for plain requests, compiled.
  *
- * Two functions, each the compiled twin of Python code in
- * plowline/collector/plainpath.py, which is used when this module was not
- * built. Tests check that both give the same results.
+ * The compiled twins of parts of plowline/collector/plainpath.py; that module
+ * says what each function gives, and tests check that the two agree.
  *
  * parse_head(data, lines_limit)
  *     Reads one request from the start of ``data`` when it is of the plain
  *     kind a tracker sends: GET, HEAD, or POST with a Content-Length whose
- *     body is all in ``data``; a target of URL characters only; header lines
- *     of token names and printable ASCII values. It accepts only what llhttp
- *     accepts and reads it the same way; for anything else (and anything it
- *     is unsure of) it gives None and the server's llhttp parser reads the
- *     bytes instead.
- *     Gives (bytes used, method, target, HTTP version, keep-alive,
- *     [(lower-case name, value), ...], body or None).
+ *     body is all in ``data``; a target of URL characters only; at most 64
+ *     header lines of token names and printable ASCII values. It accepts only
+ *     what llhttp accepts and reads it the same way; for anything else (and
+ *     anything it is unsure of) it gives None and the server's llhttp parser
+ *     reads the bytes instead.
  *
  * scan_headers(headers, post, proxy_header, cookie_name)
- *     For a request's header list: None unless the headers are plain (at
- *     least one, names lower-case and distinct, none of Transfer-Encoding and
- *     SP-Anonymous, nor Content-Length for a request without a body, every
- *     byte printable ASCII); else (the headers as the raw-log record's JSON,
- *     their size on the wire, then the values of Cookie, Host, Origin and the
- *     proxy header or None, then User-Agent, Referer and Host as JSON strings
- *     or null, then Content-Type lower-cased as a JSON string or null, then
- *     the value of the cookie called ``cookie_name`` or None).
+ *     Checks a request's header list and gives what its raw-log line needs.
+ *
+ * read_plain(data, lines_limit, proxy_header, cookie_name)
+ *     parse_head and scan_headers in one pass over the bytes, without
+ *     making the header list: what the server runs for each request.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -111,66 +105,79 @@ append_pair(PyObject *list, PyObject *name, PyObject *value)
     return failed;
 }
 
-static PyObject *
-parse_head(PyObject *module, PyObject *args)
-{
-    Py_buffer view;
-    Py_ssize_t lines_limit;
-    const char *data, *end, *p, *line_end;
-    const char *method, *target;
-    Py_ssize_t method_size, target_size;
-    int is_post = 0, version_10, keep_alive, connection_seen = 0;
-    long long content_length = -1;
-    PyObject *headers = NULL, *result = NULL, *body = NULL;
+/* A header line of a request read by read_head: where its name and value are
+ * in the request's bytes. */
+typedef struct {
+    const char *name;
+    Py_ssize_t name_size;
+    const char *value;
+    Py_ssize_t value_size;
+} span_t;
 
-    if (!PyArg_ParseTuple(args, "y*n", &view, &lines_limit))
-        return NULL;
-    data = view.buf;
-    end = data + view.len;
-    p = data;
+typedef struct {
+    Py_ssize_t used;
+    const char *method;
+    Py_ssize_t method_size;
+    const char *target;
+    Py_ssize_t target_size;
+    int version_10;
+    int keep_alive;
+    const char *body; /* NULL for a GET or HEAD */
+    Py_ssize_t body_size;
+    Py_ssize_t count;
+    span_t lines[MAX_SCANNED];
+} head_t;
+
+/* Reads a plain request from the start of data into head: 1 if it is one,
+ * 0 if not (what llhttp must read). */
+static int
+read_head(const char *data, Py_ssize_t size, Py_ssize_t lines_limit,
+          head_t *head)
+{
+    const char *end = data + size, *p = data;
+    int is_post = 0, connection_seen = 0;
+    long long content_length = -1;
 
     /* The request line. */
     if (end - p >= 4 && memcmp(p, "GET ", 4) == 0) {
-        method_size = 3;
+        head->method_size = 3;
     }
     else if (end - p >= 5 && memcmp(p, "HEAD ", 5) == 0) {
-        method_size = 4;
+        head->method_size = 4;
     }
     else if (end - p >= 5 && memcmp(p, "POST ", 5) == 0) {
-        method_size = 4;
+        head->method_size = 4;
         is_post = 1;
     }
     else {
-        goto not_plain;
+        return 0;
     }
-    method = p;
-    p += method_size + 1;
-    target = p;
+    head->method = p;
+    p += head->method_size + 1;
+    head->target = p;
     if (p >= end || *p != '/')
-        goto not_plain;
+        return 0;
     while (p < end && target_char[(unsigned char)*p])
         p++;
-    target_size = p - target;
+    head->target_size = p - head->target;
     if (end - p < 11 || memcmp(p, " HTTP/1.", 8) != 0 || p[9] != '\r' ||
         p[10] != '\n')
-        goto not_plain;
+        return 0;
     if (p[8] == '1')
-        version_10 = 0;
+        head->version_10 = 0;
     else if (p[8] == '0')
-        version_10 = 1;
+        head->version_10 = 1;
     else
-        goto not_plain;
-    keep_alive = !version_10;
+        return 0;
+    head->keep_alive = !head->version_10;
     p += 11;
 
     /* The header lines. */
-    headers = PyList_New(0);
-    if (headers == NULL)
-        goto error;
+    head->count = 0;
     for (;;) {
         const char *name = p, *value;
         Py_ssize_t name_size, value_size;
-        PyObject *pair;
+        span_t *line;
 
         if (end - p >= 2 && p[0] == '\r' && p[1] == '\n') {
             p += 2;
@@ -180,7 +187,7 @@ parse_head(PyObject *module, PyObject *args)
             p++;
         name_size = p - name;
         if (name_size == 0 || p >= end || *p != ':')
-            goto not_plain;
+            return 0;
         p++;
         while (p < end && *p == ' ')
             p++;
@@ -188,89 +195,117 @@ parse_head(PyObject *module, PyObject *args)
         while (p < end && (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f)
             p++;
         value_size = p - value;
-        line_end = p;
         /* A value of its own (llhttp reports none for an empty one), ended by
          * CRLF, with no white space at its end (which llhttp would drop). */
         if (value_size == 0 || end - p < 2 || p[0] != '\r' || p[1] != '\n' ||
-            line_end[-1] == ' ')
-            goto not_plain;
+            p[-1] == ' ')
+            return 0;
         p += 2;
-        if (PyList_GET_SIZE(headers) >= lines_limit)
-            goto not_plain;
+        if (head->count >= lines_limit || head->count >= MAX_SCANNED)
+            return 0;
 
         /* The headers llhttp acts on. */
         switch (name_size) {
         case 6:
             if (lower_equals(name, name_size, "expect"))
-                goto not_plain;
+                return 0;
             break;
         case 7:
             if (lower_equals(name, name_size, "upgrade"))
-                goto not_plain;
+                return 0;
             break;
         case 10:
             if (lower_equals(name, name_size, "connection")) {
                 if (connection_seen)
-                    goto not_plain;
+                    return 0;
                 connection_seen = 1;
                 if (lower_equals(value, value_size, "keep-alive"))
-                    keep_alive = 1;
+                    head->keep_alive = 1;
                 else if (lower_equals(value, value_size, "close"))
-                    keep_alive = 0;
+                    head->keep_alive = 0;
                 else
-                    goto not_plain;
+                    return 0;
             }
             break;
         case 14:
             if (lower_equals(name, name_size, "content-length")) {
                 Py_ssize_t i;
                 if (!is_post || content_length >= 0 || value_size > 9)
-                    goto not_plain;
+                    return 0;
                 content_length = 0;
                 for (i = 0; i < value_size; i++) {
                     if (value[i] < '0' || value[i] > '9')
-                        goto not_plain;
+                        return 0;
                     content_length = content_length * 10 + (value[i] - '0');
                 }
             }
             break;
         case 16:
             if (lower_equals(name, name_size, "proxy-connection"))
-                goto not_plain;
+                return 0;
             break;
         case 17:
             if (lower_equals(name, name_size, "transfer-encoding"))
-                goto not_plain;
+                return 0;
             break;
         }
-        if (append_pair(headers, lower_bytes(name, name_size),
-                        PyBytes_FromStringAndSize(value, value_size)) < 0)
-            goto error;
+        line = &head->lines[head->count++];
+        line->name = name;
+        line->name_size = name_size;
+        line->value = value;
+        line->value_size = value_size;
     }
 
+    head->body = NULL;
+    head->body_size = 0;
     if (is_post) {
         if (content_length < 0 || end - p < content_length)
-            goto not_plain;
-        body = PyBytes_FromStringAndSize(p, (Py_ssize_t)content_length);
+            return 0;
+        head->body = p;
+        head->body_size = (Py_ssize_t)content_length;
+        p += content_length;
+    }
+    head->used = p - data;
+    return 1;
+}
+
+static PyObject *
+parse_head(PyObject *module, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t lines_limit, i;
+    head_t head;
+    PyObject *headers, *body;
+
+    if (!PyArg_ParseTuple(args, "y*n", &view, &lines_limit))
+        return NULL;
+    if (!read_head(view.buf, view.len, lines_limit, &head)) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    headers = PyList_New(0);
+    if (headers == NULL)
+        goto error;
+    for (i = 0; i < head.count; i++) {
+        span_t *line = &head.lines[i];
+        if (append_pair(headers, lower_bytes(line->name, line->name_size),
+                        PyBytes_FromStringAndSize(line->value,
+                                                  line->value_size)) < 0)
+            goto error;
+    }
+    if (head.body != NULL) {
+        body = PyBytes_FromStringAndSize(head.body, head.body_size);
         if (body == NULL)
             goto error;
-        p += content_length;
     }
     else {
         body = Py_NewRef(Py_None);
     }
-    result = Py_BuildValue(
-        "(ny#y#sONN)", (Py_ssize_t)(p - data), method, method_size, target,
-        target_size, version_10 ? "1.0" : "1.1", keep_alive ? Py_True : Py_False,
-        headers, body);
-    headers = NULL;
     PyBuffer_Release(&view);
-    return result;
-
-not_plain:
-    Py_XDECREF(headers);
-    PyBuffer_Release(&view);
-    Py_RETURN_NONE;
+    return Py_BuildValue("(ny#y#sONN)", head.used, head.method,
+                         head.method_size, head.target, head.target_size,
+                         head.version_10 ? "1.0" : "1.1",
+                         head.keep_alive ? Py_True : Py_False, headers, body);
 error:
     Py_XDECREF(headers);
     PyBuffer_Release(&view);
@@ -300,19 +335,16 @@ escapes_in(const char *data, Py_ssize_t size)
     return count;
 }
 
-/* A value as a JSON string, or null for NULL; lower-cased if ``lower``. */
+/* Bytes as a JSON string, or null for NULL; lower-cased if ``lower``. */
 static PyObject *
-json_text(PyObject *value, int lower)
+json_text(const char *data, Py_ssize_t size, int lower)
 {
-    const char *data;
-    Py_ssize_t size, i;
+    Py_ssize_t i;
     PyObject *result;
     char *out, *start;
 
-    if (value == NULL)
+    if (data == NULL)
         return PyBytes_FromStringAndSize("null", 4);
-    data = PyBytes_AS_STRING(value);
-    size = PyBytes_GET_SIZE(value);
     result = PyBytes_FromStringAndSize(NULL, size + escapes_in(data, size) + 2);
     if (result == NULL)
         return NULL;
@@ -330,14 +362,22 @@ json_text(PyObject *value, int lower)
     return result;
 }
 
+static PyObject *
+json_text_of(PyObject *value, int lower)
+{
+    if (value == NULL)
+        return json_text(NULL, 0, lower);
+    return json_text(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), lower);
+}
+
 /* The value of the first cookie called ``name`` in a Cookie header of
  * printable ASCII, without the spaces around it and the quotes at its ends
  * (as cookies.cookie_value); NULL with no error when there is none. */
 static PyObject *
-cookie_value(PyObject *header, const char *name, Py_ssize_t name_size)
+cookie_value(const char *p, Py_ssize_t size, const char *name,
+             Py_ssize_t name_size)
 {
-    const char *p = PyBytes_AS_STRING(header);
-    const char *end = p + PyBytes_GET_SIZE(header);
+    const char *end = p + size;
 
     while (p <= end) {
         const char *part_end = memchr(p, ';', end - p);
@@ -503,13 +543,15 @@ scan_headers(PyObject *module, PyObject *args)
     assert(out == PyBytes_AS_STRING(json) + json_size);
 
     {
-        PyObject *texts[4] = {json_text(agent, 0), json_text(referer, 0),
-                              json_text(host, 0), json_text(content_type, 1)};
+        PyObject *texts[4] = {json_text_of(agent, 0), json_text_of(referer, 0),
+                              json_text_of(host, 0),
+                              json_text_of(content_type, 1)};
         int failed = !(texts[0] && texts[1] && texts[2] && texts[3]);
         found_cookie = NULL;
         if (cookie != NULL && !failed) {
-            found_cookie = cookie_value(cookie, PyBytes_AS_STRING(cookie_name),
-                                        PyBytes_GET_SIZE(cookie_name));
+            found_cookie = cookie_value(
+                PyBytes_AS_STRING(cookie), PyBytes_GET_SIZE(cookie),
+                PyBytes_AS_STRING(cookie_name), PyBytes_GET_SIZE(cookie_name));
             failed = found_cookie == NULL && PyErr_Occurred();
         }
         if (failed) {
@@ -531,6 +573,167 @@ scan_headers(PyObject *module, PyObject *args)
     return result;
 }
 
+static int
+lower_same(const char *a, const char *b, Py_ssize_t size)
+{
+    Py_ssize_t i;
+    for (i = 0; i < size; i++) {
+        char x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z')
+            x += 32;
+        if (y >= 'A' && y <= 'Z')
+            y += 32;
+        if (x != y)
+            return 0;
+    }
+    return 1;
+}
+
+/* The value of the header line named ``name`` (lower-case), or NULL. */
+static span_t *
+find_line(head_t *head, const char *name, Py_ssize_t size)
+{
+    Py_ssize_t i;
+    for (i = 0; i < head->count; i++) {
+        span_t *line = &head->lines[i];
+        if (line->name_size == size && lower_same(line->name, name, size))
+            return line;
+    }
+    return NULL;
+}
+
+static PyObject *
+value_or_none(span_t *line)
+{
+    if (line == NULL)
+        return Py_NewRef(Py_None);
+    return PyBytes_FromStringAndSize(line->value, line->value_size);
+}
+
+static PyObject *
+read_plain(PyObject *module, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t lines_limit, i, j, size = 0, json_size, escapes = 0;
+    PyObject *proxy_header, *cookie_name, *json = NULL, *body = NULL;
+    PyObject *parts[10] = {NULL};
+    span_t *cookie, *host, *origin, *proxy = NULL, *agent, *referer, *type;
+    int has_letter = 0;
+    head_t head;
+    char *out;
+
+    if (!PyArg_ParseTuple(args, "y*nSS", &view, &lines_limit, &proxy_header,
+                          &cookie_name))
+        return NULL;
+    if (!read_head(view.buf, view.len, lines_limit, &head) || head.count == 0)
+        goto not_plain;
+    for (i = 0; i < head.count; i++) {
+        span_t *line = &head.lines[i];
+        for (j = 0; j < line->name_size; j++) {
+            char c = line->name[j];
+            has_letter |= (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        }
+        /* Names are tokens: only values can hold '"' or '\\'. */
+        escapes += escapes_in(line->value, line->value_size);
+        for (j = 0; j < i; j++) {
+            if (head.lines[j].name_size == line->name_size &&
+                lower_same(head.lines[j].name, line->name, line->name_size))
+                goto not_plain;
+        }
+        size += line->name_size + line->value_size + LINE_OVERHEAD;
+    }
+    if (!has_letter || find_line(&head, "sp-anonymous", 12) != NULL)
+        goto not_plain;
+    cookie = find_line(&head, "cookie", 6);
+    host = find_line(&head, "host", 4);
+    origin = find_line(&head, "origin", 6);
+    if (PyBytes_GET_SIZE(proxy_header))
+        proxy = find_line(&head, PyBytes_AS_STRING(proxy_header),
+                          PyBytes_GET_SIZE(proxy_header));
+    agent = find_line(&head, "user-agent", 10);
+    referer = find_line(&head, "referer", 7);
+    type = find_line(&head, "content-type", 12);
+
+    /* [["name","value"],...], names lower-cased. */
+    json_size = 2 + escapes + head.count - 1;
+    for (i = 0; i < head.count; i++)
+        json_size += head.lines[i].name_size + head.lines[i].value_size + 7;
+    json = PyBytes_FromStringAndSize(NULL, json_size);
+    if (json == NULL)
+        goto error;
+    out = PyBytes_AS_STRING(json);
+    *out++ = '[';
+    for (i = 0; i < head.count; i++) {
+        span_t *line = &head.lines[i];
+        if (i)
+            *out++ = ',';
+        *out++ = '[';
+        *out++ = '"';
+        for (j = 0; j < line->name_size; j++) {
+            char c = line->name[j];
+            *out++ = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+        }
+        memcpy(out, "\",\"", 3);
+        out += 3;
+        out = put_escaped(out, line->value, line->value_size);
+        *out++ = '"';
+        *out++ = ']';
+    }
+    *out++ = ']';
+    assert(out == PyBytes_AS_STRING(json) + json_size);
+
+    parts[0] = value_or_none(cookie);
+    parts[1] = value_or_none(host);
+    parts[2] = value_or_none(origin);
+    parts[3] = value_or_none(proxy);
+    parts[4] = agent ? json_text(agent->value, agent->value_size, 0)
+                     : json_text(NULL, 0, 0);
+    parts[5] = referer ? json_text(referer->value, referer->value_size, 0)
+                       : json_text(NULL, 0, 0);
+    parts[6] = host ? json_text(host->value, host->value_size, 0)
+                    : json_text(NULL, 0, 0);
+    parts[7] = type ? json_text(type->value, type->value_size, 1)
+                    : json_text(NULL, 0, 1);
+    parts[8] = cookie ? cookie_value(cookie->value, cookie->value_size,
+                                     PyBytes_AS_STRING(cookie_name),
+                                     PyBytes_GET_SIZE(cookie_name))
+                      : NULL;
+    if (parts[8] == NULL) {
+        if (PyErr_Occurred())
+            goto error;
+        parts[8] = Py_NewRef(Py_None);
+    }
+    if (head.body != NULL)
+        body = PyBytes_FromStringAndSize(head.body, head.body_size);
+    else
+        body = Py_NewRef(Py_None);
+    for (i = 0; i < 9; i++) {
+        if (parts[i] == NULL)
+            goto error;
+    }
+    if (body == NULL)
+        goto error;
+    PyBuffer_Release(&view);
+    /* "N" hands the references over, also when it fails. */
+    return Py_BuildValue(
+        "(ny#y#sON(NnNNNNNNNNN))", head.used, head.method, head.method_size,
+        head.target, head.target_size, head.version_10 ? "1.0" : "1.1",
+        head.keep_alive ? Py_True : Py_False, body, json, size, parts[0],
+        parts[1], parts[2], parts[3], parts[4], parts[5], parts[6], parts[7],
+        parts[8]);
+
+not_plain:
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(json);
+    Py_XDECREF(body);
+    for (i = 0; i < 9; i++)
+        Py_XDECREF(parts[i]);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"parse_head", parse_head, METH_VARARGS,
      "parse_head(data, lines_limit): a plain request at the start of data, "
@@ -538,6 +741,9 @@ static PyMethodDef methods[] = {
     {"scan_headers", scan_headers, METH_VARARGS,
      "scan_headers(headers, post, proxy_header, cookie_name): a plain request's headers "
      "for its raw-log line, or None."},
+    {"read_plain", read_plain, METH_VARARGS,
+     "read_plain(data, lines_limit, proxy_header, cookie_name): "
+     "parse_head and scan_headers in one pass, or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -43,6 +43,7 @@ from plowline.collector.plainpath import (
     _PAIR_SEP,
     _VALUE_SEP,
     _VERBATIM,
+    ScannedHeaders,
     _headers_json,
     scan_headers,
 )
@@ -529,6 +530,9 @@ class CollectorApp:
             if config.trusted_proxies
             else b""
         )
+        # What the server's compiled reader (plainpath.read_plain) looks for:
+        # the trusted proxies' header and the network-user cookie.
+        self.plain_header_keys = (self._proxy_header, self._cookie_name)
         self._tracker = load_tracker_script(tracker_script, config.tracker_max_age)
         self._store = _line_store(writer)
         self._store_now = self._store if _stores_at_once(writer) else None
@@ -561,12 +565,22 @@ class CollectorApp:
         which gives the same answer and record for these too (tests check both).
         """
         raw_path: bytes | None = scope.get("raw_path")
+        if scope.get("http_version", "") not in _HTTP1:
+            return False
+        headers = scope["headers"]
+        scanned = scan_headers(
+            headers if type(headers) is list else list(headers),
+            False,
+            self._proxy_header,
+            self._cookie_name,
+        )
+        if scanned is None:
+            return False
         plain = self._plain_line(
             scope["method"].encode("ascii"),
             scope["path"] if raw_path is None else raw_path,
             scope.get("query_string", b""),
-            scope["headers"],
-            scope.get("http_version", ""),
+            scanned,
             scope.get("client"),
         )
         if plain is None:
@@ -604,7 +618,7 @@ class CollectorApp:
         method: bytes,
         raw_path: bytes,
         query: bytes,
-        raw_headers: list[tuple[bytes, bytes]],
+        headers: Headers | ScannedHeaders,
         http_version: str,
         client: tuple[str, int] | None,
     ) -> tuple[bytes, bytes, bytes, bytes, str] | None:
@@ -614,34 +628,23 @@ class CollectorApp:
         not one (see ``_plain_pixel``) or when the sink does not store at once
         (fsync durability, a stream).
 
+        ``headers``: the request's header list, or what
+        ``plainpath.scan_headers`` makes of it (the server's compiled reader,
+        ``plainpath.read_plain``, gives that).
+
         Gives the line, the answer's head (status line and header lines,
         without the blank line that ends it), its body, the origin allowed
         (for :meth:`plain_unavailable`) and the metrics group. The server
         stores the lines of the requests it parsed in one turn of its loop
         together (:meth:`store_plain_records`), then answers each.
         """
-        if (
-            self._store_now is None
-            or raw_path not in _PIXEL_RAW_PATHS
-            or method not in _BODILESS_METHODS
-        ):
-            return None
-        # The server gives header names lower-cased (so says ASGI too, but an
-        # ASGI caller is checked).
-        plain = self._plain_line(
-            method, raw_path, query, raw_headers, http_version, client
-        )
-        if plain is None:
-            return None
-        line, _, now, userid, origin, host = plain
-        head, origin = self._plain_head(_PIXEL_WIRE, userid, now, origin, host)
-        return line, head, b"" if method == b"HEAD" else PIXEL, origin, "pixel"
+        return self._plain_read(method, raw_path, query, headers, http_version, client)
 
     def plain_post(
         self,
         raw_path: bytes,
         query: bytes,
-        raw_headers: list[tuple[bytes, bytes]],
+        headers: Headers | ScannedHeaders,
         http_version: str,
         client: tuple[str, int] | None,
         body: bytes,
@@ -649,26 +652,55 @@ class CollectorApp:
         """As :meth:`plain_pixel`, for a ``POST`` to a ``/vendor/version`` path
         whose whole body is at hand: plain headers (``Content-Length`` given,
         no ``Transfer-Encoding``), a body within the limit and UTF-8."""
-        if self._store_now is None or not _plain_vendor_path(raw_path):
+        return self._plain_read(
+            b"POST", raw_path, query, headers, http_version, client, body
+        )
+
+    def _plain_read(
+        self,
+        method: bytes,
+        raw_path: bytes,
+        query: bytes,
+        headers: Headers | ScannedHeaders,
+        http_version: str,
+        client: tuple[str, int] | None,
+        body: bytes | None = None,
+    ) -> tuple[bytes, bytes, bytes, bytes, str] | None:
+        """:meth:`plain_pixel` (``body`` None) or :meth:`plain_post`."""
+        if self._store_now is None or http_version not in _HTTP1:
             return None
-        if len(body) > self.config.max_body_bytes:
+        if body is None:
+            if raw_path not in _PIXEL_RAW_PATHS or method not in _BODILESS_METHODS:
+                return None
+            body_json = None
+        else:
+            if (
+                not _plain_vendor_path(raw_path)
+                or len(body) > self.config.max_body_bytes
+            ):
+                return None
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                return None  # kept as body_base64: the general way
+            body_json = orjson.dumps(text) if body else b"null"
+        if isinstance(headers, tuple):
+            scanned: ScannedHeaders | None = headers
+        else:
+            scanned = scan_headers(
+                headers, body is not None, self._proxy_header, self._cookie_name
+            )
+        if scanned is None:
             return None
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            return None  # kept as body_base64: the general way
         plain = self._plain_line(
-            b"POST",
-            raw_path,
-            query,
-            raw_headers,
-            http_version,
-            client,
-            body_json=orjson.dumps(text) if body else b"null",
+            method, raw_path, query, scanned, client, body_json=body_json
         )
         if plain is None:
             return None
         line, _, now, userid, origin, host = plain
+        if body is None:
+            head, origin = self._plain_head(_PIXEL_WIRE, userid, now, origin, host)
+            return line, head, b"" if method == b"HEAD" else PIXEL, origin, "pixel"
         self.metrics.received["body"] += len(body)
         head, origin = self._plain_head(_POST_WIRE, userid, now, origin, host)
         return line, head, b"ok", origin, "post"
@@ -747,29 +779,21 @@ class CollectorApp:
         method: bytes,
         raw_path: bytes | str,
         query: bytes,
-        raw_headers: list[tuple[bytes, bytes]],
-        http_version: str,
+        scanned: ScannedHeaders,
         client: tuple[str, int] | None,
         *,
         body_json: bytes | None = None,
     ) -> tuple[bytes, str, float, str, bytes | None, bytes | None] | None:
-        """The raw-log line of a plain pixel request (see ``_plain_pixel``),
-        with its record id, time, network user id, and its Origin and Host
-        headers; None for a request that is not plain. Counts the bytes
-        received.
+        """The raw-log line of a plain request (see ``_plain_pixel``) whose
+        headers ``scanned`` holds, with its record id, time, network user id,
+        and its Origin and Host headers; None for a request that is not plain.
+        Counts the bytes received.
 
         The line is put together from the request's bytes, which is why only
         printable ASCII qualifies: such bytes stand for themselves in JSON but
         for the quote and the backslash, which are escaped. It is the line
         :func:`plowline.collector.lines.encode_line` writes (tests check).
         """
-        if http_version not in _HTTP1:
-            return None
-        scanned = scan_headers(
-            raw_headers, body_json is not None, self._proxy_header, self._cookie_name
-        )
-        if scanned is None:
-            return None
         (
             headers_json,
             size,

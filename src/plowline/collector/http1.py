@@ -37,7 +37,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from plowline.collector.plainpath import parse_head
+from plowline.collector.plainpath import ScannedHeaders, read_plain
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +52,14 @@ KeepUnparsed = Callable[
 # line), the answer's body, the origin allowed (for the 503 answer instead),
 # and its metrics group.
 PlainRecord = tuple[bytes, bytes, bytes, bytes, str]
+# Their headers: the list, or what plainpath.scan_headers makes of it.
+PlainHeaders = list[tuple[bytes, bytes]] | ScannedHeaders
 PlainPost = Callable[
-    [bytes, bytes, list[tuple[bytes, bytes]], str, "tuple[str, int] | None", bytes],
+    [bytes, bytes, PlainHeaders, str, "tuple[str, int] | None", bytes],
     "PlainRecord | None",
 ]
 PlainPixel = Callable[
-    [bytes, bytes, bytes, list[tuple[bytes, bytes]], str, "tuple[str, int] | None"],
+    [bytes, bytes, bytes, PlainHeaders, str, "tuple[str, int] | None"],
     "PlainRecord | None",
 ]
 
@@ -208,8 +210,13 @@ class ServerState:
         )
         if self._store_plain is None or self._unavailable is None:
             self.plain_pixel = self.plain_post = None
-        # Plain requests read without llhttp, when the C module is built.
-        self.parse_head = parse_head if self.plain_pixel is not None else None
+        # Plain requests read without llhttp when the C module is built
+        # (plainpath.read_plain), looking for these headers.
+        keys: tuple[bytes, bytes] | None = getattr(app, "plain_header_keys", None)
+        self.read_plain = (
+            read_plain if self.plain_pixel is not None and keys is not None else None
+        )
+        self.plain_keys = keys or (b"", b"")
         self.plain_batch: list[tuple[HttpConnection, PlainRecord]] = []
         # And its way to record the bytes of a request that could not be parsed
         # (CollectorApp.keep_unparsed), if it has one.
@@ -517,7 +524,7 @@ class HttpConnection(asyncio.Protocol):
             and self.running is None
             and not self.line_open
             and not self.eof
-            and self.state.parse_head is not None
+            and self.state.read_plain is not None
         ):
             data = self._straight(data)
             if not data:
@@ -567,27 +574,28 @@ class HttpConnection(asyncio.Protocol):
 
     def _straight(self, data: bytes) -> bytes:
         """Take a plain request at the start of ``data`` the collector's
-        straight way, without llhttp (``plainpath.parse_head``); give back the
+        straight way, without llhttp (``plainpath.read_plain``); give back the
         bytes llhttp is to read: those after it, or all of ``data`` when it
         does not start with such a request or the application turns it down.
         """
         state = self.state
-        assert state.parse_head is not None
-        parsed = state.parse_head(data, state.header_lines_limit)
-        if parsed is None:
+        assert state.read_plain is not None
+        proxy, cookie = state.plain_keys
+        read = state.read_plain(data, state.header_lines_limit, proxy, cookie)
+        if read is None:
             return data
-        used, method, target, version, keep_alive, headers, body = parsed
+        used, method, target, version, keep_alive, body, scanned = read
         raw_path, _, query = target.partition(b"?")
         if body is None:
             plain = state.plain_pixel
             if plain is None:
                 return data
-            record = plain(method, raw_path, query, headers, version, self.client)
+            record = plain(method, raw_path, query, scanned, version, self.client)
         else:
             post = state.plain_post
             if post is None:
                 return data
-            record = post(raw_path, query, headers, version, self.client, body)
+            record = post(raw_path, query, scanned, version, self.client, body)
         if record is None:
             # Nothing done: llhttp reads it, and it goes the ASGI way without
             # the application being asked again.

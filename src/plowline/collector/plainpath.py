@@ -11,6 +11,12 @@ every such request, compiled where the C module ``_plain`` was built
   headers and gives what its raw-log line needs from them. Its Python twin,
   ``scan_headers_py``, is below; tests check that both give the same.
 
+- ``read_plain(data, lines_limit, proxy_header, cookie_name)`` does both in
+  one pass over the bytes, without making the header list: (bytes used,
+  method, target, HTTP version, keep-alive, body or None, what
+  ``scan_headers`` gives), or None where either would give None. This is what
+  the server runs for each request; it too is C only.
+
 ``COMPILED`` says which is in use.
 """
 
@@ -134,16 +140,21 @@ def scan_headers_py(
     )
 
 
+# (bytes used, method, target, HTTP version, keep-alive, body, scanned)
+ReadPlain = tuple[int, bytes, bytes, str, bool, "bytes | None", ScannedHeaders]
+
 parse_head: Callable[[bytes, int], ParsedHead | None] | None
+read_plain: Callable[[bytes, int, bytes, bytes], ReadPlain | None] | None
 scan_headers: Callable[[list[tuple[bytes, bytes]], bool, bytes, bytes], Any]
 try:
     from plowline.collector import _plain  # type: ignore[attr-defined]
 except ImportError:  # not built (no C compiler at install time)
     COMPILED = False
-    parse_head = None
+    parse_head = read_plain = None
     scan_headers = scan_headers_py
     logger.debug("The collector's C straight path is not built; using Python")
 else:
     COMPILED = True
     parse_head = _plain.parse_head
+    read_plain = _plain.read_plain
     scan_headers = _plain.scan_headers
