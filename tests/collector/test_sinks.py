@@ -207,3 +207,5 @@ def test_stdout_sink_prints_records_and_logs_elsewhere(tmp_path: Path) -> None:
     records = [decode_record(line) for line in printed.splitlines()]
     assert [r.querystring for r in records] == [b"n=0", b"n=1", b"n=2"]
     assert "Records go to standard output" in (tmp_path / "stderr").read_text()
+    # Nothing is written there, so the raw-log folder is not made.
+    assert not (tmp_path / "raw").exists()

@@ -83,7 +83,8 @@ def serve(config: CollectorConfig) -> None:
     workers keep dying (``CRASH_LIMIT`` times within ``CRASH_WINDOW`` seconds)
     or a worker could not stop cleanly.
     """
-    config = replace(config, raw_dir=_prepare_raw_dir(config))
+    if config.sink != "stdout":  # the raw log, or the stream's local spool
+        config = replace(config, raw_dir=_prepare_raw_dir(config))
     if config.sink == "nats":
         import_nats()  # a missing package is one clear error, not dead workers
     listener = listen(config.host, config.port)
@@ -356,12 +357,15 @@ def check_address_free(host: str, port: int) -> None:
 
 def _announce(config: CollectorConfig, listener: socket.socket) -> None:
     port = listener.getsockname()[1]
-    logger.info(
-        "Plowline collector listening on http://%s:%s, raw log in %s",
-        config.host,
-        port,
-        config.raw_dir,
-    )
+    if config.sink == "stdout":
+        logger.info("Plowline collector listening on http://%s:%s", config.host, port)
+    else:
+        logger.info(
+            "Plowline collector listening on http://%s:%s, raw log in %s",
+            config.host,
+            port,
+            config.raw_dir,
+        )
     if config.workers > 1:
         logger.info("%d worker processes", config.workers)
     if config.sink == "nats":
