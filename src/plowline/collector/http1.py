@@ -663,7 +663,12 @@ class HttpConnection(asyncio.Protocol):
         line that follows another request in the same read is not masked: its
         raw bytes above 0x7f get the parser's 400.
         """
-        start = 0 if self.line_open else len(data) - len(data.lstrip(b"\r\n"))
+        # Line ends before a request line are skipped, also when a read ended
+        # in one (a request line still open with nothing of it seen yet).
+        if self.line_open and self.line_seen:
+            start = 0
+        else:
+            start = len(data) - len(data.lstrip(b"\r\n"))
         end = data.find(b"\n", start)
         if end < 0:
             end = len(data)
