@@ -10,16 +10,24 @@ headers and body, ending at the same byte.
 from __future__ import annotations
 
 import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httptools
+import orjson
 import pytest
+from collector_process import start_collector
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fixture_traffic import all_captured_requests
 from plowline.collector import plainpath
 from plowline.collector.cookies import cookie_value
+from plowline.rawlog.record import encode_record
 
 if os.environ.get("CI") and not plainpath.COMPILED:
     # CI's machine has a C compiler: an unbuilt module there is a broken install.
@@ -476,3 +484,117 @@ def test_scan_headers_leaves_long_lists_to_python() -> None:
     assert plainpath.scan_headers(headers, False, b"", b"sp") is None
     assert plainpath.scan_headers(headers[:64], False, b"", b"sp") is not None
     assert plainpath.scan_headers_py(headers, False, b"", b"sp") is not None
+
+
+# --- without the C module ----------------------------------------------------
+
+
+def test_a_collector_without_the_c_module_records_and_answers_alike(
+    tmp_path: Path,
+) -> None:
+    """The same requests to a collector using the C module (where built) and
+    to one told to do without (PLOWLINE_PURE_PYTHON, as where no C compiler
+    was there at install time): the same answers and records."""
+    page_view = request(
+        target=b"/i?e=pv&page=Home&url=http%3A%2F%2Fshop.example%2F",
+        headers=[
+            (b"Host", b"c.example"),
+            (b"User-Agent", b'Mozilla/5.0 "quoted"'),
+            (b"Cookie", b"a=1; sp=5d7c0b9e-0001-4000-8000-00000000beef"),
+            (b"Origin", b"https://shop.example"),
+        ],
+    )
+    batch = request(
+        b"POST",
+        b"/com.snowplowanalytics.snowplow/tp2",
+        [
+            (b"Host", b"c.example"),
+            (b"Content-Type", b"application/json; charset=UTF-8"),
+            (b"Cookie", b"sp=5d7c0b9e-0001-4000-8000-00000000beef"),
+            (b"Content-Length", b"%d" % len(BATCH)),
+        ],
+        BATCH,
+    )
+    outcomes = []
+    for pure in (False, True):
+        env = {"PLOWLINE_PURE_PYTHON": "1"} if pure else {}
+        workdir = tmp_path / f"pure-{pure}"
+        workdir.mkdir()
+        collector = start_collector(workdir, env=env)
+        try:
+            with socket.create_connection(("127.0.0.1", collector.port)) as sock:
+                sock.sendall(page_view + batch)
+                answers = _read_answers(sock, 2)
+        finally:
+            assert collector.stop() == 0
+        records = [
+            {
+                k: v
+                for k, v in orjson.loads(encode_record(r)).items()
+                if k not in ("id", "tstamp")
+            }
+            for r in collector.records()
+        ]
+        outcomes.append((answers, records))
+    (answers, records), (pure_answers, pure_records) = outcomes
+    assert answers == pure_answers
+    assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 2
+    assert records == pure_records
+    assert [r["method"] for r in records] == ["GET", "POST"]
+    assert records[0]["network_userid"] == "5d7c0b9e-0001-4000-8000-00000000beef"
+    assert records[1]["body"] == BATCH.decode()
+
+
+def test_the_switch_leaves_the_c_module_unused(tmp_path: Path) -> None:
+    code = (
+        "from plowline.collector import plainpath; "
+        "print(plainpath.COMPILED, plainpath.read_plain, "
+        "plainpath.scan_headers is plainpath.scan_headers_py)"
+    )
+    env = {**os.environ, "PLOWLINE_PURE_PYTHON": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["False", "None", "True"]
+
+
+BATCH = (
+    b'{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",'
+    b'"data":[{"e":"pv","p":"web","tv":"js-3.24.6","eid":"2d1594ce-44c1-4c28-92c3-'
+    b'de4ad68c2faa","url":"http://shop.example/"}]}'
+)
+
+
+def _read_answers(sock: socket.socket, count: int) -> list[bytes]:
+    """``count`` answers with a Content-Length each, without their Date and
+    the cookie's Expires."""
+    data = b""
+    answers: list[bytes] = []
+    sock.settimeout(10)
+    while len(answers) < count:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, "the collector closed the connection"
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(
+            next(
+                line.split(b":", 1)[1]
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+        )
+        while len(rest) < length:
+            chunk = sock.recv(65536)
+            assert chunk
+            rest += chunk
+        lines = [x for x in head.split(b"\r\n") if not x.lower().startswith(b"date:")]
+        # The cookie's expiry moves with the clock's second.
+        lines = [re.sub(rb"; Expires=[^;]*", b"", x) for x in lines]
+        answers.append(b"\r\n".join(lines) + b"\r\n\r\n" + rest[:length])
+        data = rest[length:]
+    return answers

@@ -17,12 +17,14 @@ every such request, compiled where the C module ``_plain`` was built
   ``scan_headers`` gives), or None where either would give None. This is what
   the server runs for each request; it too is C only.
 
-``COMPILED`` says which is in use.
+``COMPILED`` says which is in use. Setting the environment variable
+``PLOWLINE_PURE_PYTHON`` (to anything) leaves the C module unused.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -147,12 +149,15 @@ parse_head: Callable[[bytes, int], ParsedHead | None] | None
 read_plain: Callable[[bytes, int, bytes, bytes], ReadPlain | None] | None
 scan_headers: Callable[[list[tuple[bytes, bytes]], bool, bytes, bytes], Any]
 try:
+    if os.environ.get("PLOWLINE_PURE_PYTHON"):
+        # Set to run as where the module could not be built (tests, debugging).
+        raise ImportError("PLOWLINE_PURE_PYTHON is set")
     from plowline.collector import _plain  # type: ignore[attr-defined]
-except ImportError:  # not built (no C compiler at install time)
+except ImportError as exc:  # not built (no C compiler at install time)
     COMPILED = False
     parse_head = read_plain = None
     scan_headers = scan_headers_py
-    logger.debug("The collector's C straight path is not built; using Python")
+    logger.debug("The collector's C straight path is not in use (%s)", exc)
 else:
     COMPILED = True
     parse_head = _plain.parse_head
