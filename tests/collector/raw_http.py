@@ -3,10 +3,13 @@ test_http1_breaking.py and test_http1_sinks_breaking.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from collector_process import TEST_ID_HEADER, new_test_id
 
@@ -120,3 +123,35 @@ class FakeTransport:
 
     def abort(self) -> None:
         self.closed = True
+
+    def answer_without_date(self) -> bytes:
+        """Everything written, without the Date header (it moves with the clock)."""
+        answer = b"".join(self.sent)
+        return b"\r\n".join(
+            line for line in answer.split(b"\r\n") if not line.startswith(b"date:")
+        )
+
+
+async def feed_reads(
+    state: Any, connection: Any, reads: list[bytes], settle: int = 3
+) -> None:
+    """Give ``connection`` each read in turn, letting the server write and
+    answer its plain requests' batch after each (``ServerState.flush_plain``,
+    as one turn of the event loop does), then ``settle`` turns more."""
+    for chunk in reads:
+        connection.data_received(chunk)
+        for _ in range(3):
+            state.flush_plain()
+            await asyncio.sleep(0)
+    for _ in range(settle):
+        state.flush_plain()
+        await asyncio.sleep(0)
+
+
+def raw_log_lines(folder: Path) -> list[bytes]:
+    """The lines of every raw-log file in ``folder``, files in name order."""
+    return [
+        line
+        for path in sorted(folder.iterdir())
+        for line in path.read_bytes().splitlines()
+    ]

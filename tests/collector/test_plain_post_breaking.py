@@ -31,7 +31,7 @@ import pytest
 from collector_process import RunningCollector, start_collector
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from raw_http import FakeTransport
+from raw_http import FakeTransport, feed_reads, raw_log_lines
 
 from plowline.collector import plainpath
 from plowline.collector.app import CollectorApp
@@ -98,14 +98,7 @@ def run(
         connection = state.protocol()
         transport = FakeTransport(peer)
         connection.connection_made(transport)  # type: ignore[arg-type]
-        for chunk in chunks:
-            connection.data_received(chunk)
-            for _ in range(3):
-                state.flush_plain()
-                await asyncio.sleep(0)
-        for _ in range(3):
-            state.flush_plain()
-            await asyncio.sleep(0)
+        await feed_reads(state, connection, chunks)
         closed = transport.closed
         metrics = app.metrics
         outcome = Outcome(
@@ -120,19 +113,12 @@ def run(
         )
         state.close()
         writer.close()
-        answer = b"".join(transport.sent)
-        outcome.answer = b"\r\n".join(
-            line for line in answer.split(b"\r\n") if not line.startswith(b"date:")
-        )
+        outcome.answer = transport.answer_without_date()
         return outcome
 
     with tempfile.TemporaryDirectory() as temp:
         outcome = asyncio.run(exchange(Path(temp)))
-        lines = [
-            line
-            for path in sorted(Path(temp).iterdir())
-            for line in path.read_bytes().splitlines()
-        ]
+        lines = raw_log_lines(Path(temp))
     sent = b"".join(chunks)
     records = [decode_record(line) for line in lines]
     # New network user ids are random: name them by position, in the answer too.

@@ -50,7 +50,13 @@ from typing import Any
 import orjson
 import pytest
 from collector_process import RunningCollector, start_collector
-from raw_http import FakeTransport, read_until_closed, statuses
+from raw_http import (
+    FakeTransport,
+    feed_reads,
+    raw_log_lines,
+    read_until_closed,
+    statuses,
+)
 
 from plowline.collector import plainpath
 from plowline.collector.app import CollectorApp
@@ -145,31 +151,17 @@ def run(
         connection = state.protocol()
         transport = FakeTransport(PEER)
         connection.connection_made(transport)  # type: ignore[arg-type]
-        for chunk in chunks:
-            connection.data_received(chunk)
-            for _ in range(3):
-                state.flush_plain()
-                await asyncio.sleep(0)
-        for _ in range(5):
-            state.flush_plain()
-            await asyncio.sleep(0)
+        await feed_reads(state, connection, chunks, settle=5)
         closed = transport.closed
         metrics = app.metrics.render().decode()
         state.close()
         writer.close()
-        answer = b"".join(transport.sent)
-        answer = b"\r\n".join(
-            line for line in answer.split(b"\r\n") if not line.startswith(b"date:")
-        )
+        answer = transport.answer_without_date()
         return Outcome(answer, [], closed, accepted[0], metrics)
 
     with tempfile.TemporaryDirectory() as temp:
         outcome = asyncio.run(exchange(Path(temp)))
-        lines = [
-            line
-            for path in sorted(Path(temp).iterdir())
-            for line in path.read_bytes().splitlines()
-        ]
+        lines = raw_log_lines(Path(temp))
     sent = b"".join(chunks)
     for index, line in enumerate(lines):
         record = orjson.loads(encode_record(decode_record(line)))
