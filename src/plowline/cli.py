@@ -543,7 +543,9 @@ def _shown(kind: str, where: str) -> str:
 
 def _echo_details(result: LoadResult) -> None:
     if result.skipped_batches:
-        click.echo(f"  {result.skipped_batches} batches were loaded before: skipped")
+        skipped = result.skipped_batches
+        were = "batch was" if skipped == 1 else "batches were"
+        click.echo(f"  {skipped} {were} loaded before: skipped")
     if result.natural_duplicates or result.synthetic_duplicates:
         click.echo(
             f"  {result.natural_duplicates} duplicate events dropped, "

@@ -3,6 +3,7 @@ DuckDB file while it runs (``plowline models`` cannot open it then)."""
 
 from __future__ import annotations
 
+import re
 import signal
 import uuid
 from pathlib import Path
@@ -42,7 +43,11 @@ def test_up_updates_the_models_while_running_and_at_the_stop(tmp_path: Path) -> 
             assert up.scalar("select count(*) from derived.sessions") == 1
     finally:
         assert up.stop(signal.SIGTERM) == 0
-    assert "Analytics models updated" in up.stderr()
+    # Logged once per update, with its figures.
+    assert re.search(
+        r"Models (built|updated): \d+ new events, \d+ sessions", up.stderr()
+    )
+    assert "ModelResult(" not in up.stderr()
 
 
 def test_models_every_zero_builds_no_models(tmp_path: Path) -> None:

@@ -288,8 +288,10 @@ def _not_read_only(conn: duckdb.DuckDBPyConnection, sql: str) -> str | None:
     for statement in statements:
         if statement.type not in _READ_STATEMENTS:
             kind = statement.type.name
+            article = "an" if kind[:1] in "AEIOU" else "a"
             return (
-                f"Only reading queries are served here; this is a {kind} statement. "
+                f"Only reading queries are served here; this is {article} {kind} "
+                "statement. "
                 "Stop `plowline up` to change the database."
             )
     return None
