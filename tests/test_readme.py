@@ -88,7 +88,7 @@ def test_readme_curl_examples_arrive_as_events(up: RunningUp) -> None:
     up.wait_for(
         lambda: (
             up.scalar("SELECT count(*) FROM atomic.events WHERE app_id = 'my-site'")
-            == 3
+            == 4
         )
     )
     rows = up.rows(
@@ -98,6 +98,7 @@ def test_readme_curl_examples_arrive_as_events(up: RunningUp) -> None:
     assert sorted((r["event"], r["page_urlpath"] or "") for r in rows) == [
         ("page_view", "/cart"),
         ("page_view", "/home"),
+        ("page_view", "/home"),  # the browser-like one of "Reports"
         ("struct", ""),
     ]
     struct = next(r for r in rows if r["event"] == "struct")
@@ -136,7 +137,25 @@ def test_readme_stage_commands_run_in_order(tmp_path: Path, up: RunningUp) -> No
         tmp_path,
         up.port,
     )
-    assert loaded.stdout.splitlines() == ["n", "3"]
+    assert loaded.stdout.splitlines() == ["n", "4"]
+    # As "Reports" says: of the README's events, only the browser-like one
+    # makes a session and a user; the curl ones are bots without ids.
+    models = run_shell("plowline models --duckdb plowline.duckdb", tmp_path, up.port)
+    assert models.returncode == 0, models.stderr
+    overview = run_shell(
+        "plowline report overview --duckdb plowline.duckdb --app-id my-site "
+        "--format csv",
+        tmp_path,
+        up.port,
+    )
+    assert overview.returncode == 0, overview.stderr
+    head, row = overview.stdout.splitlines()[:2]
+    figures = dict(zip(head.split(","), row.split(","), strict=True))
+    assert (figures["users"], figures["sessions"], figures["page_views"]) == (
+        "1",
+        "1",
+        "1",
+    )
     # The README's replay ran on the failed events of enrich (none are fixed).
     failed = (tmp_path / "failed.jsonl").read_text().splitlines()
     assert len((tmp_path / "still-failed.jsonl").read_text().splitlines()) == len(
