@@ -7,8 +7,9 @@ parsed into events here; that is the enrichment stage's job. Routes, settings
 and limits are described in docs/collector.md.
 
 The pixel request is the hot path (docs/collector.md, Speed): a plain one goes
-one straight way (``_plain_pixel``), its headers checked through one dict and
-written into the record's JSON from their bytes, its record encoded straight to
+one straight way (``_plain_pixel``), its headers checked and written into the
+record's JSON from their bytes in one pass (``plainpath.scan_headers``, in C
+where built), its record encoded straight to
 its raw-log line (no ``RawRecord``), its id taken from a batch of random bytes
 and the constant part of its answer built once. A GET or HEAD over HTTP/1
 without ``Content-Length`` or ``Transfer-Encoding`` has no body, so the

@@ -8,7 +8,10 @@ target over 65,534 bytes, more than 100 header lines, raw UTF-8 in the
 target). This server hands the application the request exactly as parsed. A
 plain pixel request goes to ``CollectorApp.plain_pixel`` without ASGI, and the
 raw-log lines of those parsed in one turn of the event loop are written
-together before they are answered (``ServerState.flush_plain``). Any other
+together before they are answered (``ServerState.flush_plain``). Where the C
+module is built, such a request at the start of a read is not given to llhttp
+at all: ``plainpath.read_plain`` reads it, and the headers come to the
+application already scanned (``HttpConnection._straight``). Any other
 request runs the application's coroutine straight from the parser callback,
 made a task only when it really waits (a body still arriving, an fsync, a
 stream). Each answer goes out in one ``write``.
@@ -660,8 +663,8 @@ class HttpConnection(asyncio.Protocol):
         llhttp refuses such bytes in a request target, but clients send raw
         UTF-8 there and the collector keeps requests as received: the parsed
         target is given its own bytes back (``_unmask_target``). A request
-        line that follows another request in the same read is not masked: its
-        raw bytes above 0x7f get the parser's 400.
+        line that follows, in the same read, another request that llhttp
+        reads is not masked: its raw bytes above 0x7f get the parser's 400.
         """
         # Line ends before a request line are skipped, also when a read ended
         # in one (a request line still open with nothing of it seen yet).
