@@ -9,9 +9,9 @@ and limits are described in docs/collector.md.
 The pixel request is the hot path (docs/collector.md, Speed): a plain one goes
 one straight way (``_plain_pixel``), its headers checked and written into the
 record's JSON from their bytes in one pass (``plainpath.scan_headers``, in C
-where built), its record encoded straight to
-its raw-log line (no ``RawRecord``), its id taken from a batch of random bytes
-and the constant part of its answer built once. A GET or HEAD over HTTP/1
+where built), its record encoded straight to its raw-log line (no
+``RawRecord``), its id taken from a batch of random bytes and the constant
+part of its answer built once. A GET or HEAD over HTTP/1
 without ``Content-Length`` or ``Transfer-Encoding`` has no body, so the
 server's ``receive()``, which costs more than the rest of such a request's
 Python, is not called for it.
