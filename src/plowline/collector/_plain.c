@@ -275,7 +275,7 @@ parse_head(PyObject *module, PyObject *args)
     Py_buffer view;
     Py_ssize_t lines_limit, i;
     head_t head;
-    PyObject *headers, *body;
+    PyObject *headers, *body, *result;
 
     if (!PyArg_ParseTuple(args, "y*n", &view, &lines_limit))
         return NULL;
@@ -301,11 +301,12 @@ parse_head(PyObject *module, PyObject *args)
     else {
         body = Py_NewRef(Py_None);
     }
+    result = Py_BuildValue("(ny#y#sONN)", head.used, head.method,
+                           head.method_size, head.target, head.target_size,
+                           head.version_10 ? "1.0" : "1.1",
+                           head.keep_alive ? Py_True : Py_False, headers, body);
     PyBuffer_Release(&view);
-    return Py_BuildValue("(ny#y#sONN)", head.used, head.method,
-                         head.method_size, head.target, head.target_size,
-                         head.version_10 ? "1.0" : "1.1",
-                         head.keep_alive ? Py_True : Py_False, headers, body);
+    return result;
 error:
     Py_XDECREF(headers);
     PyBuffer_Release(&view);
@@ -362,14 +363,6 @@ json_text(const char *data, Py_ssize_t size, int lower)
     return result;
 }
 
-static PyObject *
-json_text_of(PyObject *value, int lower)
-{
-    if (value == NULL)
-        return json_text(NULL, 0, lower);
-    return json_text(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), lower);
-}
-
 /* The value of the first cookie called ``name`` in a Cookie header of
  * printable ASCII, without the spaces around it and the quotes at its ends
  * (as cookies.cookie_value); NULL with no error when there is none. */
@@ -412,167 +405,6 @@ cookie_value(const char *p, Py_ssize_t size, const char *name,
     return NULL;
 }
 
-static PyObject *
-scan_headers(PyObject *module, PyObject *args)
-{
-    PyObject *headers, *proxy_header, *cookie_name, *found_cookie;
-    int post;
-    Py_ssize_t count, i, j, size = 0, json_size, escapes = 0;
-    Py_ssize_t proxy_size;
-    const char *proxy_name;
-    PyObject *names[MAX_SCANNED], *values[MAX_SCANNED];
-    PyObject *cookie = NULL, *host = NULL, *origin = NULL, *proxy = NULL;
-    PyObject *agent = NULL, *referer = NULL, *content_type = NULL;
-    int has_lower = 0;
-    PyObject *json, *result;
-    char *out;
-
-    if (!PyArg_ParseTuple(args, "O!pSS", &PyList_Type, &headers, &post,
-                          &proxy_header, &cookie_name))
-        return NULL;
-    proxy_name = PyBytes_AS_STRING(proxy_header);
-    proxy_size = PyBytes_GET_SIZE(proxy_header);
-    count = PyList_GET_SIZE(headers);
-    if (count == 0 || count > MAX_SCANNED)
-        Py_RETURN_NONE;
-    for (i = 0; i < count; i++) {
-        PyObject *pair = PyList_GET_ITEM(headers, i), *name, *value;
-        const char *n, *v;
-        Py_ssize_t name_size, value_size, k;
-
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2)
-            Py_RETURN_NONE;
-        name = PyTuple_GET_ITEM(pair, 0);
-        value = PyTuple_GET_ITEM(pair, 1);
-        if (!PyBytes_CheckExact(name) || !PyBytes_CheckExact(value))
-            Py_RETURN_NONE;
-        n = PyBytes_AS_STRING(name);
-        v = PyBytes_AS_STRING(value);
-        name_size = PyBytes_GET_SIZE(name);
-        value_size = PyBytes_GET_SIZE(value);
-        for (k = 0; k < name_size; k++) {
-            unsigned char c = (unsigned char)n[k];
-            if (c < 0x20 || c > 0x7f || (c >= 'A' && c <= 'Z'))
-                Py_RETURN_NONE;
-            has_lower |= c >= 'a' && c <= 'z';
-            escapes += c == '"' || c == '\\';
-        }
-        for (k = 0; k < value_size; k++) {
-            unsigned char c = (unsigned char)v[k];
-            if (c < 0x20 || c > 0x7f)
-                Py_RETURN_NONE;
-            escapes += c == '"' || c == '\\';
-        }
-        for (j = 0; j < i; j++) {
-            if (PyBytes_GET_SIZE(names[j]) == name_size &&
-                memcmp(PyBytes_AS_STRING(names[j]), n, name_size) == 0)
-                Py_RETURN_NONE;
-        }
-        names[i] = name;
-        values[i] = value;
-        size += name_size + value_size + LINE_OVERHEAD;
-
-        if (proxy_size && name_size == proxy_size &&
-            memcmp(n, proxy_name, proxy_size) == 0)
-            proxy = value;
-        switch (name_size) {
-        case 4:
-            if (memcmp(n, "host", 4) == 0)
-                host = value;
-            break;
-        case 6:
-            if (memcmp(n, "cookie", 6) == 0)
-                cookie = value;
-            else if (memcmp(n, "origin", 6) == 0)
-                origin = value;
-            break;
-        case 7:
-            if (memcmp(n, "referer", 7) == 0)
-                referer = value;
-            break;
-        case 10:
-            if (memcmp(n, "user-agent", 10) == 0)
-                agent = value;
-            break;
-        case 12:
-            if (memcmp(n, "content-type", 12) == 0)
-                content_type = value;
-            else if (memcmp(n, "sp-anonymous", 12) == 0)
-                Py_RETURN_NONE;
-            break;
-        case 14:
-            if (!post && memcmp(n, "content-length", 14) == 0)
-                Py_RETURN_NONE;
-            break;
-        case 17:
-            if (memcmp(n, "transfer-encoding", 17) == 0)
-                Py_RETURN_NONE;
-            break;
-        }
-    }
-    if (!has_lower)
-        Py_RETURN_NONE;
-
-    /* [["name","value"],...]: 2 brackets, and per header 2 brackets, 4
-     * quotes and a comma inside, a comma between. */
-    json_size = 2 + escapes;
-    for (i = 0; i < count; i++)
-        json_size += PyBytes_GET_SIZE(names[i]) + PyBytes_GET_SIZE(values[i]) + 7;
-    json_size += count - 1;
-    json = PyBytes_FromStringAndSize(NULL, json_size);
-    if (json == NULL)
-        return NULL;
-    out = PyBytes_AS_STRING(json);
-    *out++ = '[';
-    for (i = 0; i < count; i++) {
-        if (i)
-            *out++ = ',';
-        *out++ = '[';
-        *out++ = '"';
-        out = put_escaped(out, PyBytes_AS_STRING(names[i]),
-                          PyBytes_GET_SIZE(names[i]));
-        *out++ = '"';
-        *out++ = ',';
-        *out++ = '"';
-        out = put_escaped(out, PyBytes_AS_STRING(values[i]),
-                          PyBytes_GET_SIZE(values[i]));
-        *out++ = '"';
-        *out++ = ']';
-    }
-    *out++ = ']';
-    assert(out == PyBytes_AS_STRING(json) + json_size);
-
-    {
-        PyObject *texts[4] = {json_text_of(agent, 0), json_text_of(referer, 0),
-                              json_text_of(host, 0),
-                              json_text_of(content_type, 1)};
-        int failed = !(texts[0] && texts[1] && texts[2] && texts[3]);
-        found_cookie = NULL;
-        if (cookie != NULL && !failed) {
-            found_cookie = cookie_value(
-                PyBytes_AS_STRING(cookie), PyBytes_GET_SIZE(cookie),
-                PyBytes_AS_STRING(cookie_name), PyBytes_GET_SIZE(cookie_name));
-            failed = found_cookie == NULL && PyErr_Occurred();
-        }
-        if (failed) {
-            Py_DECREF(json);
-            Py_XDECREF(found_cookie);
-            for (i = 0; i < 4; i++)
-                Py_XDECREF(texts[i]);
-            return NULL;
-        }
-        if (found_cookie == NULL)
-            found_cookie = Py_NewRef(Py_None);
-        /* "N" hands the references over, also when it fails. */
-        result = Py_BuildValue(
-            "(NnOOOONNNNN)", json, size, cookie ? cookie : Py_None,
-            host ? host : Py_None, origin ? origin : Py_None,
-            proxy ? proxy : Py_None, texts[0], texts[1], texts[2], texts[3],
-            found_cookie);
-    }
-    return result;
-}
-
 static int
 lower_same(const char *a, const char *b, Py_ssize_t size)
 {
@@ -610,69 +442,89 @@ value_or_none(span_t *line)
     return PyBytes_FromStringAndSize(line->value, line->value_size);
 }
 
-static PyObject *
-read_plain(PyObject *module, PyObject *args)
+/* Appends a header name lower-cased, with '"' and '\\' escaped. */
+static char *
+put_lower_escaped(char *out, const char *data, Py_ssize_t size)
 {
-    Py_buffer view;
-    Py_ssize_t lines_limit, i, j, size = 0, json_size, escapes = 0;
-    PyObject *proxy_header, *cookie_name, *json = NULL, *body = NULL;
-    PyObject *parts[10] = {NULL};
+    Py_ssize_t i;
+    for (i = 0; i < size; i++) {
+        char c = data[i];
+        if (c == '"' || c == '\\')
+            *out++ = '\\';
+        *out++ = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    return out;
+}
+
+static PyObject *
+json_text_line(span_t *line, int lower)
+{
+    if (line == NULL)
+        return json_text(NULL, 0, lower);
+    return json_text(line->value, line->value_size, lower);
+}
+
+/* What scan_headers gives for the header lines of ``head``, whose bytes are
+ * all printable ASCII: a new tuple, a new reference to None when they are not
+ * plain, or NULL with an error set. Names are compared and written
+ * lower-cased. */
+static PyObject *
+scan_lines(head_t *head, int post, PyObject *proxy_header, PyObject *cookie_name)
+{
+    Py_ssize_t i, j, size = 0, json_size, escapes = 0;
+    PyObject *json, *parts[9] = {NULL};
     span_t *cookie, *host, *origin, *proxy = NULL, *agent, *referer, *type;
     int has_letter = 0;
-    head_t head;
     char *out;
 
-    if (!PyArg_ParseTuple(args, "y*nSS", &view, &lines_limit, &proxy_header,
-                          &cookie_name))
-        return NULL;
-    if (!read_head(view.buf, view.len, lines_limit, &head) || head.count == 0)
-        goto not_plain;
-    for (i = 0; i < head.count; i++) {
-        span_t *line = &head.lines[i];
+    if (head->count == 0)
+        Py_RETURN_NONE;
+    for (i = 0; i < head->count; i++) {
+        span_t *line = &head->lines[i];
         for (j = 0; j < line->name_size; j++) {
             char c = line->name[j];
             has_letter |= (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
         }
-        /* Names are tokens: only values can hold '"' or '\\'. */
+        escapes += escapes_in(line->name, line->name_size);
         escapes += escapes_in(line->value, line->value_size);
         for (j = 0; j < i; j++) {
-            if (head.lines[j].name_size == line->name_size &&
-                lower_same(head.lines[j].name, line->name, line->name_size))
-                goto not_plain;
+            if (head->lines[j].name_size == line->name_size &&
+                lower_same(head->lines[j].name, line->name, line->name_size))
+                Py_RETURN_NONE;
         }
         size += line->name_size + line->value_size + LINE_OVERHEAD;
     }
-    if (!has_letter || find_line(&head, "sp-anonymous", 12) != NULL)
-        goto not_plain;
-    cookie = find_line(&head, "cookie", 6);
-    host = find_line(&head, "host", 4);
-    origin = find_line(&head, "origin", 6);
+    if (!has_letter || find_line(head, "sp-anonymous", 12) != NULL ||
+        find_line(head, "transfer-encoding", 17) != NULL ||
+        (!post && find_line(head, "content-length", 14) != NULL))
+        Py_RETURN_NONE;
+    cookie = find_line(head, "cookie", 6);
+    host = find_line(head, "host", 4);
+    origin = find_line(head, "origin", 6);
     if (PyBytes_GET_SIZE(proxy_header))
-        proxy = find_line(&head, PyBytes_AS_STRING(proxy_header),
+        proxy = find_line(head, PyBytes_AS_STRING(proxy_header),
                           PyBytes_GET_SIZE(proxy_header));
-    agent = find_line(&head, "user-agent", 10);
-    referer = find_line(&head, "referer", 7);
-    type = find_line(&head, "content-type", 12);
+    agent = find_line(head, "user-agent", 10);
+    referer = find_line(head, "referer", 7);
+    type = find_line(head, "content-type", 12);
 
-    /* [["name","value"],...], names lower-cased. */
-    json_size = 2 + escapes + head.count - 1;
-    for (i = 0; i < head.count; i++)
-        json_size += head.lines[i].name_size + head.lines[i].value_size + 7;
+    /* [["name","value"],...]: 2 brackets, and per header 2 brackets, 4
+     * quotes and a comma inside, a comma between. */
+    json_size = 2 + escapes + head->count - 1;
+    for (i = 0; i < head->count; i++)
+        json_size += head->lines[i].name_size + head->lines[i].value_size + 7;
     json = PyBytes_FromStringAndSize(NULL, json_size);
     if (json == NULL)
-        goto error;
+        return NULL;
     out = PyBytes_AS_STRING(json);
     *out++ = '[';
-    for (i = 0; i < head.count; i++) {
-        span_t *line = &head.lines[i];
+    for (i = 0; i < head->count; i++) {
+        span_t *line = &head->lines[i];
         if (i)
             *out++ = ',';
         *out++ = '[';
         *out++ = '"';
-        for (j = 0; j < line->name_size; j++) {
-            char c = line->name[j];
-            *out++ = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-        }
+        out = put_lower_escaped(out, line->name, line->name_size);
         memcpy(out, "\",\"", 3);
         out += 3;
         out = put_escaped(out, line->value, line->value_size);
@@ -686,52 +538,111 @@ read_plain(PyObject *module, PyObject *args)
     parts[1] = value_or_none(host);
     parts[2] = value_or_none(origin);
     parts[3] = value_or_none(proxy);
-    parts[4] = agent ? json_text(agent->value, agent->value_size, 0)
-                     : json_text(NULL, 0, 0);
-    parts[5] = referer ? json_text(referer->value, referer->value_size, 0)
-                       : json_text(NULL, 0, 0);
-    parts[6] = host ? json_text(host->value, host->value_size, 0)
-                    : json_text(NULL, 0, 0);
-    parts[7] = type ? json_text(type->value, type->value_size, 1)
-                    : json_text(NULL, 0, 1);
+    parts[4] = json_text_line(agent, 0);
+    parts[5] = json_text_line(referer, 0);
+    parts[6] = json_text_line(host, 0);
+    parts[7] = json_text_line(type, 1);
     parts[8] = cookie ? cookie_value(cookie->value, cookie->value_size,
                                      PyBytes_AS_STRING(cookie_name),
                                      PyBytes_GET_SIZE(cookie_name))
                       : NULL;
-    if (parts[8] == NULL) {
-        if (PyErr_Occurred())
-            goto error;
+    if (parts[8] == NULL && !PyErr_Occurred())
         parts[8] = Py_NewRef(Py_None);
+    for (i = 0; i < 9; i++) {
+        if (parts[i] == NULL) {
+            Py_DECREF(json);
+            for (j = 0; j < 9; j++)
+                Py_XDECREF(parts[j]);
+            return NULL;
+        }
+    }
+    /* "N" hands the references over, also when it fails. */
+    return Py_BuildValue("(NnNNNNNNNNN)", json, size, parts[0], parts[1],
+                         parts[2], parts[3], parts[4], parts[5], parts[6],
+                         parts[7], parts[8]);
+}
+
+static PyObject *
+scan_headers(PyObject *module, PyObject *args)
+{
+    PyObject *headers, *proxy_header, *cookie_name;
+    int post;
+    Py_ssize_t count, i, k;
+    head_t head;
+
+    if (!PyArg_ParseTuple(args, "O!pSS", &PyList_Type, &headers, &post,
+                          &proxy_header, &cookie_name))
+        return NULL;
+    count = PyList_GET_SIZE(headers);
+    if (count > MAX_SCANNED)
+        Py_RETURN_NONE;
+    for (i = 0; i < count; i++) {
+        PyObject *pair = PyList_GET_ITEM(headers, i), *name, *value;
+        span_t *line = &head.lines[i];
+
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2)
+            Py_RETURN_NONE;
+        name = PyTuple_GET_ITEM(pair, 0);
+        value = PyTuple_GET_ITEM(pair, 1);
+        if (!PyBytes_CheckExact(name) || !PyBytes_CheckExact(value))
+            Py_RETURN_NONE;
+        line->name = PyBytes_AS_STRING(name);
+        line->name_size = PyBytes_GET_SIZE(name);
+        line->value = PyBytes_AS_STRING(value);
+        line->value_size = PyBytes_GET_SIZE(value);
+        /* Printable ASCII only, and names already lower-case. */
+        for (k = 0; k < line->name_size; k++) {
+            unsigned char c = (unsigned char)line->name[k];
+            if (c < 0x20 || c > 0x7f || (c >= 'A' && c <= 'Z'))
+                Py_RETURN_NONE;
+        }
+        for (k = 0; k < line->value_size; k++) {
+            unsigned char c = (unsigned char)line->value[k];
+            if (c < 0x20 || c > 0x7f)
+                Py_RETURN_NONE;
+        }
+    }
+    head.count = count;
+    /* The list holds the bytes the spans point into for the whole call. */
+    return scan_lines(&head, post, proxy_header, cookie_name);
+}
+
+static PyObject *
+read_plain(PyObject *module, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t lines_limit;
+    PyObject *proxy_header, *cookie_name, *scanned, *body, *result;
+    head_t head;
+
+    if (!PyArg_ParseTuple(args, "y*nSS", &view, &lines_limit, &proxy_header,
+                          &cookie_name))
+        return NULL;
+    if (!read_head(view.buf, view.len, lines_limit, &head)) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    scanned = scan_lines(&head, head.body != NULL, proxy_header, cookie_name);
+    if (scanned == NULL || scanned == Py_None) {
+        PyBuffer_Release(&view);
+        return scanned;
     }
     if (head.body != NULL)
         body = PyBytes_FromStringAndSize(head.body, head.body_size);
     else
         body = Py_NewRef(Py_None);
-    for (i = 0; i < 9; i++) {
-        if (parts[i] == NULL)
-            goto error;
+    if (body == NULL) {
+        Py_DECREF(scanned);
+        PyBuffer_Release(&view);
+        return NULL;
     }
-    if (body == NULL)
-        goto error;
+    /* The method and target are copied out of the buffer before it is let go. */
+    result = Py_BuildValue("(ny#y#sONN)", head.used, head.method,
+                           head.method_size, head.target, head.target_size,
+                           head.version_10 ? "1.0" : "1.1",
+                           head.keep_alive ? Py_True : Py_False, body, scanned);
     PyBuffer_Release(&view);
-    /* "N" hands the references over, also when it fails. */
-    return Py_BuildValue(
-        "(ny#y#sON(NnNNNNNNNNN))", head.used, head.method, head.method_size,
-        head.target, head.target_size, head.version_10 ? "1.0" : "1.1",
-        head.keep_alive ? Py_True : Py_False, body, json, size, parts[0],
-        parts[1], parts[2], parts[3], parts[4], parts[5], parts[6], parts[7],
-        parts[8]);
-
-not_plain:
-    PyBuffer_Release(&view);
-    Py_RETURN_NONE;
-error:
-    Py_XDECREF(json);
-    Py_XDECREF(body);
-    for (i = 0; i < 9; i++)
-        Py_XDECREF(parts[i]);
-    PyBuffer_Release(&view);
-    return NULL;
+    return result;
 }
 
 static PyMethodDef methods[] = {

@@ -5,12 +5,14 @@ every such request, compiled where the C module ``_plain`` was built
 - ``parse_head(data, lines_limit)`` reads one plain request (GET, HEAD, or a
   POST whose body is all there) from the start of a read, without llhttp's
   per-header callbacks; it accepts only what llhttp accepts, reads it as llhttp
-  does, and gives None for anything else, which llhttp then reads. It has no
-  Python twin: without the C module, every request goes through llhttp.
-- ``scan_headers(headers, post, proxy_header, cookie_name)`` checks a plain request's
-  headers and gives what its raw-log line needs from them. Its Python twin,
-  ``scan_headers_py``, is below; tests check that both give the same.
-
+  does, and gives None for anything else, which llhttp then reads. It gives
+  the header list, so that tests can hold it against llhttp; the server runs
+  ``read_plain``. C only: without the C module, every request goes through
+  llhttp.
+- ``scan_headers(headers, post, proxy_header, cookie_name)`` checks a plain
+  request's header list and gives what its raw-log line needs from them. Its
+  Python twin, ``scan_headers_py``, is below; tests check that both give the
+  same.
 - ``read_plain(data, lines_limit, proxy_header, cookie_name)`` does both in
   one pass over the bytes, without making the header list: (bytes used,
   method, target, HTTP version, keep-alive, body or None, what
