@@ -1,8 +1,10 @@
 """The compiled part of Plowline; everything else is in pyproject.toml.
 
-The collector's straight path for plain requests, in C
-(src/plowline/collector/_plain.c). It is optional: where it cannot be built (no
-C compiler), the install goes on and plowline.collector.plainpath uses Python.
+The collector's straight path for plain requests
+(src/plowline/collector/_plain.c) and enrichment's per-event loops
+(src/plowline/enrich/_core.c), in C. Both are optional: where they cannot be
+built (no C compiler), the install goes on and Plowline uses its Python code
+(plowline.collector.plainpath, plowline.enrich.compiled).
 """
 
 from setuptools import Extension, setup
@@ -14,6 +16,12 @@ setup(
             sources=["src/plowline/collector/_plain.c"],
             extra_compile_args=["-O2"],
             optional=True,
-        )
+        ),
+        Extension(
+            "plowline.enrich._core",
+            sources=["src/plowline/enrich/_core.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
     ]
 )

@@ -14,6 +14,8 @@ import re
 import time
 from decimal import Decimal, InvalidOperation
 
+from plowline.enrich.compiled import core
+
 INT_MIN = -(2**31)
 INT_MAX = 2**31 - 1
 
@@ -153,6 +155,18 @@ def to_uuid(value: str) -> str:
 
 def ms_to_tstamp(ms: int) -> str:
     """Milliseconds since the epoch as ``yyyy-MM-dd HH:mm:ss.SSS`` (UTC)."""
+    if _ms_text is not None:
+        text: str | None = _ms_text(ms)
+        if text is None:
+            raise ConversionError("a time between the years 1 and 9999")
+        return text
+    return _ms_to_tstamp_py(ms)
+
+
+_ms_text = core.ms_text if core is not None else None
+
+
+def _ms_to_tstamp_py(ms: int) -> str:
     if not _MS_MIN <= ms <= _MS_MAX:
         raise ConversionError("a time between the years 1 and 9999")
     seconds, millis = divmod(ms, 1000)

@@ -11,8 +11,6 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import chain, groupby, islice
-from operator import itemgetter
 from typing import BinaryIO
 
 from plowline.enrich.loaders import detect_format, loader_for
@@ -23,13 +21,13 @@ from plowline.enrich.pipeline import (
     require_pii_output,
 )
 from plowline.enrich.settings import EnrichSettings
-from plowline.rawlog.reader import expand_inputs, iter_lines
+from plowline.rawlog.reader import block_lines, expand_inputs, iter_blocks
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 100_000
-DETECT_LINES = 20
-CHUNK_LINES = 2_000
+# Bytes of raw log per chunk: about 600 lines of the Plowline format.
+CHUNK_BYTES = 1 << 20
 IN_FLIGHT_PER_WORKER = 3
 
 
@@ -49,7 +47,8 @@ def open_output(path: str | None) -> Iterator[BinaryIO]:
         yield handle
 
 
-Line = tuple[str, int, bytes]
+# (loader name, source, number of the first line, whole lines as read)
+Chunk = tuple[str, str, int, bytes]
 
 
 @dataclass(slots=True)
@@ -62,12 +61,13 @@ class ChunkResult:
     stats: EnrichStats
 
 
-def enrich_chunk(enricher: Enricher, name: str, lines: list[Line]) -> ChunkResult:
-    """Enrich consecutive lines read with the loader ``name``."""
+def enrich_chunk(enricher: Enricher, chunk: Chunk) -> ChunkResult:
+    """Enrich the lines of one chunk, read with the loader it names."""
+    name, source, first, block = chunk
     loader = loader_for(name)
     outputs: dict[str, list[bytes]] = {"good": [], "bad": [], "pii": []}
     stats = EnrichStats()
-    for source, number, line in lines:
+    for number, line in block_lines(first, block):
         outcomes = enricher.enrich_line(
             line, source=source, line_number=number, loader=loader, loader_name=name
         )
@@ -87,18 +87,24 @@ def _lines(items: list[bytes]) -> bytes:
     return b"\n".join(items) + b"\n" if items else b""
 
 
-def _chunks(sources: list[str], input_format: str) -> Iterator[tuple[str, list[Line]]]:
-    """(loader name, up to CHUNK_LINES lines) in input order; ``auto`` judges
-    each file by its first lines."""
-    for source, group in groupby(iter_lines(sources), key=itemgetter(0)):
-        head = list(islice(group, DETECT_LINES))
-        name = input_format
-        if input_format == "auto":
-            name = detect_format([line for _, _, line in head])
-        logger.info("Reading %s as %s", source, name)
-        lines = chain(head, group)  # noqa: B031 - the rest of the same group
-        while chunk := list(islice(lines, CHUNK_LINES)):
-            yield name, chunk
+def _chunks(sources: list[str], input_format: str) -> Iterator[Chunk]:
+    """The chunks of every source in input order; ``auto`` judges each file by
+    its first line that is not blank."""
+    name: str | None = None
+    current = None
+    for source, first, block in iter_blocks(sources, CHUNK_BYTES):
+        if source != current:
+            current, name = source, None
+        if name is None:
+            name = input_format
+            if input_format == "auto":
+                lines = [line for _, line in block_lines(first, block)]
+                if not lines:
+                    name = None  # only blank lines so far: judged on later ones
+                    continue
+                name = detect_format(lines)
+            logger.info("Reading %s as %s", source, name)
+        yield name, source, first, block
 
 
 _worker_enricher: Enricher | None = None
@@ -133,19 +139,19 @@ def _start_worker(settings: EnrichSettings | None, log_setup: LogSetup = None) -
         logging.disable(logging.NOTSET)
 
 
-def _enrich_in_worker(name: str, lines: list[Line]) -> ChunkResult:
+def _enrich_in_worker(chunk: Chunk) -> ChunkResult:
     assert _worker_enricher is not None
-    return enrich_chunk(_worker_enricher, name, lines)
+    return enrich_chunk(_worker_enricher, chunk)
 
 
 def _results(
-    chunks: Iterator[tuple[str, list[Line]]], enricher: Enricher, workers: int
+    chunks: Iterator[Chunk], enricher: Enricher, workers: int
 ) -> Iterator[ChunkResult]:
     """Chunk results in input order, from this process or from ``workers``
     processes with a bounded number of chunks in flight (memory stays flat)."""
     if workers <= 1:
-        for name, lines in chunks:
-            yield enrich_chunk(enricher, name, lines)
+        for chunk in chunks:
+            yield enrich_chunk(enricher, chunk)
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
@@ -155,8 +161,8 @@ def _results(
         initargs=(enricher.settings, _log_setup()),
     ) as pool:
         pending: deque[Future[ChunkResult]] = deque()
-        for name, lines in chunks:
-            pending.append(pool.submit(_enrich_in_worker, name, lines))
+        for chunk in chunks:
+            pending.append(pool.submit(_enrich_in_worker, chunk))
             if len(pending) >= workers * IN_FLIGHT_PER_WORKER:
                 yield pending.popleft().result()
         while pending:

@@ -13,6 +13,7 @@ values, so enrich decides first, per field:
 
 from __future__ import annotations
 
+from plowline.enrich.compiled import core
 from plowline.enrich.failed import Message
 from plowline.enrich.fields import FIELDS
 from plowline.enrich.transform import Event
@@ -40,6 +41,8 @@ _SHORT_LIMITS = {n: limit for n, limit in MAX_LENGTHS.items() if limit < _SHORT_
 def enforce_lengths(event: Event) -> list[Message]:
     """Cut free-text fields that are too long; report every other one."""
     problems: list[Message] = []
+    if core is not None and core.lengths_ok(event, MAX_LENGTHS):
+        return problems
     # The few values that may be too long: the rest are not looked up.
     too_long = [
         (name, value)

@@ -20,6 +20,7 @@ from plowline import __version__
 from plowline.enrich import selfdesc
 from plowline.enrich.adapters import RawEvent, to_raw_events
 from plowline.enrich.client_ip import client_ip
+from plowline.enrich.compiled import core
 from plowline.enrich.convert import (
     ConversionError,
     ms_to_tstamp,
@@ -109,6 +110,17 @@ class EnrichedEvent:
 
     def to_tsv(self) -> str:
         return "\t".join(self.to_row())
+
+    def to_tsv_bytes(self) -> bytes:
+        """The TSV line as UTF-8, without the line break."""
+        if core is not None:
+            try:
+                row: bytes = core.tsv_row(self.fields, FIELD_NAMES)
+            except KeyError:
+                pass  # a key that is no field: to_row names it
+            else:
+                return row
+        return self.to_tsv().encode("utf-8")
 
     def __getitem__(self, name: str) -> str | None:
         return self.fields.get(name)
@@ -485,7 +497,7 @@ def output_line(outcome: Outcome) -> tuple[str, bytes]:
     without the line break."""
     if isinstance(outcome, FailedEvent):
         return "bad", outcome.to_json()
-    return outcome.stream, outcome.to_tsv().encode("utf-8")
+    return outcome.stream, outcome.to_tsv_bytes()
 
 
 def require_pii_output(enricher: Enricher, pii: str | None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from plowline.enrich.compiled import core
 from plowline.enrich.convert import (
     ConversionError,
     has_control_characters,
@@ -163,8 +164,68 @@ def _plan(names: tuple[str, ...]) -> tuple[Step, ...]:
     return plan
 
 
+# The kinds of value of _core.c's apply_params, and its rules: parameter ->
+# (field, kind, the current name that wins over this legacy one, height field).
+_KINDS: dict[Converter | None, int] = {
+    None: 0, to_int: 1, to_decimal: 2, to_money: 3, to_bool: 4, to_uuid: 5,
+    to_tstamp: 6,
+}  # fmt: skip
+_DIMENSIONS_KIND = 7
+_CORE_RULES: dict[str, tuple[str, int, str | None, str | None]] = {
+    **{
+        param: (name, _KINDS[convert], preferred, None)
+        for param, (name, convert, preferred) in _RULES.items()
+    },
+    **{
+        param: (width, _DIMENSIONS_KIND, None, height)
+        for param, width, height in DIMENSION_PARAMS
+    },
+}
+_DIMENSIONS = {param: (width, height) for param, width, height in DIMENSION_PARAMS}
+
+
 def apply_params(event: Event, params: dict[str, str]) -> list[Message]:
     """Set every field that a parameter maps to; return the conversion problems."""
+    if core is None:
+        return _apply_params_py(event, params)
+    # Plain values in C; the rest here, with the same messages and forms as the
+    # Python path: problems in the order sent, dimensions' after the others'.
+    left = core.apply_params(event, params, _CORE_RULES)
+    problems: list[Message] = []
+    for param in left:
+        if param in _DIMENSIONS:
+            continue
+        name, convert, _ = _RULES[param]
+        value = params[param]
+        if convert is None:
+            event[name] = tsv_safe(value)
+            continue
+        try:
+            event[name] = convert(value)
+        except ConversionError as exc:
+            problems.append(field_message(param, value, exc.expectation))
+    for param, (width, height) in _DIMENSIONS.items():
+        if param in left:
+            _apply_dimensions(event, params[param], param, width, height, problems)
+    problems.extend(_apply_special(event, params))
+    return problems
+
+
+def _apply_dimensions(
+    event: Event,
+    dimensions: str,
+    param: str,
+    width: str,
+    height: str,
+    problems: list[Message],
+) -> None:
+    try:
+        event[width], event[height] = to_dimensions(dimensions)
+    except ConversionError as exc:
+        problems.append(field_message(param, dimensions, exc.expectation))
+
+
+def _apply_params_py(event: Event, params: dict[str, str]) -> list[Message]:
     problems: list[Message] = []
     # One scan of all values for tabs and control characters: when there are
     # none (nearly always), free text is copied as it is.
@@ -184,12 +245,8 @@ def apply_params(event: Event, params: dict[str, str]) -> list[Message]:
             problems.append(field_message(param, value, exc.expectation))
     for param, width, height in DIMENSION_PARAMS:
         dimensions = params.get(param)
-        if dimensions is None:
-            continue
-        try:
-            event[width], event[height] = to_dimensions(dimensions)
-        except ConversionError as exc:
-            problems.append(field_message(param, dimensions, exc.expectation))
+        if dimensions is not None:
+            _apply_dimensions(event, dimensions, param, width, height, problems)
     problems.extend(_apply_special(event, params))
     return problems
 

@@ -16,6 +16,8 @@ from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import unquote
 
+from plowline.enrich.compiled import core
+
 _PAIR_SEPARATORS = re.compile(r"[&;]")
 _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(.*)", re.DOTALL)
 
@@ -66,6 +68,10 @@ def _decode(text: str) -> str:
 def querystring_params(querystring: str) -> dict[str, str]:
     """The querystring as a map: the last occurrence of a name wins and names
     without a value are dropped."""
+    if core is not None:
+        params: dict[str, str] | None = core.querystring_params(querystring)
+        if params is not None:  # None: not ASCII, read below
+            return params
     pairs = parse_querystring(querystring)
     return {name: value for name, value in pairs if value is not None}
 

@@ -103,3 +103,52 @@ def iter_lines(inputs: Iterable[str]) -> Iterator[tuple[str, int, bytes]]:
         finally:
             if source != "-":
                 handle.close()
+
+
+def iter_blocks(
+    inputs: Iterable[str], block_bytes: int
+) -> Iterator[tuple[str, int, bytes]]:
+    """(source, number of the first line, whole lines) in blocks of about
+    ``block_bytes``: the lines :func:`iter_lines` gives, left as they are in the
+    file (line breaks, blank lines), for a worker process to split.
+
+    The parent process reads and cuts; it does no work per line. Each block ends
+    with a line break, but a finished file's last line may have none; an active
+    raw log's unfinished last line is left, as by :func:`iter_lines`.
+    """
+    for source in expand_inputs(inputs):
+        name = "<stdin>" if source == "-" else source
+        logger.info("Reading %s", name)
+        active = source.endswith(OPEN_SUFFIX)
+        handle = _open(source)
+        try:
+            number = 1
+            pending = bytearray()
+            while data := handle.read(block_bytes):
+                pending += data
+                cut = pending.rfind(b"\n") + 1
+                if cut == 0:
+                    continue  # one long line, still arriving
+                block = bytes(pending[:cut])
+                del pending[:cut]
+                yield name, number, block
+                number += block.count(b"\n")
+            if pending:
+                if active:
+                    logger.warning("Left the unfinished last line of %s", name)
+                else:
+                    yield name, number, bytes(pending)
+        except (OSError, EOFError) as exc:
+            raise BadInputError(f"Could not read {name}: {exc}", source=name) from exc
+        finally:
+            if source != "-":
+                handle.close()
+
+
+def block_lines(number: int, block: bytes) -> Iterator[tuple[int, bytes]]:
+    """(line number, line without its line break) for the non-blank lines of a
+    block from :func:`iter_blocks` whose first line is ``number``."""
+    for offset, line in enumerate(block.split(b"\n")):
+        line = line.rstrip(b"\r")
+        if line.strip():
+            yield number + offset, line

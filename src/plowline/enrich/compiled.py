@@ -1,0 +1,44 @@
+"""The compiled per-event loops of enrichment (``_core.c``), where they were built.
+
+``core`` is the C module, or None where it could not be built or the
+environment variable ``PLOWLINE_PURE_PYTHON`` is set (to anything); the
+modules that use it keep their Python code for that case, and for every value
+the C code leaves to them. Tests run both and compare.
+
+What it does, each beside the Python function it stands in for:
+
+- ``querystring_params(text)``: :func:`plowline.enrich.urls.querystring_params`
+  for ASCII text (None for other text);
+- ``apply_params(event, params, rules)``: the plain values of
+  :func:`plowline.enrich.transform.apply_params` (returns the parameters it
+  left: values to clean of control characters, values that do not convert and
+  unusual spellings such as ``+5`` or ``1E3``, whose messages and forms stay in
+  Python);
+- ``ms_text(ms)``: :func:`plowline.enrich.convert.ms_to_tstamp` (None out of
+  range);
+- ``lengths_ok(event, limits)``: whether
+  :func:`plowline.enrich.limits.enforce_lengths` has nothing to do;
+- ``tsv_row(fields, names)``: the enriched TSV line as UTF-8 bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from types import ModuleType
+
+logger = logging.getLogger(__name__)
+
+core: ModuleType | None
+try:
+    if os.environ.get("PLOWLINE_PURE_PYTHON"):
+        # Set to run as where the module could not be built (tests, debugging).
+        raise ImportError("PLOWLINE_PURE_PYTHON is set")
+    from plowline.enrich import _core  # type: ignore[attr-defined]
+except ImportError as exc:  # not built (no C compiler at install time)
+    logger.debug("Enrichment's compiled loops are not in use (%s)", exc)
+    core = None
+else:
+    core = _core
+
+COMPILED = core is not None

@@ -1,0 +1,377 @@
+"""Enrichment's compiled loops (``_core.c``) give what its Python code gives.
+
+Each C function is held against the Python code it stands in for, on generated
+values that reach both its plain path and every way out of it (values it must
+leave to Python); then whole enrichment runs of the captured traffic, and of
+mutated lines, are compared with the C module switched off.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from plowline.enrich import compiled, convert, limits, pipeline, transform, urls
+from plowline.enrich.fields import FIELD_NAMES
+from plowline.enrich.pipeline import EnrichedEvent, Enricher
+
+if os.environ.get("CI") and not compiled.COMPILED:
+    # CI's machine has a C compiler: an unbuilt module there is a broken install.
+    pytest.fail("plowline.enrich._core was not built", pytrace=False)
+pytestmark = pytest.mark.skipif(
+    not compiled.COMPILED, reason="plowline.enrich._core is not built"
+)
+core = compiled.core
+
+# Every module that picks the C code, and the name it holds it under.
+_SWITCHES = [
+    (transform, "core"),
+    (urls, "core"),
+    (limits, "core"),
+    (pipeline, "core"),
+    (convert, "_ms_text"),
+]
+
+
+def _python_params(text: str) -> dict[str, str]:
+    pairs = urls.parse_querystring(text)
+    return {name: value for name, value in pairs if value is not None}
+
+
+QUERY_ASCII = st.lists(
+    st.sampled_from([*"%+=&;aAfF09zx ~.\\", "%C3", "%A9", "%E2%82%AC"]), max_size=40
+).map("".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(QUERY_ASCII)
+@example("e=pv&e=se&aid")
+@example("=x&&;a=1;b")
+@example("url=http%3A%2F%2Fexample.com%2F%3Fa%3D1&page=50%off+now")
+@example("a=%C3&b=%C3%A9%zz%")
+@example("%41%42=%4")
+def test_querystrings_read_as_in_python(text: str) -> None:
+    params = core.querystring_params(text)
+    expected = _python_params(text)
+    assert params == expected
+    assert list(params) == list(expected)  # the order a name first came in
+
+
+def test_querystrings_past_ascii_are_left_to_python() -> None:
+    assert core.querystring_params("page=caf\u00e9") is None
+    # ... and the public function reads them all the same.
+    assert urls.querystring_params("page=caf\u00e9&x=%C3%A9") == {
+        "page": "café",
+        "x": "é",
+    }
+
+
+# Values per kind of parameter: plain ones and every spelling the C code must
+# leave to Python (signs, leading zeros, exponents, out of range, spaces).
+INTS = [
+    "0",
+    "7",
+    "-12",
+    "2147483647",
+    "-2147483648",
+    "2147483648",
+    "-2147483649",
+    "007",
+    "-0",
+    "+5",
+    "null",
+    "1e3",
+    " 5",
+    "",
+    "12345678901",
+    "٣",
+    "-",
+]
+DECIMALS = [
+    "0",
+    "12.50",
+    "-3.1",
+    "0.000",
+    "-0",
+    "-0.0",
+    "007.5",
+    "1.",
+    ".5",
+    "+2",
+    "1E+7",
+    "3.57E7",
+    "1e-05",
+    "NaN",
+    "null",
+    "123456789012345",
+    "1234567890123456",
+    "99999999999999999",
+    "1." + "0" * 25,
+    "x",
+    "",
+]
+UUIDS = [
+    "0b0b0b0b-1111-4222-8333-444444444444",
+    "0B0B0B0B-1111-4222-8333-44444444444A",
+    "0b0b0b0b11114222833344444444444412ab",
+    "0b0b0b0b-1111-4222-8333-44444444444g",
+    "",
+    "not-a-uuid",
+]
+TSTAMPS = [
+    "0",
+    "1700000000000",
+    "253402300799999",
+    "253402300800000",
+    "-1",
+    "+1700000000000",
+    "01700000000000",
+    "1.5",
+    "",
+    "99999999999999999999999",
+    "1e12",
+]
+BOOLS = ["0", "1", "2", "true", "", "01"]
+DIMS = [
+    "1280x720",
+    "0x0",
+    "01x002",
+    "2147483647x1",
+    "2147483648x1",
+    "x720",
+    "1280x",
+    "1280X720",
+    "1x2x3",
+    "12345678901x1",
+    "",
+]
+TEXTS = [
+    "",
+    "Home page",
+    "tab\there",
+    "line\nbreak",
+    "nul\x00",
+    "caf\u00e9",
+    "\x7f",
+    "Spring\r\nSale",
+]
+
+_BY_CONVERTER = {
+    convert.to_int: INTS,
+    convert.to_decimal: DECIMALS,
+    convert.to_money: DECIMALS,
+    convert.to_bool: BOOLS,
+    convert.to_uuid: UUIDS,
+    convert.to_tstamp: TSTAMPS,
+}
+PARAM_VALUES = {
+    **{p: TEXTS for p, _ in transform.STRING_PARAMS},
+    **{p: _BY_CONVERTER[c] for p, _, c in transform.CONVERTED_PARAMS},
+    **{p: DIMS for p, _, _ in transform.DIMENSION_PARAMS},
+    "e": ["pv", "ue", "zz"],
+    "p": ["web", "nope"],
+    "ip": ["203.0.113.9, 10.0.0.1"],
+    "tnuid": ["c0ffee"],
+    "unknown": ["x"],
+}
+
+
+@st.composite
+def param_dicts(draw: st.DrawFn) -> dict[str, str]:
+    names = draw(st.lists(st.sampled_from(sorted(PARAM_VALUES)), max_size=14))
+    return {name: draw(st.sampled_from(PARAM_VALUES[name])) for name in names}
+
+
+@settings(max_examples=800, deadline=None)
+@given(param_dicts())
+@example({"ev_ca": "old", "se_ca": "new", "ti_na": "a", "ti_nm": "b"})
+@example({"res": "bad", "tid": "x", "vp": "1x", "dtm": "1e3"})
+def test_parameters_map_to_fields_as_in_python(params: dict[str, str]) -> None:
+    event_c: dict[str, str | None] = {}
+    event_py: dict[str, str | None] = {}
+    problems_c = transform.apply_params(event_c, params)
+    problems_py = transform._apply_params_py(event_py, params)
+    assert event_c == event_py
+    assert problems_c == problems_py
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.integers(convert._MS_MIN - 5, convert._MS_MAX + 5),
+        st.integers(-(2**70), 2**70),
+        st.sampled_from(
+            [
+                0,
+                -1,
+                999,
+                -999,
+                -1000,
+                -1001,
+                951782400000,
+                951868799999,
+                convert._MS_MIN,
+                convert._MS_MAX,
+            ]
+        ),
+    )
+)
+def test_timestamps_written_as_in_python(ms: int) -> None:
+    try:
+        expected: str | None = convert._ms_to_tstamp_py(ms)
+    except convert.ConversionError:
+        expected = None
+    assert core.ms_text(ms) == expected
+
+
+LONG_TEXT = st.sampled_from(["", "x", "x" * 35, "x" * 36, "x" * 101, "x" * 300])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "event_id",
+                "page_url",
+                "app_id",
+                "br_lang",
+                "tr_currency",
+                "useragent",
+                "v_etl",
+                "user_ipaddress",
+                "not_a_field",
+            ]
+        ),
+        st.one_of(st.none(), LONG_TEXT),
+    )
+)
+def test_length_check_agrees_with_enforce_lengths(event: dict[str, str | None]) -> None:
+    before = dict(event)
+    problems = limits.enforce_lengths(dict(event))
+    copy = dict(event)
+    changed = limits.enforce_lengths(copy) != [] or copy != before
+    assert core.lengths_ok(event, limits.MAX_LENGTHS) == (not changed)
+    assert problems == limits.enforce_lengths(dict(event))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(FIELD_NAMES),
+        st.one_of(st.none(), st.text(max_size=8)),
+    )
+)
+def test_tsv_rows_are_the_joined_fields(fields: dict[str, str | None]) -> None:
+    # Surrogates cannot be written as UTF-8, by either way.
+    try:
+        expected = EnrichedEvent(fields).to_tsv().encode("utf-8")
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            core.tsv_row(fields, FIELD_NAMES)
+        return
+    assert core.tsv_row(fields, FIELD_NAMES) == expected
+    assert EnrichedEvent(fields).to_tsv_bytes() == expected
+
+
+def test_a_key_that_is_no_field_is_named() -> None:
+    event = EnrichedEvent({"app_id": "a", "not_a_field": "b"})
+    with pytest.raises(ValueError, match="not_a_field"):
+        event.to_tsv_bytes()
+
+
+def _outputs(lines: list[bytes]) -> list[tuple[str, bytes]]:
+    enricher = Enricher(clock=lambda: 1_700_000_000.0)
+    out = []
+    for number, line in enumerate(lines):
+        for outcome in enricher.enrich_line(line, line_number=number):
+            stream, text = pipeline.output_line(outcome)
+            out.append((stream, _without_fresh_values(stream, text)))
+    return out
+
+
+def _without_fresh_values(stream: str, text: bytes) -> bytes:
+    # Events sent without an id get a random one, and failed events carry the
+    # time they failed: neither is what is compared.
+    if stream == "bad":
+        import orjson
+
+        doc = orjson.loads(text)
+        doc["data"].pop("failure", None)
+        payload = doc["data"].get("payload", {})
+        if isinstance(payload, dict) and isinstance(payload.get("enriched"), dict):
+            payload["enriched"].pop("event_id", None)
+        return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    fields = text.split(b"\t")
+    fields[FIELD_NAMES.index("event_id")] = b""
+    return b"\t".join(fields)
+
+
+def test_captured_traffic_enriches_the_same_without_c(
+    python_only_lines: tuple[list, list],
+) -> None:
+    with_c, without_c = python_only_lines
+    assert len(with_c) == len(without_c) > 50
+    assert with_c == without_c
+
+
+@pytest.fixture
+def python_only_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list, list]:
+    bench = Path(__file__).resolve().parents[2] / "bench"
+    monkeypatch.syspath_prepend(str(bench))
+    import enrich as bench_enrich  # type: ignore[import-not-found]
+
+    raw = tmp_path / "raw.jsonl"
+    bench_enrich.build_input(raw, 3000)
+    lines = raw.read_bytes().splitlines()
+    # Mutations: control characters, bad numbers and long values in the
+    # querystrings, which the C code must leave to Python.
+    mutated = []
+    for n, line in enumerate(lines[:600]):
+        for old, new in [
+            (b"&res=", b"&res=12x"),
+            (b"&vid=", b"&vid=+"),
+            (b"&tv=", b"&tv=%09tab%0A"),
+            (b"&dtm=", b"&dtm=1e"),
+            (b"&aid=", b"&aid=" + b"a" * 300),
+            (b"&eid=", b"&eid=X"),
+        ]:
+            if old in line and n % 6 == [
+                b"&res=",
+                b"&vid=",
+                b"&tv=",
+                b"&dtm=",
+                b"&aid=",
+                b"&eid=",
+            ].index(old):
+                mutated.append(line.replace(old, new, 1))
+    lines += mutated
+    with_c = _outputs(lines)
+    for module, name in _SWITCHES:
+        monkeypatch.setattr(module, name, None)
+    without_c = _outputs(lines)
+    assert any(stream == "bad" for stream, _ in with_c)
+    return with_c, without_c
+
+
+def test_the_switch_leaves_the_c_module_unused() -> None:
+    code = (
+        "from plowline.enrich import compiled; print(compiled.COMPILED, compiled.core)"
+    )
+    env = {**os.environ, "PLOWLINE_PURE_PYTHON": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["False", "None"]
