@@ -2,9 +2,9 @@
 
 The collector's straight path for plain requests
 (src/plowline/collector/_plain.c) and enrichment's per-event loops
-(src/plowline/enrich/_core.c), in C. Both are optional: where they cannot be
+(src/plowline/_core.c), in C. Both are optional: where they cannot be
 built (no C compiler), the install goes on and Plowline uses its Python code
-(plowline.collector.plainpath, plowline.enrich.compiled).
+(plowline.collector.plainpath, plowline.compiled).
 """
 
 from setuptools import Extension, setup
@@ -18,8 +18,8 @@ setup(
             optional=True,
         ),
         Extension(
-            "plowline.enrich._core",
-            sources=["src/plowline/enrich/_core.c"],
+            "plowline._core",
+            sources=["src/plowline/_core.c"],
             extra_compile_args=["-O2"],
             optional=True,
         ),

@@ -1,4 +1,4 @@
-"""Enrichment's compiled loops (``_core.c``) give what its Python code gives.
+"""The compiled per-event loops (``_core.c``) give what the Python code gives.
 
 Each C function is held against the Python code it stands in for, on generated
 values that reach both its plain path and every way out of it (values it must
@@ -17,15 +17,16 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from plowline.enrich import compiled, convert, limits, pipeline, transform, urls
+from plowline import compiled
+from plowline.enrich import convert, limits, pipeline, transform, urls
 from plowline.enrich.fields import FIELD_NAMES
 from plowline.enrich.pipeline import EnrichedEvent, Enricher
 
 if os.environ.get("CI") and not compiled.COMPILED:
     # CI's machine has a C compiler: an unbuilt module there is a broken install.
-    pytest.fail("plowline.enrich._core was not built", pytrace=False)
+    pytest.fail("plowline._core was not built", pytrace=False)
 pytestmark = pytest.mark.skipif(
-    not compiled.COMPILED, reason="plowline.enrich._core is not built"
+    not compiled.COMPILED, reason="plowline._core is not built"
 )
 core = compiled.core
 
@@ -280,6 +281,78 @@ def test_tsv_rows_are_the_joined_fields(fields: dict[str, str | None]) -> None:
     assert EnrichedEvent(fields).to_tsv_bytes() == expected
 
 
+RECORD_VALUES = st.one_of(
+    st.none(), st.integers(), st.text(max_size=4), st.booleans(), st.just("\ud800")
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {
+            "id": st.one_of(st.just("r1"), RECORD_VALUES),
+            "tstamp": st.one_of(st.just(1_700_000_000_000), RECORD_VALUES),
+            "collector": st.just("plowline-test"),
+            "method": st.sampled_from(["GET", "POST"]),
+            "path": st.one_of(st.just("/i"), RECORD_VALUES),
+        },
+        optional={
+            "querystring": RECORD_VALUES,
+            "querystring_base64": st.sampled_from(["ZT1wdg==", None]),
+            "body": RECORD_VALUES,
+            "body_base64": st.sampled_from(["e30=", None]),
+            "headers": st.one_of(
+                st.none(),
+                st.lists(
+                    st.lists(
+                        st.one_of(st.text(max_size=3), st.integers()),
+                        min_size=1,
+                        max_size=3,
+                    ),
+                    max_size=3,
+                ),
+            ),
+            "ip": RECORD_VALUES,
+            "useragent": RECORD_VALUES,
+            "error": st.just("size_violation: 2000000 bytes"),
+            "later_key": RECORD_VALUES,
+        },
+    )
+)
+def test_records_read_as_in_python(data: dict) -> None:
+    from plowline.rawlog import record as rec
+
+    try:
+        expected = rec._record_from_dict_py(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        expected = exc
+    made = core.record_from_dict(data, rec.RawRecord, rec._SLOTS, rec._KNOWN_KEYS)
+    if made is None:
+        return  # left to Python, which gave ``expected``
+    assert not isinstance(expected, Exception), (
+        f"C took a record Python refuses: {expected}"
+    )
+    assert made == expected
+    assert made.extra == expected.extra
+    assert type(made) is rec.RawRecord
+    with pytest.raises(AttributeError):
+        made.id = "changed"  # still frozen
+
+
+def test_plain_records_are_read_in_c() -> None:
+    from plowline.rawlog import record as rec
+
+    data = {
+        "v": 1, "id": "r", "tstamp": 5, "collector": "c", "method": "GET",
+        "path": "/i", "querystring": "e=pv", "headers": [["Host", "h"]], "x": 1,
+    }  # fmt: skip
+    made = core.record_from_dict(data, rec.RawRecord, rec._SLOTS, rec._KNOWN_KEYS)
+    assert made is not None
+    assert made.querystring == b"e=pv"
+    assert made.headers == (("Host", "h"),)
+    assert made.extra == {"x": 1}
+
+
 def test_a_key_that_is_no_field_is_named() -> None:
     event = EnrichedEvent({"app_id": "a", "not_a_field": "b"})
     with pytest.raises(ValueError, match="not_a_field"):
@@ -363,9 +436,7 @@ def python_only_lines(
 
 
 def test_the_switch_leaves_the_c_module_unused() -> None:
-    code = (
-        "from plowline.enrich import compiled; print(compiled.COMPILED, compiled.core)"
-    )
+    code = "from plowline import compiled; print(compiled.COMPILED, compiled.core)"
     env = {**os.environ, "PLOWLINE_PURE_PYTHON": "1"}
     done = subprocess.run(
         [sys.executable, "-c", code],

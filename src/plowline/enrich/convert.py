@@ -14,7 +14,7 @@ import re
 import time
 from decimal import Decimal, InvalidOperation
 
-from plowline.enrich.compiled import core
+from plowline.compiled import core
 
 INT_MIN = -(2**31)
 INT_MAX = 2**31 - 1

@@ -13,7 +13,7 @@ values, so enrich decides first, per field:
 
 from __future__ import annotations
 
-from plowline.enrich.compiled import core
+from plowline.compiled import core
 from plowline.enrich.failed import Message
 from plowline.enrich.fields import FIELDS
 from plowline.enrich.transform import Event

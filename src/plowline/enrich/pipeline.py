@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from plowline import __version__
+from plowline.compiled import core
 from plowline.enrich import selfdesc
 from plowline.enrich.adapters import RawEvent, to_raw_events
 from plowline.enrich.client_ip import client_ip
-from plowline.enrich.compiled import core
 from plowline.enrich.convert import (
     ConversionError,
     ms_to_tstamp,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from plowline.enrich.compiled import core
+from plowline.compiled import core
 from plowline.enrich.convert import (
     ConversionError,
     has_control_characters,

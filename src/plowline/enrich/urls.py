@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import unquote
 
-from plowline.enrich.compiled import core
+from plowline.compiled import core
 
 _PAIR_SEPARATORS = re.compile(r"[&;]")
 _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(.*)", re.DOTALL)

@@ -20,12 +20,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
 
 from plowline.errors import BadInputError
+
+_core: Any
+try:
+    from plowline.compiled import core as _core
+except ImportError:  # pragma: no cover - a broken install, not a missing module
+    _core = None
 
 FORMAT_VERSION = 1
 
@@ -127,6 +133,11 @@ _KNOWN_KEYS = frozenset(
 )
 
 
+# RawRecord's slots in field order, which the compiled reader of plain records
+# sets as the dataclass's own __init__ does (plowline.compiled).
+_SLOTS = tuple(RawRecord.__dict__[f.name] for f in fields(RawRecord))
+
+
 def decode_record(line: bytes | str) -> RawRecord:
     """Parse one raw-log line; raise :class:`BadInputError` saying what is wrong."""
     try:
@@ -148,6 +159,16 @@ def decode_record(line: bytes | str) -> RawRecord:
 
 
 def _record_from_dict(data: dict[str, Any]) -> RawRecord:
+    if _core is not None:
+        record: RawRecord | None = _core.record_from_dict(
+            data, RawRecord, _SLOTS, _KNOWN_KEYS
+        )
+        if record is not None:
+            return record
+    return _record_from_dict_py(data)
+
+
+def _record_from_dict_py(data: dict[str, Any]) -> RawRecord:
     for key in ("id", "tstamp", "collector", "method", "path"):
         if data.get(key) is None:
             raise ValueError(f"required key '{key}' is missing")

@@ -14,6 +14,8 @@
  * - lengths_ok(event, limits): whether no value is longer than its field's
  *   limit.
  * - tsv_row(fields, names): the enriched TSV line, as UTF-8 bytes.
+ * - record_from_dict(data, cls, slots, known): rawlog.record._record_from_dict for
+ *   a plain record; None otherwise.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -567,6 +569,156 @@ static PyObject *tsv_row(PyObject *self, PyObject *args)
     return row;
 }
 
+/* ---- raw records ---- */
+
+/* The keys of a raw-log record, in RawRecord's field order. */
+static const char *RECORD_KEYS[] = {
+    "id", "tstamp", "collector", "method", "path", "querystring", "body",
+    "content_type", "headers", "ip", "useragent", "referer", "host",
+    "network_userid",
+};
+#define RECORD_FIELDS 15 /* the keys above, then extra */
+
+static PyObject *record_key_objects[RECORD_FIELDS - 1];
+
+/* A str value turned into its UTF-8 bytes; NULL (no exception) when it is not
+ * a str or has no UTF-8 form (lone surrogates). */
+static PyObject *utf8_bytes(PyObject *text)
+{
+    if (!PyUnicode_Check(text))
+        return NULL;
+    PyObject *data = PyUnicode_AsUTF8String(text);
+    if (data == NULL)
+        PyErr_Clear();
+    return data;
+}
+
+/* [[name, value], ...] of str as ((name, value), ...); NULL (no exception)
+ * for anything else. */
+static PyObject *header_pairs(PyObject *headers)
+{
+    if (headers == Py_None)
+        return PyTuple_New(0);
+    if (!PyList_Check(headers))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(headers);
+    PyObject *pairs = PyTuple_New(count);
+    if (pairs == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(headers, i);
+        if (!PyList_Check(item) || PyList_GET_SIZE(item) != 2
+            || !PyUnicode_CheckExact(PyList_GET_ITEM(item, 0))
+            || !PyUnicode_CheckExact(PyList_GET_ITEM(item, 1))) {
+            Py_DECREF(pairs);
+            return NULL;
+        }
+        PyObject *pair = PyTuple_Pack(2, PyList_GET_ITEM(item, 0),
+                                      PyList_GET_ITEM(item, 1));
+        if (pair == NULL) {
+            Py_DECREF(pairs);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(pairs, i, pair);
+    }
+    return pairs;
+}
+
+/* record_from_dict(data, cls, slots, known) -> RawRecord | None.
+ *
+ * cls is RawRecord, slots its slot descriptors in field order; known is the frozenset of the keys that are not extra.
+ * A record whose required keys are str (tstamp an int), whose querystring and
+ * body are text, and whose headers are pairs of str is made here, its slots
+ * set as the dataclass's own __init__ sets them; anything else gives None,
+ * for the Python code to read or refuse with its messages. */
+static PyObject *record_from_dict(PyObject *self, PyObject *args)
+{
+    PyObject *data, *slots, *known;
+    PyTypeObject *cls;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!", &PyDict_Type, &data, &PyType_Type,
+                          &cls, &PyTuple_Type, &slots, &PyFrozenSet_Type, &known))
+        return NULL;
+    if (PyTuple_GET_SIZE(slots) != RECORD_FIELDS) {
+        PyErr_SetString(PyExc_ValueError, "RawRecord has 15 fields");
+        return NULL;
+    }
+    if (record_key_objects[0] == NULL) {
+        for (int i = 0; i < RECORD_FIELDS - 1; i++) {
+            record_key_objects[i] = PyUnicode_InternFromString(RECORD_KEYS[i]);
+            if (record_key_objects[i] == NULL)
+                return NULL;
+        }
+    }
+    PyObject *values[RECORD_FIELDS] = {NULL};
+    PyObject *result = NULL;
+    for (int i = 0; i < RECORD_FIELDS - 1; i++) {
+        PyObject *value = PyDict_GetItemWithError(data, record_key_objects[i]);
+        if (value == NULL && PyErr_Occurred())
+            goto done;
+        if (value == NULL)
+            value = Py_None;
+        if (i < 5) { /* required: id, tstamp, collector, method, path */
+            int ok = i == 1 ? PyLong_CheckExact(value) : PyUnicode_CheckExact(value);
+            if (!ok)
+                goto plain_no;
+            Py_INCREF(value);
+            values[i] = value;
+        } else if (i == 5 || i == 6) { /* querystring, body */
+            if (value == Py_None) {
+                static const char *encoded[] = {"querystring_base64", "body_base64"};
+                PyObject *other = PyDict_GetItemString(data, encoded[i - 5]);
+                if (other != NULL && other != Py_None)
+                    goto plain_no;
+                Py_INCREF(Py_None);
+                values[i] = Py_None;
+            } else if ((values[i] = utf8_bytes(value)) == NULL) {
+                goto plain_no;
+            }
+        } else if (i == 8) { /* headers */
+            if ((values[i] = header_pairs(value)) == NULL) {
+                if (PyErr_Occurred())
+                    goto done;
+                goto plain_no;
+            }
+        } else {
+            Py_INCREF(value);
+            values[i] = value;
+        }
+    }
+    PyObject *extra = values[RECORD_FIELDS - 1] = PyDict_New();
+    if (extra == NULL)
+        goto done;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(data, &pos, &key, &value)) {
+        int in = PySet_Contains(known, key);
+        if (in < 0 || (!in && PyDict_SetItem(extra, key, value) < 0))
+            goto done;
+    }
+    PyObject *record = cls->tp_alloc(cls, 0);
+    if (record == NULL)
+        goto done;
+    for (int i = 0; i < RECORD_FIELDS; i++) {
+        PyObject *slot = PyTuple_GET_ITEM(slots, i);
+        descrsetfunc set = Py_TYPE(slot)->tp_descr_set;
+        if (set == NULL || set(slot, record, values[i]) < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "a slot that cannot be set");
+            Py_DECREF(record);
+            goto done;
+        }
+    }
+    result = record;
+    goto done;
+plain_no:
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    for (int i = 0; i < RECORD_FIELDS; i++)
+        Py_XDECREF(values[i]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"querystring_params", querystring_params, METH_O,
      "querystring_params(text): the parameters of an ASCII querystring, the "
@@ -579,6 +731,8 @@ static PyMethodDef methods[] = {
      "or None outside the years 1 to 9999."},
     {"lengths_ok", lengths_ok, METH_VARARGS,
      "lengths_ok(event, limits): whether every value is within its limit."},
+    {"record_from_dict", record_from_dict, METH_VARARGS,
+     "record_from_dict(data, cls, slots, known): a plain raw record, or None."},
     {"tsv_row", tsv_row, METH_VARARGS,
      "tsv_row(fields, names): the TSV line of the fields, as UTF-8 bytes."},
     {NULL, NULL, 0, NULL},

@@ -1,4 +1,4 @@
-"""The compiled per-event loops of enrichment (``_core.c``), where they were built.
+"""The compiled per-event loops (``_core.c``), where they were built.
 
 ``core`` is the C module, or None where it could not be built or the
 environment variable ``PLOWLINE_PURE_PYTHON`` is set (to anything); the
@@ -18,7 +18,10 @@ What it does, each beside the Python function it stands in for:
   range);
 - ``lengths_ok(event, limits)``: whether
   :func:`plowline.enrich.limits.enforce_lengths` has nothing to do;
-- ``tsv_row(fields, names)``: the enriched TSV line as UTF-8 bytes.
+- ``tsv_row(fields, names)``: the enriched TSV line as UTF-8 bytes;
+- ``record_from_dict(data, cls, slots, known)``: a plain raw-log record for
+  :func:`plowline.rawlog.record.decode_record` (None for the rest, which
+  Python reads or refuses with its messages).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ try:
     if os.environ.get("PLOWLINE_PURE_PYTHON"):
         # Set to run as where the module could not be built (tests, debugging).
         raise ImportError("PLOWLINE_PURE_PYTHON is set")
-    from plowline.enrich import _core  # type: ignore[attr-defined]
+    from plowline import _core  # type: ignore[attr-defined]
 except ImportError as exc:  # not built (no C compiler at install time)
     logger.debug("Enrichment's compiled loops are not in use (%s)", exc)
     core = None
