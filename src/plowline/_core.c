@@ -11,9 +11,11 @@
  *   a rule, for values that convert on the plain path; returns the parameters
  *   it left to transform.apply_params's Python path.
  * - ms_text(ms): convert.ms_to_tstamp's text, or None out of range.
+ * - has_control(text): whether convert.tsv_safe would change text.
+ * - decode_base64(text): selfdesc.decode_base64, both alphabets, lenient.
  * - lengths_ok(event, limits): whether no value is longer than its field's
  *   limit.
- * - tsv_row(fields, names): the enriched TSV line, as UTF-8 bytes.
+ * - tsv_row(fields, index): the enriched TSV line, as UTF-8 bytes.
  * - record_from_dict(data, cls, slots, known): rawlog.record._record_from_dict for
  *   a plain record; None otherwise.
  */
@@ -84,6 +86,35 @@ static PyObject *decode_part(const char *s, Py_ssize_t n, char *scratch)
     return PyUnicode_DecodeUTF8(scratch, out, "replace");
 }
 
+/* Parameter names seen, kept as interned str: trackers send the same few
+ * dozen names in every request, and a name made once keeps its hash. */
+#define NAME_SLOTS 1024
+#define NAME_LONGEST 24
+static PyObject *name_slots[NAME_SLOTS];
+
+static PyObject *param_name(const char *s, Py_ssize_t n, char *scratch)
+{
+    if (n > NAME_LONGEST || memchr(s, '%', n) != NULL || memchr(s, '+', n) != NULL)
+        return decode_part(s, n, scratch);
+    uint32_t h = 2166136261u;
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    PyObject **slot = &name_slots[h % NAME_SLOTS];
+    PyObject *name = *slot;
+    if (name != NULL && PyUnicode_GET_LENGTH(name) == n
+        && memcmp(PyUnicode_DATA(name), s, n) == 0) {
+        Py_INCREF(name);
+        return name;
+    }
+    name = PyUnicode_DecodeASCII(s, n, NULL);
+    if (name == NULL)
+        return NULL;
+    PyUnicode_InternInPlace(&name);
+    Py_INCREF(name);
+    Py_XSETREF(*slot, name);
+    return name;
+}
+
 static PyObject *querystring_params(PyObject *self, PyObject *arg)
 {
     if (!PyUnicode_Check(arg)) {
@@ -96,7 +127,11 @@ static PyObject *querystring_params(PyObject *self, PyObject *arg)
         Py_RETURN_NONE;
     const char *text = (const char *)PyUnicode_DATA(arg);
     Py_ssize_t size = PyUnicode_GET_LENGTH(arg);
+#if PY_VERSION_HEX < 0x030D0000
+    PyObject *params = _PyDict_NewPresized(32); /* a tracker's usual number */
+#else
     PyObject *params = PyDict_New();
+#endif
     if (params == NULL)
         return NULL;
     char *scratch = PyMem_Malloc(size + 1);
@@ -114,7 +149,7 @@ static PyObject *querystring_params(PyObject *self, PyObject *arg)
             Py_ssize_t length = end - start;
             const char *eq = memchr(token, '=', length);
             if (eq != NULL) {
-                PyObject *name = decode_part(token, eq - token, scratch);
+                PyObject *name = param_name(token, eq - token, scratch);
                 PyObject *value = name == NULL ? NULL
                     : decode_part(eq + 1, length - (eq - token) - 1, scratch);
                 if (value == NULL || PyDict_SetItem(params, name, value) < 0) {
@@ -233,6 +268,17 @@ static int has_control(PyObject *value)
             return 1;
     }
     return 0;
+}
+
+static PyObject *has_control_py(PyObject *self, PyObject *arg)
+{
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "has_control takes a str");
+        return NULL;
+    }
+    if (PyUnicode_READY(arg) < 0)
+        return NULL;
+    return PyBool_FromLong(has_control(arg));
 }
 
 static int all_digits(const char *s, Py_ssize_t n)
@@ -510,49 +556,49 @@ static PyObject *lengths_ok(PyObject *self, PyObject *args)
     Py_RETURN_TRUE;
 }
 
-/* tsv_row(fields, names) -> bytes: the value of each name in order (None or
- * absent as empty), tab-separated, UTF-8. A key of fields that is not in names
- * raises KeyError. */
+/* tsv_row(fields, index) -> bytes: the values of fields, each at the place
+ * that index (field name -> place, 0 to len(index) - 1) gives its name, None
+ * or absent as empty, tab-separated, UTF-8. A key of fields that index does
+ * not hold raises KeyError. */
 static PyObject *tsv_row(PyObject *self, PyObject *args)
 {
-    PyObject *fields, *names;
-    if (!PyArg_ParseTuple(args, "O!O!", &PyDict_Type, &fields, &PyTuple_Type, &names))
+    PyObject *fields, *index;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyDict_Type, &fields, &PyDict_Type, &index))
         return NULL;
-    Py_ssize_t count = PyTuple_GET_SIZE(names);
-    Py_ssize_t found = 0, total = count > 0 ? count - 1 : 0;
-    const char *parts_stack[256];
-    Py_ssize_t sizes_stack[256];
-    const char **parts = parts_stack;
-    Py_ssize_t *sizes = sizes_stack;
+    Py_ssize_t count = PyDict_GET_SIZE(index);
     if (count > 256) {
         PyErr_SetString(PyExc_ValueError, "at most 256 fields");
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *value = PyDict_GetItemWithError(fields, PyTuple_GET_ITEM(names, i));
-        parts[i] = NULL;
-        sizes[i] = 0;
-        if (value == NULL) {
-            if (PyErr_Occurred())
-                return NULL;
-            continue;
+    const char *parts[256];
+    Py_ssize_t sizes[256];
+    memset(sizes, 0, sizeof sizes);
+    Py_ssize_t total = count > 0 ? count - 1 : 0;
+    Py_ssize_t pos = 0;
+    PyObject *name, *value;
+    while (PyDict_Next(fields, &pos, &name, &value)) {
+        PyObject *place = PyDict_GetItemWithError(index, name);
+        if (place == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetObject(PyExc_KeyError, name);
+            return NULL;
         }
-        found++;
+        Py_ssize_t i = PyLong_AsSsize_t(place);
+        if (i < 0 || i >= count) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "a place outside the row");
+            return NULL;
+        }
         if (value == Py_None)
             continue;
         if (!PyUnicode_Check(value)) {
-            PyErr_Format(PyExc_TypeError, "field %R holds %R, not text",
-                         PyTuple_GET_ITEM(names, i), value);
+            PyErr_Format(PyExc_TypeError, "field %R holds %R, not text", name, value);
             return NULL;
         }
         parts[i] = PyUnicode_AsUTF8AndSize(value, &sizes[i]);
         if (parts[i] == NULL)
             return NULL;
         total += sizes[i];
-    }
-    if (found != PyDict_GET_SIZE(fields)) {
-        PyErr_SetString(PyExc_KeyError, "not fields of an enriched event");
-        return NULL;
     }
     PyObject *row = PyBytes_FromStringAndSize(NULL, total);
     if (row == NULL)
@@ -567,6 +613,60 @@ static PyObject *tsv_row(PyObject *self, PyObject *args)
         }
     }
     return row;
+}
+
+/* ---- base64 ---- */
+
+static signed char base64_values[256];
+
+static void init_base64(void)
+{
+    memset(base64_values, -1, sizeof base64_values);
+    const char *alphabet =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int i = 0; i < 64; i++)
+        base64_values[(unsigned char)alphabet[i]] = (signed char)i;
+    base64_values['-'] = 62; /* the URL-safe alphabet */
+    base64_values['_'] = 63;
+}
+
+/* decode_base64(text) -> bytes: every character of either alphabet, in
+ * order, six bits each; anything else (padding, spaces, line breaks) is
+ * skipped, and bits short of a byte at the end are dropped, as
+ * selfdesc.decode_base64 does. */
+static PyObject *decode_base64(PyObject *self, PyObject *arg)
+{
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "decode_base64 takes a str");
+        return NULL;
+    }
+    if (PyUnicode_READY(arg) < 0)
+        return NULL;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+    int kind = PyUnicode_KIND(arg);
+    const void *data = PyUnicode_DATA(arg);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n * 3 / 4 + 3);
+    if (out == NULL)
+        return NULL;
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
+    Py_ssize_t used = 0;
+    uint32_t bits = 0;
+    int count = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c > 0xff || base64_values[c] < 0)
+            continue;
+        bits = (bits << 6) | (uint32_t)base64_values[c];
+        count += 6;
+        if (count >= 8) {
+            count -= 8;
+            o[used++] = (unsigned char)(bits >> count);
+            bits &= (1u << count) - 1;
+        }
+    }
+    if (_PyBytes_Resize(&out, used) < 0)
+        return NULL;
+    return out;
 }
 
 /* ---- raw records ---- */
@@ -729,12 +829,17 @@ static PyMethodDef methods[] = {
     {"ms_text", ms_text, METH_O,
      "ms_text(ms): milliseconds since the epoch as yyyy-MM-dd HH:mm:ss.SSS, "
      "or None outside the years 1 to 9999."},
+    {"has_control", has_control_py, METH_O,
+     "has_control(text): whether text holds a C0 control character or DEL."},
+    {"decode_base64", decode_base64, METH_O,
+     "decode_base64(text): the bytes of base64 in either alphabet, padding and "
+     "other characters skipped."},
     {"lengths_ok", lengths_ok, METH_VARARGS,
      "lengths_ok(event, limits): whether every value is within its limit."},
     {"record_from_dict", record_from_dict, METH_VARARGS,
      "record_from_dict(data, cls, slots, known): a plain raw record, or None."},
     {"tsv_row", tsv_row, METH_VARARGS,
-     "tsv_row(fields, names): the TSV line of the fields, as UTF-8 bytes."},
+     "tsv_row(fields, index): the TSV line of the fields, as UTF-8 bytes."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -746,5 +851,6 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__core(void)
 {
+    init_base64();
     return PyModule_Create(&module_def);
 }

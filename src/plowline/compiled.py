@@ -18,7 +18,7 @@ What it does, each beside the Python function it stands in for:
   range);
 - ``lengths_ok(event, limits)``: whether
   :func:`plowline.enrich.limits.enforce_lengths` has nothing to do;
-- ``tsv_row(fields, names)``: the enriched TSV line as UTF-8 bytes;
+- ``tsv_row(fields, index)``: the enriched TSV line as UTF-8 bytes;
 - ``record_from_dict(data, cls, slots, known)``: a plain raw-log record for
   :func:`plowline.rawlog.record.decode_record` (None for the rest, which
   Python reads or refuses with its messages).

@@ -8,6 +8,7 @@ mutated lines, are compared with the C module switched off.
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -18,8 +19,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from plowline import compiled
-from plowline.enrich import convert, limits, pipeline, transform, urls
-from plowline.enrich.fields import FIELD_NAMES
+from plowline.enrich import convert, limits, pipeline, selfdesc, transform, urls
+from plowline.enrich.fields import FIELD_INDEX, FIELD_NAMES
 from plowline.enrich.pipeline import EnrichedEvent, Enricher
 
 if os.environ.get("CI") and not compiled.COMPILED:
@@ -37,6 +38,8 @@ _SWITCHES = [
     (limits, "core"),
     (pipeline, "core"),
     (convert, "_ms_text"),
+    (convert, "_has_control"),
+    (selfdesc, "core"),
 ]
 
 
@@ -231,6 +234,48 @@ def test_timestamps_written_as_in_python(ms: int) -> None:
     assert core.ms_text(ms) == expected
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from(
+            ["a", "\t", "\n", "\x00", "\x1f", "\x7f", "\x80", "\x9f", "é", "\U0001f600"]
+        ),
+        max_size=12,
+    )
+)
+def test_control_check_agrees_with_tsv_safe(text: str) -> None:
+    assert core.has_control(text) == (convert._TSV_UNSAFE_RE.search(text) is not None)
+    assert convert.tsv_safe(text) == _tsv_safe_py(text)
+
+
+def _tsv_safe_py(value: str) -> str | None:
+    if "\t" in value:
+        value = value.replace("\t", "    ")
+    if convert._CONTROL_RE.search(value):
+        value = convert._BREAK_BETWEEN_WORDS_RE.sub(" ", value)
+        value = convert._CONTROL_RE.sub("", value)
+    return value or None
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode()),
+        st.binary(max_size=40).map(lambda b: base64.urlsafe_b64encode(b).decode()),
+        st.text(
+            alphabet=st.sampled_from([*"AZaz09+/-_= \n.", "é", "\u0100", "\U0001f600"]),
+            max_size=30,
+        ),
+    )
+)
+@example("eyJhIjoxfQ")
+@example("e30=\n")
+@example("QR")
+@example("Q")
+def test_base64_decoded_as_in_python(text: str) -> None:
+    assert core.decode_base64(text) == selfdesc._decode_base64_py(text)
+
+
 LONG_TEXT = st.sampled_from(["", "x", "x" * 35, "x" * 36, "x" * 101, "x" * 300])
 
 
@@ -275,9 +320,9 @@ def test_tsv_rows_are_the_joined_fields(fields: dict[str, str | None]) -> None:
         expected = EnrichedEvent(fields).to_tsv().encode("utf-8")
     except UnicodeEncodeError:
         with pytest.raises(UnicodeEncodeError):
-            core.tsv_row(fields, FIELD_NAMES)
+            core.tsv_row(fields, FIELD_INDEX)
         return
-    assert core.tsv_row(fields, FIELD_NAMES) == expected
+    assert core.tsv_row(fields, FIELD_INDEX) == expected
     assert EnrichedEvent(fields).to_tsv_bytes() == expected
 
 

@@ -12,6 +12,7 @@ import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -75,6 +76,7 @@ class RawEvent:
 Outcome = RawEvent | FailedEvent
 
 
+@lru_cache(maxsize=256)  # a collector's few paths, over and over
 def api_of(path: str) -> tuple[str, str] | None:
     """The (vendor, version) a request path addresses, or None."""
     path = unquote(path)  # the collector routes on the decoded path too

@@ -41,7 +41,7 @@ from plowline.enrich.failed import (
     request_context,
     unreadable_input,
 )
-from plowline.enrich.fields import FIELD_NAMES
+from plowline.enrich.fields import FIELD_INDEX, FIELD_NAMES
 from plowline.enrich.limits import enforce_lengths
 from plowline.enrich.transform import Event, apply_params
 from plowline.enrich.urls import querystring_params, split_url
@@ -115,7 +115,7 @@ class EnrichedEvent:
         """The TSV line as UTF-8, without the line break."""
         if core is not None:
             try:
-                row: bytes = core.tsv_row(self.fields, FIELD_NAMES)
+                row: bytes = core.tsv_row(self.fields, FIELD_INDEX)
             except KeyError:
                 pass  # a key that is no field: to_row names it
             else:
@@ -153,6 +153,7 @@ class Enricher:
         self.resolver = resolver
         # What built this enricher, for worker processes to build their own.
         self.settings = settings
+        self._pii_events = self.emits_pii_events
 
     @property
     def emits_pii_events(self) -> bool:
@@ -203,7 +204,10 @@ class Enricher:
                 outcomes.append(item)
                 continue
             try:
-                outcomes.extend(self.enrich_events(item, now_ms))
+                if self._pii_events:
+                    outcomes.extend(self.enrich_events(item, now_ms))
+                else:  # the same, without the list of emitted events
+                    outcomes.append(self.enrich_event(item, now_ms))
             except Exception as exc:
                 outcomes.append(self._unexpected(exc, record, now_ms))
         return outcomes

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from plowline.compiled import core
 from plowline.enrich.failed import Message
 
 CONTEXTS_RE = re.compile(
@@ -68,6 +69,13 @@ def decode_base64(text: str) -> bytes:
     Like the decoder Snowplow enrich uses, characters outside both alphabets
     are skipped, and a dangling last character carries no byte.
     """
+    if core is not None:
+        decoded: bytes = core.decode_base64(text)
+        return decoded
+    return _decode_base64_py(text)
+
+
+def _decode_base64_py(text: str) -> bytes:
     data = text.encode("ascii") if text.isascii() else b""
     if data and not data.translate(None, _BASE64_OR_PADDING):
         # Only alphabet and padding (nearly always): the padding is what goes.
@@ -126,15 +134,34 @@ def decode_contexts_param(params: dict[str, str]) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+# Schema URIs seen valid -> their parts (vendor, name, format, version): events
+# carry the same few schemas over and over.
+_SCHEMA_PARTS: dict[str, tuple[str, ...]] = {}
+SCHEMAS_KEPT = 4096
+
+
+def schema_parts(schema: str) -> tuple[str, ...] | None:
+    """The parts of an Iglu URI ``iglu:vendor/name/format/M-R-A``, or None."""
+    parts = _SCHEMA_PARTS.get(schema)
+    if parts is None:
+        match = IGLU_URI_RE.fullmatch(schema)
+        if match is None:
+            return None
+        if len(_SCHEMA_PARTS) >= SCHEMAS_KEPT:
+            _SCHEMA_PARTS.clear()
+        parts = _SCHEMA_PARTS[schema] = match.groups()
+    return parts
+
+
 def _entity_problem(entity: Any, where: str) -> Message | None:
-    if not isinstance(entity, dict) or not {"schema", "data"} <= entity.keys():
+    if not isinstance(entity, dict) or "schema" not in entity or "data" not in entity:
         return {
             "field": where,
             "value": _short(entity),
             "expectation": "a self-describing JSON object {schema, data}",
         }
     schema = entity["schema"]
-    if not isinstance(schema, str) or not IGLU_URI_RE.fullmatch(schema):
+    if not isinstance(schema, str) or schema_parts(schema) is None:
         return {
             "field": f"{where}.schema",
             "value": schema,
@@ -217,10 +244,10 @@ def unstruct_column(
     problem = _entity_problem(inner, f"{field}.data")
     if problem is not None:
         raise SelfDescribingError(problem)
-    match = IGLU_URI_RE.fullmatch(inner["schema"])
-    assert match is not None
+    parts = schema_parts(inner["schema"])
+    assert parts is not None
     wrapped = {
         "schema": UNSTRUCT_SCHEMA,
         "data": {"schema": inner["schema"], "data": inner["data"]},
     }
-    return orjson.dumps(wrapped).decode(), match.groups(), wrapped
+    return orjson.dumps(wrapped).decode(), parts, wrapped
