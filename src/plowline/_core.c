@@ -13,6 +13,7 @@
  * - ms_text(ms): convert.ms_to_tstamp's text, or None out of range.
  * - has_control(text): whether convert.tsv_safe would change text.
  * - decode_base64(text): selfdesc.decode_base64, both alphabets, lenient.
+ * - split_url(url): the seven parts of urls.split_url, as a tuple.
  * - lengths_ok(event, limits): whether no value is longer than its field's
  *   limit.
  * - tsv_row(fields, index): the enriched TSV line, as UTF-8 bytes.
@@ -669,6 +670,195 @@ static PyObject *decode_base64(PyObject *self, PyObject *arg)
     return out;
 }
 
+/* ---- URLs ---- */
+
+static Py_ssize_t find_char(PyObject *text, Py_UCS4 c, Py_ssize_t start,
+                            Py_ssize_t end, int direction)
+{
+    Py_ssize_t at = PyUnicode_FindChar(text, c, start, end, direction);
+    return at; /* -1: absent; -2: error */
+}
+
+static int scheme_char(Py_UCS4 c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+        || c == '+' || c == '.' || c == '-';
+}
+
+/* A port as urls._port keeps it: ASCII digits, at most five, at most 65535,
+ * written without leading zeros; None otherwise. */
+static PyObject *port_text(PyObject *url, Py_ssize_t start, Py_ssize_t end)
+{
+    if (end - start < 1 || end - start > 5)
+        Py_RETURN_NONE;
+    long value = 0;
+    for (Py_ssize_t i = start; i < end; i++) {
+        Py_UCS4 c = PyUnicode_READ_CHAR(url, i);
+        if (c < '0' || c > '9')
+            Py_RETURN_NONE;
+        value = value * 10 + (long)(c - '0');
+    }
+    if (value > 65535)
+        Py_RETURN_NONE;
+    return PyUnicode_FromFormat("%ld", value);
+}
+
+/* url[start:end], or None when empty. */
+static PyObject *part_or_none(PyObject *url, Py_ssize_t start, Py_ssize_t end)
+{
+    if (end <= start)
+        Py_RETURN_NONE;
+    return PyUnicode_Substring(url, start, end);
+}
+
+/* split_url(url) -> (url, scheme, host, port, path, query, fragment), as
+ * urls.split_url splits it (spaces written as %20 first). */
+static PyObject *split_url(PyObject *self, PyObject *arg)
+{
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "split_url takes a str");
+        return NULL;
+    }
+    if (PyUnicode_READY(arg) < 0)
+        return NULL;
+    PyObject *url;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+    Py_ssize_t space = find_char(arg, ' ', 0, n, 1);
+    if (space == -2)
+        return NULL;
+    if (space >= 0) {
+        PyObject *from = PyUnicode_FromString(" "), *to = PyUnicode_FromString("%20");
+        url = (from && to) ? PyUnicode_Replace(arg, from, to, -1) : NULL;
+        Py_XDECREF(from);
+        Py_XDECREF(to);
+        if (url == NULL)
+            return NULL;
+        n = PyUnicode_GET_LENGTH(url);
+    } else {
+        Py_INCREF(arg);
+        url = arg;
+    }
+    PyObject *parts[7] = {NULL};
+    PyObject *result = NULL;
+    /* rest, #fragment; then rest, ?query */
+    Py_ssize_t hash = find_char(url, '#', 0, n, 1);
+    if (hash == -2)
+        goto done;
+    Py_ssize_t rest_end = hash >= 0 ? hash : n;
+    Py_ssize_t mark = find_char(url, '?', 0, rest_end, 1);
+    if (mark == -2)
+        goto done;
+    Py_ssize_t query_start = -1;
+    if (mark >= 0) {
+        query_start = mark + 1;
+        parts[5] = part_or_none(url, query_start, rest_end);
+        rest_end = mark;
+    } else {
+        parts[5] = Py_NewRef(Py_None);
+    }
+    parts[6] = hash >= 0 ? part_or_none(url, hash + 1, n) : Py_NewRef(Py_None);
+    if (parts[5] == NULL || parts[6] == NULL)
+        goto done;
+
+    Py_ssize_t rest = 0;
+    Py_ssize_t scheme_end = -1;
+    if (rest_end > 0) {
+        Py_UCS4 first = PyUnicode_READ_CHAR(url, 0);
+        if ((first >= 'a' && first <= 'z') || (first >= 'A' && first <= 'Z')) {
+            Py_ssize_t i = 1;
+            while (i < rest_end && scheme_char(PyUnicode_READ_CHAR(url, i)))
+                i++;
+            if (i < rest_end && PyUnicode_READ_CHAR(url, i) == ':')
+                scheme_end = i;
+        }
+    }
+    if (scheme_end >= 0) {
+        parts[1] = PyUnicode_Substring(url, 0, scheme_end);
+        rest = scheme_end + 1;
+    } else {
+        parts[1] = Py_NewRef(Py_None);
+    }
+    if (parts[1] == NULL)
+        goto done;
+
+    if (rest_end - rest >= 2 && PyUnicode_READ_CHAR(url, rest) == '/'
+        && PyUnicode_READ_CHAR(url, rest + 1) == '/') {
+        Py_ssize_t auth = rest + 2;
+        Py_ssize_t slash = find_char(url, '/', auth, rest_end, 1);
+        if (slash == -2)
+            goto done;
+        Py_ssize_t auth_end = slash >= 0 ? slash : rest_end;
+        parts[4] = slash >= 0 ? part_or_none(url, slash, rest_end) : Py_NewRef(Py_None);
+        if (parts[4] == NULL)
+            goto done;
+        Py_ssize_t at = find_char(url, '@', auth, auth_end, -1);
+        if (at == -2)
+            goto done;
+        Py_ssize_t host_start = at >= 0 ? at + 1 : auth;
+        Py_ssize_t host_end = auth_end, port_start = -1;
+        int bracketed = 0;
+        if (host_start < auth_end && PyUnicode_READ_CHAR(url, host_start) == '[') {
+            Py_ssize_t close = find_char(url, ']', host_start, auth_end, 1);
+            if (close == -2)
+                goto done;
+            if (close >= 0) {
+                bracketed = 1;
+                host_end = close + 1;
+                if (host_end < auth_end && PyUnicode_READ_CHAR(url, host_end) == ':')
+                    port_start = host_end + 1;
+            }
+        }
+        if (!bracketed) {
+            Py_ssize_t colon = find_char(url, ':', host_start, auth_end, 1);
+            if (colon == -2)
+                goto done;
+            if (colon >= 0) {
+                host_end = colon;
+                port_start = colon + 1;
+            }
+        }
+        parts[2] = part_or_none(url, host_start, host_end);
+        if (parts[2] == NULL)
+            goto done;
+        if (port_start >= 0 && port_start < auth_end) {
+            parts[3] = port_text(url, port_start, auth_end);
+        } else if (parts[1] != Py_None && parts[2] != Py_None) {
+            int https = PyUnicode_GET_LENGTH(parts[1]) == 5;
+            const char *want = "https";
+            for (Py_ssize_t i = 0; https && i < 5; i++) {
+                Py_UCS4 c = PyUnicode_READ_CHAR(parts[1], i);
+                if (c >= 'A' && c <= 'Z')
+                    c += 32;
+                https = c == (Py_UCS4)want[i];
+            }
+            parts[3] = PyUnicode_FromString(https ? "443" : "80");
+        } else {
+            parts[3] = Py_NewRef(Py_None);
+        }
+        if (parts[3] == NULL)
+            goto done;
+    } else {
+        parts[2] = Py_NewRef(Py_None);
+        parts[3] = Py_NewRef(Py_None);
+        parts[4] = part_or_none(url, rest, rest_end);
+        if (parts[4] == NULL)
+            goto done;
+    }
+    parts[0] = Py_NewRef(url);
+    result = PyTuple_New(7);
+    if (result != NULL) {
+        for (int i = 0; i < 7; i++) {
+            PyTuple_SET_ITEM(result, i, parts[i]);
+            parts[i] = NULL;
+        }
+    }
+done:
+    for (int i = 0; i < 7; i++)
+        Py_XDECREF(parts[i]);
+    Py_DECREF(url);
+    return result;
+}
+
 /* ---- raw records ---- */
 
 /* The keys of a raw-log record, in RawRecord's field order. */
@@ -834,6 +1024,8 @@ static PyMethodDef methods[] = {
     {"decode_base64", decode_base64, METH_O,
      "decode_base64(text): the bytes of base64 in either alphabet, padding and "
      "other characters skipped."},
+    {"split_url", split_url, METH_O,
+     "split_url(url): (url, scheme, host, port, path, query, fragment)."},
     {"lengths_ok", lengths_ok, METH_VARARGS,
      "lengths_ok(event, limits): whether every value is within its limit."},
     {"record_from_dict", record_from_dict, METH_VARARGS,

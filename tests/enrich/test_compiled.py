@@ -276,6 +276,27 @@ def test_base64_decoded_as_in_python(text: str) -> None:
     assert core.decode_base64(text) == selfdesc._decode_base64_py(text)
 
 
+URL_PIECES = st.sampled_from(
+    [*"aZ09:/?#@[]. %+-", "https", "HTTPS", "http", "//", "://", "[::1]", ":8080",
+     ":99999", ":0080", "é", "\U0001f600", "\t", "user:pw@", "?q=1", "#top"]
+)  # fmt: skip
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(URL_PIECES, max_size=14).map("".join))
+@example("https://shop.example.com:8443/a b/c?x=1&y=%zz#top")
+@example("http://[2001:db8::1]:8080/p")
+@example("http://[2001:db8::1/p")
+@example("HTTPS://example.com")
+@example("mailto:someone@example.com")
+@example("//no-scheme.example:/x")
+@example("http://host:/x")
+@example("http://a@b@c:12/x")
+@example("1http://x")
+def test_urls_split_as_in_python(url: str) -> None:
+    assert urls.UrlParts._make(core.split_url(url)) == urls._split_url_py(url)
+
+
 LONG_TEXT = st.sampled_from(["", "x", "x" * 35, "x" * 36, "x" * 101, "x" * 300])
 
 

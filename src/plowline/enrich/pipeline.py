@@ -153,7 +153,8 @@ class Enricher:
         self.resolver = resolver
         # What built this enricher, for worker processes to build their own.
         self.settings = settings
-        self._pii_events = self.emits_pii_events
+        # Without enrichments no event emits others: one list less per event.
+        self._may_emit = bool(self.enrichments)
 
     @property
     def emits_pii_events(self) -> bool:
@@ -204,7 +205,7 @@ class Enricher:
                 outcomes.append(item)
                 continue
             try:
-                if self._pii_events:
+                if self._may_emit:
                     outcomes.extend(self.enrich_events(item, now_ms))
                 else:  # the same, without the list of emitted events
                     outcomes.append(self.enrich_event(item, now_ms))

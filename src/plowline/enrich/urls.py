@@ -94,6 +94,12 @@ def split_url(url: str) -> UrlParts:
     unescaped ``%``); none of that stops the split. Spaces are encoded as ``%20``
     first, as Snowplow does, and the result is what ``page_url`` stores.
     """
+    if core is not None:
+        return UrlParts._make(core.split_url(url))
+    return _split_url_py(url)
+
+
+def _split_url_py(url: str) -> UrlParts:
     url = url.replace(" ", "%20")
     rest, has_fragment, fragment = url.partition("#")
     rest, has_query, query = rest.partition("?")
