@@ -1,9 +1,10 @@
-/* The per-event loops of enrichment, compiled.
+/* The per-event loops of enrichment and raw-record reading, compiled.
  *
- * Each function does what a Python function of plowline.enrich does, for the
- * values that are common and plain; anything else it hands back (None, or the
- * names it left), and the Python code deals with it as before. Messages for
- * bad values are written in Python only, so that they stay in one place.
+ * Each function does what a Python function of plowline.enrich or
+ * plowline.rawlog does, for the values that are common and plain; anything
+ * else it hands back (None, or the names it left), and the Python code deals
+ * with it as before. Messages for bad values are written in Python only, so
+ * that they stay in one place.
  *
  * - querystring_params(text): urls.querystring_params for ASCII text; None
  *   otherwise.
@@ -17,8 +18,11 @@
  * - lengths_ok(event, limits): whether no value is longer than its field's
  *   limit.
  * - tsv_row(fields, index): the enriched TSV line, as UTF-8 bytes.
- * - record_from_dict(data, cls, slots, known): rawlog.record._record_from_dict for
- *   a plain record; None otherwise.
+ * - record_from_dict(data, cls, slots, known): rawlog.record._record_from_dict
+ *   for a plain record; None otherwise.
+ *
+ * Dicts are taken only when all their keys are exact str: then no lookup or
+ * store here can run Python code that would change them mid-loop.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -35,6 +39,8 @@ enum {
     K_UUID = 5,
     K_TSTAMP = 6,
     K_DIMENSIONS = 7,
+    K_CHOICE = 8, /* one of the keys of a dict, set as its value */
+    K_ADDRESS = 9, /* the first address of a list */
 };
 
 static const int64_t MS_MIN = -62135596800000LL;
@@ -233,6 +239,19 @@ static PyObject *ms_text(PyObject *self, PyObject *arg)
     return tstamp_text(ms);
 }
 
+/* Whether every key of a dict is an exact str: lookups and stores with such
+ * keys run no Python code, so the dicts cannot change under the loops here
+ * (a str subclass's __eq__ or __hash__ could). */
+static int exact_keys(PyObject *dict)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(dict, &pos, &key, &value))
+        if (!PyUnicode_CheckExact(key))
+            return 0;
+    return 1;
+}
+
 /* ---- parameter values ---- */
 
 /* The ASCII bytes of a str, or NULL (no exception) when it has other
@@ -409,7 +428,8 @@ static int plain_dimensions(const char *s, Py_ssize_t n, PyObject **width,
     return 1;
 }
 
-/* apply_params(event, params, rules) -> list of the parameters left.
+/* apply_params(event, params, rules) -> list of the parameters left, or
+ * None when the dicts are not plain (Python then does all of it).
  *
  * rules maps a parameter name to (field, kind, preferred, second field):
  * preferred, when not None, is the current name that wins over this legacy
@@ -420,6 +440,9 @@ static PyObject *apply_params(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!O!O!", &PyDict_Type, &event, &PyDict_Type,
                           &params, &PyDict_Type, &rules))
         return NULL;
+    if (!PyDict_CheckExact(params) || !PyDict_CheckExact(event)
+        || !exact_keys(params) || !exact_keys(event))
+        Py_RETURN_NONE; /* all of it to Python */
     PyObject *left = PyList_New(0);
     if (left == NULL)
         return NULL;
@@ -448,7 +471,7 @@ static PyObject *apply_params(PyObject *self, PyObject *args)
             if (present)
                 continue;
         }
-        if (!PyUnicode_Check(value)) {
+        if (!PyUnicode_CheckExact(value)) {
             if (PyList_Append(left, param) < 0)
                 goto fail;
             continue;
@@ -489,6 +512,35 @@ static PyObject *apply_params(PyObject *self, PyObject *args)
             case K_TSTAMP:
                 result = plain_tstamp(s, n);
                 break;
+            case K_CHOICE: {
+                PyObject *choices = PyTuple_GET_ITEM(rule, 3);
+                if (PyDict_Check(choices)) {
+                    result = PyDict_GetItemWithError(choices, value);
+                    Py_XINCREF(result);
+                }
+                break;
+            }
+            case K_ADDRESS: {
+                /* The text before the first ',', '|' or ' ', as
+                 * transform.first_ip_token cuts it, when it is printable
+                 * ASCII (nothing to strip or clean). */
+                Py_ssize_t end = 0;
+                while (end < n && s[end] != ',' && s[end] != '|' && s[end] != ' ')
+                    end++;
+                int printable = 1;
+                for (Py_ssize_t i = 0; i < end && printable; i++)
+                    printable = s[i] > 0x20 && s[i] < 0x7f;
+                if (printable) {
+                    if (end == 0) {
+                        result = Py_NewRef(Py_None);
+                    } else if (end == n) {
+                        result = Py_NewRef(value);
+                    } else {
+                        result = PyUnicode_Substring(value, 0, end);
+                    }
+                }
+                break;
+            }
             case K_DIMENSIONS: {
                 PyObject *width = NULL, *height = NULL;
                 int done = plain_dimensions(s, n, &width, &height);
@@ -531,12 +583,15 @@ fail:
 /* ---- lengths and the TSV row ---- */
 
 /* lengths_ok(event, limits): False when a str value is longer than the limit
- * that limits (field -> int) gives its field. */
+ * that limits (field -> int) gives its field, or when event is not a plain
+ * dict with str keys. */
 static PyObject *lengths_ok(PyObject *self, PyObject *args)
 {
     PyObject *event, *limits;
     if (!PyArg_ParseTuple(args, "O!O!", &PyDict_Type, &event, &PyDict_Type, &limits))
         return NULL;
+    if (!PyDict_CheckExact(event) || !exact_keys(event))
+        Py_RETURN_FALSE; /* for Python to look at */
     Py_ssize_t pos = 0;
     PyObject *name, *value;
     while (PyDict_Next(event, &pos, &name, &value)) {
@@ -569,6 +624,10 @@ static PyObject *tsv_row(PyObject *self, PyObject *args)
     Py_ssize_t count = PyDict_GET_SIZE(index);
     if (count > 256) {
         PyErr_SetString(PyExc_ValueError, "at most 256 fields");
+        return NULL;
+    }
+    if (!PyDict_CheckExact(fields) || !exact_keys(fields)) {
+        PyErr_SetString(PyExc_TypeError, "fields must be a dict with str keys");
         return NULL;
     }
     const char *parts[256];
@@ -939,6 +998,8 @@ static PyObject *record_from_dict(PyObject *self, PyObject *args)
                 return NULL;
         }
     }
+    if (!PyDict_CheckExact(data) || !exact_keys(data))
+        Py_RETURN_NONE;
     PyObject *values[RECORD_FIELDS] = {NULL};
     PyObject *result = NULL;
     for (int i = 0; i < RECORD_FIELDS - 1; i++) {

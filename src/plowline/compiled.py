@@ -3,7 +3,11 @@
 ``core`` is the C module, or None where it could not be built or the
 environment variable ``PLOWLINE_PURE_PYTHON`` is set (to anything); the
 modules that use it keep their Python code for that case, and for every value
-the C code leaves to them. Tests run both and compare.
+the C code leaves to them. Tests run both and compare
+(``tests/enrich/test_compiled.py``, ``test_compiled_breaking.py``).
+
+The C code takes only dicts whose keys are all exact ``str`` (no subclass can
+run Python code in the middle of its loops) and leaves the rest to Python.
 
 What it does, each beside the Python function it stands in for:
 
@@ -16,6 +20,10 @@ What it does, each beside the Python function it stands in for:
   Python);
 - ``ms_text(ms)``: :func:`plowline.enrich.convert.ms_to_tstamp` (None out of
   range);
+- ``has_control(text)``: whether :func:`plowline.enrich.convert.tsv_safe` has
+  anything to change;
+- ``decode_base64(text)``: :func:`plowline.enrich.selfdesc.decode_base64`;
+- ``split_url(url)``: the parts of :func:`plowline.enrich.urls.split_url`;
 - ``lengths_ok(event, limits)``: whether
   :func:`plowline.enrich.limits.enforce_lengths` has nothing to do;
 - ``tsv_row(fields, index)``: the enriched TSV line as UTF-8 bytes;

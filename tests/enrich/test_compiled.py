@@ -180,8 +180,19 @@ PARAM_VALUES = {
     **{p: DIMS for p, _, _ in transform.DIMENSION_PARAMS},
     "e": ["pv", "ue", "zz"],
     "p": ["web", "nope"],
-    "ip": ["203.0.113.9, 10.0.0.1"],
-    "tnuid": ["c0ffee"],
+    "ip": [
+        "203.0.113.9, 10.0.0.1",
+        "",
+        " 1.2.3.4",
+        "1.2.3.4|x",
+        "\t1.2.3.4",
+        "é,1",
+        "::1",
+        "a b",
+        "1.2.3.4\x1c",
+        "1.2.3.4,",
+    ],
+    "tnuid": ["c0ffee", "", "x\ty"],
     "unknown": ["x"],
 }
 

@@ -116,8 +116,8 @@ class EnrichedEvent:
         if core is not None:
             try:
                 row: bytes = core.tsv_row(self.fields, FIELD_INDEX)
-            except KeyError:
-                pass  # a key that is no field: to_row names it
+            except (KeyError, TypeError):
+                pass  # a key that is no field, a value that is no text: to_row's way
             else:
                 return row
         return self.to_tsv().encode("utf-8")
@@ -313,7 +313,12 @@ class Enricher:
         event: Event,
         now_ms: int,
     ) -> FailedEvent:
-        enriched: Event = {k: v for k, v in event.items() if v is not None}
+        # The fields in TSV order, whichever order the steps set them in.
+        enriched: Event = {
+            k: v
+            for k, v in sorted(event.items(), key=_tsv_place)
+            if v is not None
+        }
         if kind == "enrichment_failures":
             # Failures of the base steps are no configured enrichment's.
             problems = [
@@ -321,6 +326,10 @@ class Enricher:
                 for p in problems
             ]
         return event_failure(kind, problems, raw_payload(raw), enriched, now_ms=now_ms)
+
+
+def _tsv_place(item: tuple[str, str | None]) -> int:
+    return FIELD_INDEX.get(item[0], len(FIELD_INDEX))
 
 
 Document = dict[str, Any] | None

@@ -8,6 +8,7 @@ was expected, and the event fails with all such messages at once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from plowline.compiled import core
 from plowline.enrich.convert import (
@@ -165,13 +166,14 @@ def _plan(names: tuple[str, ...]) -> tuple[Step, ...]:
 
 
 # The kinds of value of _core.c's apply_params, and its rules: parameter ->
-# (field, kind, the current name that wins over this legacy one, height field).
+# (field, kind, the current name that wins over this legacy one, and for
+# dimensions the height's field, for choices the dict of values).
 _KINDS: dict[Converter | None, int] = {
     None: 0, to_int: 1, to_decimal: 2, to_money: 3, to_bool: 4, to_uuid: 5,
     to_tstamp: 6,
 }  # fmt: skip
-_DIMENSIONS_KIND = 7
-_CORE_RULES: dict[str, tuple[str, int, str | None, str | None]] = {
+_DIMENSIONS_KIND, _CHOICE_KIND, _ADDRESS_KIND = 7, 8, 9
+_CORE_RULES: dict[str, tuple[str, int, str | None, Any]] = {
     **{
         param: (name, _KINDS[convert], preferred, None)
         for param, (name, convert, preferred) in _RULES.items()
@@ -180,8 +182,15 @@ _CORE_RULES: dict[str, tuple[str, int, str | None, str | None]] = {
         param: (width, _DIMENSIONS_KIND, None, height)
         for param, width, height in DIMENSION_PARAMS
     },
+    "e": ("event", _CHOICE_KIND, None, EVENT_TYPES),
+    "p": ("platform", _CHOICE_KIND, None, {p: p for p in PLATFORMS}),
+    "ip": ("user_ipaddress", _ADDRESS_KIND, None, None),
+    # tnuid beats both nuid and the collector's cookie.
+    "tnuid": ("network_userid", 0, None, None),
+    "nuid": ("network_userid", 0, "tnuid", None),
 }
 _DIMENSIONS = {param: (width, height) for param, width, height in DIMENSION_PARAMS}
+_SPECIAL = frozenset({"e", "p", "ip", "tnuid"})
 
 
 def apply_params(event: Event, params: dict[str, str]) -> list[Message]:
@@ -189,11 +198,16 @@ def apply_params(event: Event, params: dict[str, str]) -> list[Message]:
     if core is None:
         return _apply_params_py(event, params)
     # Plain values in C; the rest here, with the same messages and forms as the
-    # Python path: problems in the order sent, dimensions' after the others'.
+    # Python path: problems in the order sent, then those of dimensions, then
+    # those of the event type and the platform.
     left = core.apply_params(event, params, _CORE_RULES)
+    if left is None:  # not plain dicts of str keys
+        return _apply_params_py(event, params)
+    if not left:
+        return []
     problems: list[Message] = []
     for param in left:
-        if param in _DIMENSIONS:
+        if param in _DIMENSIONS or param in _SPECIAL:
             continue
         name, convert, _ = _RULES[param]
         value = params[param]
@@ -207,7 +221,8 @@ def apply_params(event: Event, params: dict[str, str]) -> list[Message]:
     for param, (width, height) in _DIMENSIONS.items():
         if param in left:
             _apply_dimensions(event, params[param], param, width, height, problems)
-    problems.extend(_apply_special(event, params))
+    if _SPECIAL.intersection(left):
+        problems.extend(_apply_special(event, {p: params[p] for p in left}))
     return problems
 
 

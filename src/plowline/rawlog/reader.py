@@ -121,28 +121,52 @@ def iter_blocks(
         logger.info("Reading %s", name)
         active = source.endswith(OPEN_SUFFIX)
         handle = _open(source)
+        number = 1
+        pending = bytearray()
+        # pending holds no line break before this offset (a long line arriving
+        # is not searched again on each read).
+        unbroken = 0
         try:
-            number = 1
-            pending = bytearray()
-            while data := handle.read(block_bytes):
+            while True:
+                try:
+                    data = _read_some(handle, block_bytes)
+                except (OSError, EOFError) as exc:
+                    # Damage (a torn gzip): the whole lines read before it count,
+                    # as they do line by line.
+                    cut = pending.rfind(b"\n") + 1
+                    if cut:
+                        yield name, number, bytes(pending[:cut])
+                    raise BadInputError(
+                        f"Could not read {name}: {exc}", source=name
+                    ) from exc
+                if not data:
+                    break
                 pending += data
-                cut = pending.rfind(b"\n") + 1
+                if len(pending) < block_bytes:
+                    continue
+                cut = pending.rfind(b"\n", unbroken) + 1
                 if cut == 0:
-                    continue  # one long line, still arriving
+                    unbroken = len(pending)  # one long line, still arriving
+                    continue
                 block = bytes(pending[:cut])
                 del pending[:cut]
+                unbroken = len(pending)
                 yield name, number, block
                 number += block.count(b"\n")
+            if active and pending and not pending.endswith(b"\n"):
+                logger.warning("Left the unfinished last line of %s", name)
+                del pending[pending.rfind(b"\n") + 1 :]
             if pending:
-                if active:
-                    logger.warning("Left the unfinished last line of %s", name)
-                else:
-                    yield name, number, bytes(pending)
-        except (OSError, EOFError) as exc:
-            raise BadInputError(f"Could not read {name}: {exc}", source=name) from exc
+                yield name, number, bytes(pending)
         finally:
             if source != "-":
                 handle.close()
+
+
+def _read_some(handle: BinaryIO, size: int) -> bytes:
+    # What is there, up to size: from standard input, lines as they come.
+    read1 = getattr(handle, "read1", None)
+    return read1(size) if read1 is not None else handle.read(size)
 
 
 def block_lines(number: int, block: bytes) -> Iterator[tuple[int, bytes]]:
