@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import gzip
 import uuid
+from pathlib import Path
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from plowline.enrich import files
 from plowline.enrich.failed import FailedEvent
 from plowline.enrich.pipeline import EnrichedEvent, Enricher
 from plowline.rawlog.record import RawRecord, decode_record, encode_record
@@ -265,3 +268,43 @@ def test_any_input_gives_outcomes_and_never_raises(
         else:
             orjson.loads(outcome.to_json())
     assert decode_record(encode_record(raw)) == raw
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_unreadable_lines_name_their_line_across_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, packed: bool, workers: int
+) -> None:
+    """Chunks are numbered from their first line where they are enriched (a
+    worker reading a range of a file does not know how many lines came
+    before); the failed events still name each line of each file."""
+    monkeypatch.setattr(files, "CHUNK_BYTES", 700)
+    good = encode_record(record("/i", query="e=pv&p=web&tv=t&aid=x"))
+    expected: dict[str, list[int]] = {}
+    inputs = []
+    for name in ("a", "b"):
+        lines = [b"", b"  "]  # blank lines first: the format is judged later
+        for n in range(40):
+            lines.append(b"broken %s %d" % (name.encode(), n) if n % 7 == 3 else good)
+        text = b"\n".join(line.rstrip(b"\n") for line in lines) + b"\n"
+        path = tmp_path / f"{name}.jsonl"
+        if packed:
+            path = path.with_suffix(".jsonl.gz")
+            path.write_bytes(gzip.compress(text))
+        else:
+            path.write_bytes(text)
+        inputs.append(str(path))
+        expected[str(path)] = [
+            i + 1 for i, line in enumerate(lines) if line.startswith(b"broken")
+        ]
+    bad = tmp_path / "bad.jsonl"
+    stats = files.enrich_files(
+        inputs, str(tmp_path / "good.tsv"), str(bad), workers=workers
+    )
+    found: dict[str, list[int]] = {}
+    for line in bad.read_bytes().splitlines():
+        source = orjson.loads(line)["data"]["failure"]["source"]
+        found.setdefault(source["file"], []).append(source["line"])
+    assert found == expected
+    assert stats.failed == 12 and stats.enriched == 68
+    assert (tmp_path / "good.tsv").read_bytes().count(b"\n") == 68

@@ -9,7 +9,14 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from plowline.rawlog.reader import block_lines, iter_blocks, iter_lines
+from plowline.rawlog.reader import (
+    block_lines,
+    file_ranges,
+    is_plain_file,
+    iter_blocks,
+    iter_lines,
+    read_range,
+)
 from plowline.rawlog.writer import OPEN_SUFFIX
 
 
@@ -64,3 +71,38 @@ def test_blocks_of_a_folder_keep_each_files_numbers(tmp_path: Path) -> None:
         ("b.jsonl", 3, b"x"),
         ("b.jsonl", 4, b"y"),
     ]
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(CONTENT, st.integers(1, 50), st.booleans())
+@example(b"one\n\ntwo\r\n   \nthree", 4, False)
+@example(b"a" * 100 + b"\nb\n", 7, False)
+@example(b"first\nunfinished", 3, True)
+@example(b"no break at all", 4, True)
+def test_ranges_give_the_lines_of_the_file(
+    tmp_path: Path, content: bytes, block_bytes: int, active: bool
+) -> None:
+    """Ranges of a plain file, read where they are enriched, hold the lines
+    (and line numbers) that reading it line by line gives."""
+    path = tmp_path / ("raw.jsonl" + (OPEN_SUFFIX if active else ""))
+    path.write_bytes(content)
+    assert is_plain_file(str(path))
+    found = []
+    first = 1
+    for piece in file_ranges(str(path), block_bytes):
+        block = read_range(piece)
+        assert len(block) == piece.length > 0
+        found += [(str(path), n, line) for n, line in block_lines(first, block)]
+        first += block.count(b"\n")
+    assert found == list(iter_lines([str(path)]))
+
+
+def test_gzip_and_standard_input_are_not_read_in_ranges(tmp_path: Path) -> None:
+    packed = tmp_path / "raw.jsonl.gz"
+    packed.write_bytes(gzip.compress(b"x\n"))
+    assert not is_plain_file(str(packed))
+    assert not is_plain_file("-")

@@ -13,15 +13,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from plowline.enrich.failed import FailedEvent
 from plowline.enrich.loaders import detect_format, loader_for
 from plowline.enrich.pipeline import (
     Enricher,
     EnrichStats,
-    output_line,
     require_pii_output,
 )
 from plowline.enrich.settings import EnrichSettings
-from plowline.rawlog.reader import block_lines, expand_inputs, iter_blocks
+from plowline.rawlog.reader import (
+    FileRange,
+    block_lines,
+    expand_inputs,
+    file_ranges,
+    is_plain_file,
+    iter_blocks,
+    read_range,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,27 +55,50 @@ def open_output(path: str | None) -> Iterator[BinaryIO]:
         yield handle
 
 
-# (loader name, source, number of the first line, whole lines as read)
-Chunk = tuple[str, str, int, bytes]
+# (loader name, source, whether it is the source's first chunk, whole lines:
+# as read, or the range of a plain file that the worker reads itself)
+Chunk = tuple[str, str, bool, bytes | FileRange]
 
 
 @dataclass(slots=True)
 class ChunkResult:
-    """Enriched TSV and failed-event lines of one chunk, ready to write."""
+    """Enriched TSV and failed-event lines of one chunk, ready to write.
 
+    Lines are numbered from the chunk's first (the parent, which does not read
+    plain files, learns where a chunk starts only from the ones before it):
+    ``bad`` keeps the failed events that name their line as objects, for
+    :meth:`bad_text` to number once that is known."""
+
+    source: str
+    starts_source: bool
+    line_breaks: int
     good: bytes
-    bad: bytes
+    bad: list[bytes | FailedEvent]
     pii: bytes
     stats: EnrichStats
+
+    def bad_text(self, lines_before: int) -> bytes:
+        """The failed-event lines, for a chunk that ``lines_before`` lines of
+        its source come before."""
+        parts = []
+        for item in self.bad:
+            if isinstance(item, FailedEvent):
+                item.failure["source"]["line"] += lines_before
+                item = item.to_json()
+            parts.append(item)
+        return _lines(parts)
 
 
 def enrich_chunk(enricher: Enricher, chunk: Chunk) -> ChunkResult:
     """Enrich the lines of one chunk, read with the loader it names."""
-    name, source, first, block = chunk
+    name, source, starts_source, data = chunk
+    block = data if isinstance(data, bytes) else read_range(data)
     loader = loader_for(name)
-    outputs: dict[str, list[bytes]] = {"good": [], "bad": [], "pii": []}
+    good: list[bytes] = []
+    bad: list[bytes | FailedEvent] = []
+    pii: list[bytes] = []
     stats = EnrichStats()
-    for number, line in block_lines(first, block):
+    for number, line in block_lines(1, block):
         outcomes = enricher.enrich_line(
             line, source=source, line_number=number, loader=loader, loader_name=name
         )
@@ -76,35 +107,51 @@ def enrich_chunk(enricher: Enricher, chunk: Chunk) -> ChunkResult:
         stats.lines += 1
         for outcome in outcomes:
             stats.add(outcome)
-            stream, text = output_line(outcome)
-            outputs[stream].append(text)
+            if isinstance(outcome, FailedEvent):
+                # An unreadable line names its line: numbered by the parent.
+                bad.append(
+                    outcome if "source" in outcome.failure else outcome.to_json()
+                )
+            else:
+                (pii if outcome.stream == "pii" else good).append(
+                    outcome.to_tsv_bytes()
+                )
     return ChunkResult(
-        _lines(outputs["good"]), _lines(outputs["bad"]), _lines(outputs["pii"]), stats
+        source, starts_source, block.count(b"\n"), _lines(good), bad, _lines(pii), stats
     )
 
 
-def _lines(items: list[bytes]) -> bytes:
+def _lines(items: Sequence[bytes]) -> bytes:
     return b"\n".join(items) + b"\n" if items else b""
 
 
 def _chunks(sources: list[str], input_format: str) -> Iterator[Chunk]:
     """The chunks of every source in input order; ``auto`` judges each file by
-    its first line that is not blank."""
-    name: str | None = None
-    current = None
-    for source, first, block in iter_blocks(sources, CHUNK_BYTES):
-        if source != current:
-            current, name = source, None
-        if name is None:
-            name = input_format
-            if input_format == "auto":
-                lines = [line for _, line in block_lines(first, block)]
-                if not lines:
-                    name = None  # only blank lines so far: judged on later ones
-                    continue
-                name = detect_format(lines)
+    its first line that is not blank. The parent reads plain files only around
+    the cuts (and until it knows their format): the workers read the rest."""
+    for source in sources:
+        name = None if input_format == "auto" else input_format
+        if name is not None:
             logger.info("Reading %s as %s", source, name)
-        yield name, source, first, block
+        pieces: Iterator[bytes | FileRange]
+        if is_plain_file(source):
+            pieces = file_ranges(source, CHUNK_BYTES)
+        else:
+            pieces = (block for _, _, block in iter_blocks([source], CHUNK_BYTES))
+        shown = "<stdin>" if source == "-" else source
+        starts = True
+        for piece in pieces:
+            if name is None:
+                block = piece if isinstance(piece, bytes) else read_range(piece)
+                lines = [line for _, line in block_lines(1, block)]
+                if lines:
+                    name = detect_format(lines)
+                    logger.info("Reading %s as %s", shown, name)
+                # Blank lines only, so far: they give nothing whatever the format.
+                yield name or "plowline", shown, starts, block
+            else:
+                yield name, shown, starts, piece
+            starts = False
 
 
 _worker_enricher: Enricher | None = None
@@ -203,10 +250,14 @@ def enrich_files(
         open_output(pii) as pii_out,
     ):
         chunks = _chunks(sources, input_format)
+        lines_before = 0  # of the current source, before the chunk
         for result in _results(chunks, enricher, workers):
+            if result.starts_source:
+                lines_before = 0
             good_out.write(result.good)
-            bad_out.write(result.bad)
+            bad_out.write(result.bad_text(lines_before))
             pii_out.write(result.pii)
+            lines_before += result.line_breaks
             before = stats.lines // PROGRESS_EVERY
             stats.merge(result.stats)
             if stats.lines // PROGRESS_EVERY > before:

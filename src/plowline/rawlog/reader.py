@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from plowline.errors import BadInputError
 from plowline.rawlog.writer import OPEN_SUFFIX
@@ -176,3 +177,83 @@ def block_lines(number: int, block: bytes) -> Iterator[tuple[int, bytes]]:
         line = line.rstrip(b"\r")
         if line.strip():
             yield number + offset, line
+
+
+class FileRange(NamedTuple):
+    """Whole lines of a plain (not compressed) file: ``length`` bytes from
+    ``offset``, for a worker process to read itself."""
+
+    path: str
+    offset: int
+    length: int
+
+
+def is_plain_file(source: str) -> bool:
+    """Whether ``source`` is a file that can be read in ranges (not standard
+    input, not gzip)."""
+    if source == "-":
+        return False
+    with open(source, "rb") as handle:
+        return handle.read(2) != GZIP_MAGIC
+
+
+# How much is read at a time to find where a range ends.
+_WINDOW = 1 << 16
+
+
+def file_ranges(path: str, block_bytes: int) -> Iterator[FileRange]:
+    """The ranges of about ``block_bytes`` (whole lines each) that cover a plain
+    file, as :func:`iter_blocks` would cut it, without reading it: only the
+    bytes around each cut are read. An active raw log's unfinished last line is
+    left, as by :func:`iter_lines`."""
+    logger.info("Reading %s", path)
+    with open(path, "rb") as handle:
+        fd = handle.fileno()
+        size = os.fstat(fd).st_size
+        if path.endswith(OPEN_SUFFIX) and size:
+            finished = _last_break(fd, 0, size)
+            if finished < size:
+                logger.warning("Left the unfinished last line of %s", path)
+                size = finished
+        start = 0
+        while start < size:
+            end = size
+            if start + block_bytes < size:
+                end = _last_break(fd, start, start + block_bytes)
+                if end == start:  # a line longer than a block: it ends later
+                    end = _next_break(fd, start + block_bytes, size)
+            yield FileRange(path, start, end - start)
+            start = end
+
+
+def _last_break(fd: int, start: int, end: int) -> int:
+    """The offset after the last line break in [start, end), or start."""
+    while end > start:
+        low = max(start, end - _WINDOW)
+        found = os.pread(fd, end - low, low).rfind(b"\n")
+        if found != -1:
+            return low + found + 1
+        end = low
+    return start
+
+
+def _next_break(fd: int, start: int, size: int) -> int:
+    """The offset after the first line break at or after start, or size."""
+    while start < size:
+        window = os.pread(fd, min(_WINDOW, size - start), start)
+        found = window.find(b"\n")
+        if found != -1:
+            return start + found + 1
+        start += len(window)
+    return size
+
+
+def read_range(piece: FileRange) -> bytes:
+    """The bytes of a range, read by whoever enriches them."""
+    try:
+        with open(piece.path, "rb") as handle:
+            return os.pread(handle.fileno(), piece.length, piece.offset)
+    except OSError as exc:
+        raise BadInputError(
+            f"Could not read {piece.path}: {exc}", source=piece.path
+        ) from exc
