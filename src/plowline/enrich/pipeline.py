@@ -239,9 +239,6 @@ class Enricher:
         ``extra_events`` (dropped when it is None)."""
         record, params = raw.record, raw.params
         event: Event = {
-            # An event the tracker sent without an id gets one now, so that a
-            # failed event carries it too and a replay keeps it.
-            "event_id": _EVENT_IDS.next(),
             "v_collector": record.collector,
             "v_etl": self.v_etl,
             "etl_tstamp": ms_to_tstamp(now_ms),
@@ -257,6 +254,10 @@ class Enricher:
                 field_message("collector_tstamp", str(record.tstamp), exc.expectation)
             )
         problems.extend(apply_params(event, params))
+        if event.get("event_id") is None:
+            # An event the tracker sent without a (valid) id gets one now, so
+            # that a failed event carries it too and a replay keeps it.
+            event["event_id"] = _EVENT_IDS.next()
         schema_parts, documents = _self_describing(event, params, problems)
         if not problems and self.resolver is not None:
             problems = validate_entities(self.resolver, *documents)
