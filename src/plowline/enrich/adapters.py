@@ -167,7 +167,10 @@ def _tp2(record: RawRecord, api: tuple[str, str], now_ms: int) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for index, (item, allowed) in enumerate(items):
         if _plain_item(item, allowed):
-            outcomes.append(RawEvent(api[0], api[1], {**item, **params}, record))
+            # The querystring's parameters win; without any, the item itself
+            # (nothing changes the parameters of an event).
+            merged = {**item, **params} if params else item
+            outcomes.append(RawEvent(api[0], api[1], merged, record))
             continue
         messages = _item_problems(item, allowed, index)
         if messages:

@@ -48,7 +48,7 @@ from plowline.enrich.enrichments.base import (
 )
 from plowline.enrich.enrichments.databases import require_file
 from plowline.enrich.enrichments.time_limit import TIME_LIMIT, TimeLimitExceeded
-from plowline.enrich.selfdesc import IGLU_URI_RE
+from plowline.enrich.selfdesc import schema_parts
 from plowline.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -293,8 +293,9 @@ class PythonEnrichment(Enrichment):
             schema = item.get("schema") if isinstance(item, dict) else None
             if (
                 not isinstance(schema, str)
-                or not IGLU_URI_RE.fullmatch(schema)
-                or set(item) != {"schema", "data"}
+                or schema_parts(schema) is None
+                or len(item) != 2
+                or "data" not in item
             ):
                 raise self._bad_result(f"item {index} is {_short(item)}")
         return result
