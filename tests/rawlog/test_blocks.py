@@ -4,15 +4,18 @@ sources that reading them line by line gives."""
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from plowline.errors import BadInputError
 from plowline.rawlog.reader import (
     block_lines,
+    can_read_in_ranges,
     file_ranges,
-    is_plain_file,
     iter_blocks,
     iter_lines,
     read_range,
@@ -78,31 +81,57 @@ def test_blocks_of_a_folder_keep_each_files_numbers(tmp_path: Path) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(CONTENT, st.integers(1, 50), st.booleans())
-@example(b"one\n\ntwo\r\n   \nthree", 4, False)
-@example(b"a" * 100 + b"\nb\n", 7, False)
-@example(b"first\nunfinished", 3, True)
-@example(b"no break at all", 4, True)
+@given(CONTENT, st.integers(1, 50))
+@example(b"one\n\ntwo\r\n   \nthree", 4)
+@example(b"a" * 100 + b"\nb\n", 7)
+@example(b"no break at all", 4)
 def test_ranges_give_the_lines_of_the_file(
-    tmp_path: Path, content: bytes, block_bytes: int, active: bool
+    tmp_path: Path, content: bytes, block_bytes: int
 ) -> None:
-    """Ranges of a plain file, read where they are enriched, hold the lines
+    """Ranges of a regular file, read where they are enriched, hold the lines
     (and line numbers) that reading it line by line gives."""
-    path = tmp_path / ("raw.jsonl" + (OPEN_SUFFIX if active else ""))
+    path = tmp_path / "raw.jsonl"
     path.write_bytes(content)
-    assert is_plain_file(str(path))
+    assert can_read_in_ranges(str(path))
     found = []
     first = 1
     for piece in file_ranges(str(path), block_bytes):
-        block = read_range(piece)
+        block = read_range(piece, "raw.jsonl")
         assert len(block) == piece.length > 0
         found += [(str(path), n, line) for n, line in block_lines(first, block)]
         first += block.count(b"\n")
     assert found == list(iter_lines([str(path)]))
 
 
-def test_gzip_and_standard_input_are_not_read_in_ranges(tmp_path: Path) -> None:
+def test_only_closed_regular_files_are_read_in_ranges(tmp_path: Path) -> None:
+    """Gzip, standard input, pipes and active raw logs are read in order, by
+    one process holding the file open."""
     packed = tmp_path / "raw.jsonl.gz"
     packed.write_bytes(gzip.compress(b"x\n"))
-    assert not is_plain_file(str(packed))
-    assert not is_plain_file("-")
+    active = tmp_path / ("raw.jsonl" + OPEN_SUFFIX)
+    active.write_bytes(b"x\n")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert not can_read_in_ranges(str(packed))
+    assert not can_read_in_ranges("-")
+    assert not can_read_in_ranges(str(active))
+    assert not can_read_in_ranges(str(fifo))
+
+
+def test_a_range_of_a_file_replaced_or_cut_short_is_an_error(tmp_path: Path) -> None:
+    """A range is read from the file it was cut from, or not at all."""
+    path = tmp_path / "raw.jsonl"
+    path.write_bytes(b"one\ntwo\n" * 100)
+    first, second, *_ = file_ranges(str(path), 300)
+    assert read_range(first, "raw.jsonl").startswith(b"one\ntwo\n")
+    fresh = tmp_path / "fresh"
+    fresh.write_bytes(b"other\n" * 200)
+    fresh.replace(path)
+    with pytest.raises(BadInputError, match=r"raw\.jsonl: it was replaced or moved"):
+        read_range(second, "raw.jsonl")
+    with open(path, "r+b") as handle:  # the same file, truncated
+        handle.truncate(10)
+    [only] = file_ranges(str(path), 300)
+    cut = only._replace(length=only.length + 5)
+    with pytest.raises(BadInputError, match=r"raw\.jsonl: it was cut short"):
+        read_range(cut, "raw.jsonl")

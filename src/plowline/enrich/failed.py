@@ -161,12 +161,18 @@ def unreadable_input(
         "message": {"error": error},
     }
     if source is not None:
-        failure["source"] = {"file": source, "line": line_number}
+        failure["source"] = {"file": _text_of_path(source), "line": line_number}
     return FailedEvent(
         "collector_payload_format_violation",
         failure,
         line.decode("utf-8", "replace").rstrip("\n"),
     )
+
+
+def _text_of_path(path: str) -> str:
+    """A file name as JSON can hold it: bytes of a name that are not UTF-8
+    (kept by Python as surrogate escapes) become U+FFFD."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def request_failure(

@@ -24,9 +24,10 @@ from plowline.enrich.settings import EnrichSettings
 from plowline.rawlog.reader import (
     FileRange,
     block_lines,
+    can_read_in_ranges,
+    check_readable,
     expand_inputs,
     file_ranges,
-    is_plain_file,
     iter_blocks,
     read_range,
 )
@@ -92,7 +93,7 @@ class ChunkResult:
 def enrich_chunk(enricher: Enricher, chunk: Chunk) -> ChunkResult:
     """Enrich the lines of one chunk, read with the loader it names."""
     name, source, starts_source, data = chunk
-    block = data if isinstance(data, bytes) else read_range(data)
+    block = data if isinstance(data, bytes) else read_range(data, source)
     loader = loader_for(name)
     good: list[bytes] = []
     bad: list[bytes | FailedEvent] = []
@@ -125,27 +126,36 @@ def _lines(items: Sequence[bytes]) -> bytes:
     return b"\n".join(items) + b"\n" if items else b""
 
 
-def _chunks(sources: list[str], input_format: str) -> Iterator[Chunk]:
+def _in_ranges(workers: int) -> bool:
+    """Whether regular files go to the workers as ranges, for each to read its
+    own: with worker processes, so that the parent does not read everything.
+    One process reads them in blocks through one handle, which keeps reading
+    the file it opened if the file is renamed or replaced meanwhile."""
+    return workers > 1
+
+
+def _chunks(sources: list[str], input_format: str, ranges: bool) -> Iterator[Chunk]:
     """The chunks of every source in input order; ``auto`` judges each file by
-    its first line that is not blank. The parent reads plain files only around
-    the cuts (and until it knows their format): the workers read the rest."""
+    its first line that is not blank. With ``ranges`` (worker processes), the
+    parent reads regular files only around the cuts (and until it knows their
+    format): the workers read the rest. Otherwise it reads them in blocks."""
     for source in sources:
+        shown = "<stdin>" if source == "-" else source
         name = None if input_format == "auto" else input_format
         if name is not None:
-            logger.info("Reading %s as %s", source, name)
+            logger.info("Reading %s as %s", shown, name)
         pieces: Iterator[bytes | FileRange]
-        if is_plain_file(source):
+        if ranges and can_read_in_ranges(source):
             pieces = file_ranges(source, CHUNK_BYTES)
         else:
             pieces = (block for _, _, block in iter_blocks([source], CHUNK_BYTES))
-        shown = "<stdin>" if source == "-" else source
         starts = True
         for piece in pieces:
             if name is None:
-                block = piece if isinstance(piece, bytes) else read_range(piece)
-                lines = [line for _, line in block_lines(1, block)]
-                if lines:
-                    name = detect_format(lines)
+                block = piece if isinstance(piece, bytes) else read_range(piece, shown)
+                first = next((line for _, line in block_lines(1, block)), None)
+                if first is not None:
+                    name = detect_format([first])
                     logger.info("Reading %s as %s", shown, name)
                 # Blank lines only, so far: they give nothing whatever the format.
                 yield name or "plowline", shown, starts, block
@@ -244,12 +254,13 @@ def enrich_files(
     stats = EnrichStats()
     # Inputs are checked before the outputs are opened (and emptied).
     sources = expand_inputs(inputs)
+    check_readable(sources)
     with (
         open_output(good) as good_out,
         open_output(bad) as bad_out,
         open_output(pii) as pii_out,
     ):
-        chunks = _chunks(sources, input_format)
+        chunks = _chunks(sources, input_format, ranges=_in_ranges(workers))
         lines_before = 0  # of the current source, before the chunk
         for result in _results(chunks, enricher, workers):
             if result.starts_source:

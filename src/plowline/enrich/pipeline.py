@@ -316,9 +316,7 @@ class Enricher:
     ) -> FailedEvent:
         # The fields in TSV order, whichever order the steps set them in.
         enriched: Event = {
-            k: v
-            for k, v in sorted(event.items(), key=_tsv_place)
-            if v is not None
+            k: v for k, v in sorted(event.items(), key=_tsv_place) if v is not None
         }
         if kind == "enrichment_failures":
             # Failures of the base steps are no configured enrichment's.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -181,20 +182,47 @@ def block_lines(number: int, block: bytes) -> Iterator[tuple[int, bytes]]:
 
 class FileRange(NamedTuple):
     """Whole lines of a plain (not compressed) file: ``length`` bytes from
-    ``offset``, for a worker process to read itself."""
+    ``offset``, for a worker process to read itself. ``path`` is the file's
+    real path; ``device`` and ``inode`` say which file it was when the range
+    was cut, so that a reader can tell it was replaced meanwhile."""
 
     path: str
     offset: int
     length: int
+    device: int
+    inode: int
 
 
-def is_plain_file(source: str) -> bool:
-    """Whether ``source`` is a file that can be read in ranges (not standard
-    input, not gzip)."""
-    if source == "-":
+def check_readable(sources: Iterable[str]) -> None:
+    """Raise :class:`BadInputError` naming the first source that cannot be
+    opened (before any output is opened, and emptied)."""
+    for source in sources:
+        if source == "-":
+            continue
+        try:
+            with open(source, "rb"):
+                pass
+        except OSError as exc:
+            raise BadInputError(
+                f"Could not read {source}: {exc.strerror or exc}", source=source
+            ) from exc
+
+
+def can_read_in_ranges(source: str) -> bool:
+    """Whether ``source`` can be read in ranges by other processes: a regular
+    file, not compressed, and not an active raw log (the collector renames
+    those when it closes them)."""
+    if source == "-" or source.endswith(OPEN_SUFFIX):
         return False
-    with open(source, "rb") as handle:
-        return handle.read(2) != GZIP_MAGIC
+    try:
+        if not stat.S_ISREG(os.stat(source).st_mode):
+            return False  # a pipe or a device: read once, in order
+        with open(source, "rb") as handle:
+            return handle.read(2) != GZIP_MAGIC
+    except OSError as exc:
+        raise BadInputError(
+            f"Could not read {source}: {exc.strerror or exc}", source=source
+        ) from exc
 
 
 # How much is read at a time to find where a range ends.
@@ -202,19 +230,15 @@ _WINDOW = 1 << 16
 
 
 def file_ranges(path: str, block_bytes: int) -> Iterator[FileRange]:
-    """The ranges of about ``block_bytes`` (whole lines each) that cover a plain
-    file, as :func:`iter_blocks` would cut it, without reading it: only the
-    bytes around each cut are read. An active raw log's unfinished last line is
-    left, as by :func:`iter_lines`."""
+    """The ranges of about ``block_bytes`` (whole lines each) that cover a
+    regular file as it is now, without reading it: only the bytes around each
+    cut are read."""
     logger.info("Reading %s", path)
     with open(path, "rb") as handle:
         fd = handle.fileno()
-        size = os.fstat(fd).st_size
-        if path.endswith(OPEN_SUFFIX) and size:
-            finished = _last_break(fd, 0, size)
-            if finished < size:
-                logger.warning("Left the unfinished last line of %s", path)
-                size = finished
+        facts = os.fstat(fd)
+        real = os.path.realpath(path)  # /dev/fd/3 names another file elsewhere
+        size = facts.st_size
         start = 0
         while start < size:
             end = size
@@ -222,7 +246,7 @@ def file_ranges(path: str, block_bytes: int) -> Iterator[FileRange]:
                 end = _last_break(fd, start, start + block_bytes)
                 if end == start:  # a line longer than a block: it ends later
                     end = _next_break(fd, start + block_bytes, size)
-            yield FileRange(path, start, end - start)
+            yield FileRange(real, start, end - start, facts.st_dev, facts.st_ino)
             start = end
 
 
@@ -238,9 +262,12 @@ def _last_break(fd: int, start: int, end: int) -> int:
 
 
 def _next_break(fd: int, start: int, size: int) -> int:
-    """The offset after the first line break at or after start, or size."""
+    """The offset after the first line break at or after start, or the end
+    (size, or where the file ends now if it was cut short meanwhile)."""
     while start < size:
         window = os.pread(fd, min(_WINDOW, size - start), start)
+        if not window:
+            return start  # truncated meanwhile: the reader will say so
         found = window.find(b"\n")
         if found != -1:
             return start + found + 1
@@ -248,12 +275,28 @@ def _next_break(fd: int, start: int, size: int) -> int:
     return size
 
 
-def read_range(piece: FileRange) -> bytes:
-    """The bytes of a range, read by whoever enriches them."""
+def read_range(piece: FileRange, name: str) -> bytes:
+    """The bytes of a range, read by whoever enriches them; a file that was
+    replaced, moved or cut short since the range was cut is an error naming
+    it (``name``), never other bytes."""
     try:
         with open(piece.path, "rb") as handle:
-            return os.pread(handle.fileno(), piece.length, piece.offset)
+            facts = os.fstat(handle.fileno())
+            if (facts.st_dev, facts.st_ino) != (piece.device, piece.inode):
+                raise BadInputError(
+                    f"Could not read {name}: it was replaced or moved while it "
+                    "was being read; enrich it again",
+                    source=name,
+                )
+            data = os.pread(handle.fileno(), piece.length, piece.offset)
     except OSError as exc:
         raise BadInputError(
-            f"Could not read {piece.path}: {exc}", source=piece.path
+            f"Could not read {name}: {exc.strerror or exc}", source=name
         ) from exc
+    if len(data) != piece.length:
+        raise BadInputError(
+            f"Could not read {name}: it was cut short while it was being read; "
+            "enrich it again",
+            source=name,
+        )
+    return data
