@@ -260,7 +260,8 @@ def test_plain_gzip_and_stdin_give_the_same_output(
     packed = tmp_path / "raw.jsonl.gz"
     packed.write_bytes(gzip.compress(content))
     results = [run(tmp_path, [str(plain)]), run(tmp_path, [str(packed)])]
-    stdin = io.TextIOWrapper(io.BufferedReader(io.BytesIO(content)))  # type: ignore[arg-type]
+    raw = io.BufferedReader(io.BytesIO(content))  # type: ignore[arg-type]
+    stdin = io.TextIOWrapper(raw)
     monkeypatch.setattr(sys, "stdin", stdin)
     results.append(run(tmp_path, ["-"]))
     names = [str(plain), str(packed), "<stdin>"]
@@ -492,6 +493,17 @@ def test_active_log_rotated_mid_run_is_read_whole(
     assert counts == (100, 90, 10)
 
 
+def _replacing(path: Path) -> Callable[[], None]:
+    """What replaces ``path`` with another file (logrotate's create mode)."""
+
+    def replace() -> None:
+        fresh = path.with_name("fresh")
+        fresh.write_bytes(b"e=pv&p=web&tv=t&aid=other-file\n" * 3000)
+        fresh.replace(path)
+
+    return replace
+
+
 def test_file_replaced_mid_run_gives_only_its_own_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -500,11 +512,7 @@ def test_file_replaced_mid_run_gives_only_its_own_lines(
     path = tmp_path / "access.jsonl"
     path.write_bytes(raw_log(100, broken_every=10))
 
-    def replace() -> None:
-        fresh = tmp_path / "fresh"
-        fresh.write_bytes(b"e=pv&p=web&tv=t&aid=other-file\n" * 3000)
-        fresh.replace(path)
-
+    replace = _replacing(path)
     monkeypatch.setattr(files, "iter_blocks", _rotating_blocks(path, 1, replace))
     good, bad, counts = run(tmp_path, [str(path)])
     assert b"other-file" not in good + b"".join(bad)
@@ -521,11 +529,7 @@ def test_file_replaced_while_read_in_ranges_is_a_clear_error(
     path = tmp_path / "access.jsonl"
     path.write_bytes(raw_log(100, broken_every=10))
 
-    def replace() -> None:
-        fresh = tmp_path / "fresh"
-        fresh.write_bytes(b"e=pv&p=web&tv=t&aid=other-file\n" * 3000)
-        fresh.replace(path)
-
+    replace = _replacing(path)
     monkeypatch.setattr(files, "file_ranges", _rotating(path, 1, replace))
     good = tmp_path / "good.tsv"
     with pytest.raises(BadInputError, match="it was replaced or moved"):

@@ -25,13 +25,8 @@ from typing import Any
 
 import orjson
 
+from plowline.compiled import core
 from plowline.errors import BadInputError
-
-_core: Any
-try:
-    from plowline.compiled import core as _core
-except ImportError:  # pragma: no cover - a broken install, not a missing module
-    _core = None
 
 FORMAT_VERSION = 1
 
@@ -159,8 +154,8 @@ def decode_record(line: bytes | str) -> RawRecord:
 
 
 def _record_from_dict(data: dict[str, Any]) -> RawRecord:
-    if _core is not None:
-        record: RawRecord | None = _core.record_from_dict(
+    if core is not None:
+        record: RawRecord | None = core.record_from_dict(
             data, RawRecord, _SLOTS, _KNOWN_KEYS
         )
         if record is not None:
