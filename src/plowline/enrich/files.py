@@ -107,16 +107,16 @@ def enrich_chunk(enricher: Enricher, chunk: Chunk) -> ChunkResult:
             continue  # a header line, a preflight: not a record
         stats.lines += 1
         for outcome in outcomes:
-            stats.add(outcome)
             if isinstance(outcome, FailedEvent):
                 # An unreadable line names its line: numbered by the parent.
                 bad.append(
                     outcome if "source" in outcome.failure else outcome.to_json()
                 )
+            elif outcome.stream == "pii":
+                pii.append(outcome.to_tsv_bytes())
             else:
-                (pii if outcome.stream == "pii" else good).append(
-                    outcome.to_tsv_bytes()
-                )
+                good.append(outcome.to_tsv_bytes())
+    stats.enriched, stats.failed, stats.pii = len(good), len(bad), len(pii)
     return ChunkResult(
         source, starts_source, block.count(b"\n"), _lines(good), bad, _lines(pii), stats
     )

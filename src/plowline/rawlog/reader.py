@@ -174,10 +174,9 @@ def _read_some(handle: BinaryIO, size: int) -> bytes:
 def block_lines(number: int, block: bytes) -> Iterator[tuple[int, bytes]]:
     """(line number, line without its line break) for the non-blank lines of a
     block from :func:`iter_blocks` whose first line is ``number``."""
-    for offset, line in enumerate(block.split(b"\n")):
-        line = line.rstrip(b"\r")
-        if line.strip():
-            yield number + offset, line
+    for offset, line in enumerate(block.split(b"\n"), number):
+        if line and not line.isspace():  # blank lines are no records
+            yield offset, line.rstrip(b"\r")
 
 
 class FileRange(NamedTuple):
