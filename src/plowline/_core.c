@@ -15,6 +15,8 @@
  * - has_control(text): whether convert.tsv_safe would change text.
  * - decode_base64(text): selfdesc.decode_base64, both alphabets, lenient.
  * - split_url(url): the seven parts of urls.split_url, as a tuple.
+ * - wrap_entities(document, prefix, known, single): the entities of a
+ *   contexts or unstruct_event envelope, re-wrapped as selfdesc does.
  * - lengths_ok(event, limits): whether no value is longer than its field's
  *   limit.
  * - tsv_row(fields, index): the enriched TSV line, as UTF-8 bytes.
@@ -918,6 +920,101 @@ done:
     return result;
 }
 
+/* ---- self-describing JSON ---- */
+
+/* Whether text is prefix followed by one or more ASCII digits, and nothing
+ * else (selfdesc's CONTEXTS_RE and UNSTRUCT_RE). */
+static int prefix_and_digits(PyObject *text, PyObject *prefix)
+{
+    if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_ASCII(text)
+        || !PyUnicode_IS_ASCII(prefix))
+        return 0;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), p = PyUnicode_GET_LENGTH(prefix);
+    const char *s = (const char *)PyUnicode_DATA(text);
+    if (n <= p || memcmp(s, PyUnicode_DATA(prefix), p) != 0)
+        return 0;
+    return all_digits(s + p, n - p);
+}
+
+/* {"schema": entity's schema, "data": entity's data} for an entity that
+ * selfdesc._entity_problem passes and whose schema known (the cache of
+ * valid Iglu URIs) holds; NULL otherwise (with an exception only on error). */
+static PyObject *wrapped_entity(PyObject *entity, PyObject *known)
+{
+    if (!PyDict_CheckExact(entity))
+        return NULL;
+    PyObject *schema = PyDict_GetItemString(entity, "schema");
+    PyObject *data = PyDict_GetItemString(entity, "data");
+    if (schema == NULL || data == NULL || !PyUnicode_CheckExact(schema))
+        return NULL;
+    int valid = PyDict_Contains(known, schema);
+    if (valid <= 0)
+        return NULL;
+    PyObject *wrapped = PyDict_New();
+    if (wrapped == NULL)
+        return NULL;
+    if (PyDict_SetItemString(wrapped, "schema", schema) < 0
+        || PyDict_SetItemString(wrapped, "data", data) < 0) {
+        Py_DECREF(wrapped);
+        return NULL;
+    }
+    return wrapped;
+}
+
+/* wrap_entities(document, prefix, known, single) -> list | dict | None.
+ *
+ * document is a parsed contexts (single false) or unstruct_event (single
+ * true) envelope whose schema must be prefix and a revision number. Gives the
+ * entities re-wrapped as {schema, data} (a list; for single, the one entity),
+ * or None when anything is not the plain case: a wrong envelope, a bad
+ * entity, a schema that known (selfdesc's cache of valid Iglu URIs) lacks.
+ * The Python code then says what is wrong, or checks the schema and fills the
+ * cache. Documents from orjson hold exact dicts, lists and strs only. */
+static PyObject *wrap_entities(PyObject *self, PyObject *args)
+{
+    PyObject *document, *prefix, *known;
+    int single;
+    if (!PyArg_ParseTuple(args, "OO!O!p", &document, &PyUnicode_Type, &prefix,
+                          &PyDict_Type, &known, &single))
+        return NULL;
+    if (!PyDict_CheckExact(document) || !exact_keys(document))
+        Py_RETURN_NONE;
+    PyObject *schema = PyDict_GetItemString(document, "schema");
+    PyObject *data = PyDict_GetItemString(document, "data");
+    if (schema == NULL || data == NULL || !prefix_and_digits(schema, prefix))
+        Py_RETURN_NONE;
+    if (single) {
+        if (PyDict_CheckExact(data) && !exact_keys(data))
+            Py_RETURN_NONE;
+        PyObject *wrapped = wrapped_entity(data, known);
+        if (wrapped == NULL && !PyErr_Occurred())
+            Py_RETURN_NONE;
+        return wrapped;
+    }
+    if (!PyList_CheckExact(data))
+        Py_RETURN_NONE;
+    Py_ssize_t count = PyList_GET_SIZE(data);
+    PyObject *entities = PyList_New(count);
+    if (entities == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *entity = PyList_GET_ITEM(data, i);
+        if (PyDict_CheckExact(entity) && !exact_keys(entity)) {
+            Py_DECREF(entities);
+            Py_RETURN_NONE;
+        }
+        PyObject *wrapped = wrapped_entity(entity, known);
+        if (wrapped == NULL) {
+            Py_DECREF(entities);
+            if (PyErr_Occurred())
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        PyList_SET_ITEM(entities, i, wrapped);
+    }
+    return entities;
+}
+
 /* ---- raw records ---- */
 
 /* The keys of a raw-log record, in RawRecord's field order. */
@@ -1087,6 +1184,9 @@ static PyMethodDef methods[] = {
      "other characters skipped."},
     {"split_url", split_url, METH_O,
      "split_url(url): (url, scheme, host, port, path, query, fragment)."},
+    {"wrap_entities", wrap_entities, METH_VARARGS,
+     "wrap_entities(document, prefix, known, single): the entities of a plain "
+     "envelope re-wrapped as {schema, data}, or None."},
     {"lengths_ok", lengths_ok, METH_VARARGS,
      "lengths_ok(event, limits): whether every value is within its limit."},
     {"record_from_dict", record_from_dict, METH_VARARGS,

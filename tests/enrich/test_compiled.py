@@ -13,7 +13,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -306,6 +308,98 @@ URL_PIECES = st.sampled_from(
 @example("1http://x")
 def test_urls_split_as_in_python(url: str) -> None:
     assert urls.UrlParts._make(core.split_url(url)) == urls._split_url_py(url)
+
+
+ENVELOPE_SCHEMAS = st.sampled_from(
+    [
+        "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1",
+        "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-12",
+        "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-",
+        "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1x",
+        "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0",
+        "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/2-0-0",
+        "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-\u0661",
+    ]
+)
+ENTITY_SCHEMAS = st.sampled_from(
+    [
+        "iglu:com.acme/thing/jsonschema/1-0-0",
+        "iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0",
+        "iglu:com.acme/th ing/jsonschema/1-0-0",
+        "iglu:com.acme/thing/jsonschema/1-0",
+        "iglu:com.acmé/thing/jsonschema/1-0-0",
+    ]
+)
+JSON_LEAVES = st.one_of(
+    st.none(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=3), st.booleans()
+)
+ENTITIES = st.one_of(
+    st.fixed_dictionaries(
+        {"schema": ENTITY_SCHEMAS, "data": st.one_of(JSON_LEAVES, st.just({"a": 1}))},
+        optional={"extra": JSON_LEAVES},
+    ),
+    st.fixed_dictionaries({"schema": st.one_of(ENTITY_SCHEMAS, JSON_LEAVES)}),
+    st.fixed_dictionaries({"data": JSON_LEAVES}),
+    JSON_LEAVES,
+)
+ENVELOPES = st.fixed_dictionaries(
+    {},
+    optional={
+        "schema": st.one_of(ENVELOPE_SCHEMAS, JSON_LEAVES),
+        "data": st.one_of(st.lists(ENTITIES, max_size=3), ENTITIES),
+        "other": JSON_LEAVES,
+    },
+)
+
+
+def _column_or_error(function: Any, params: dict[str, str]) -> Any:
+    try:
+        return function(params)
+    except selfdesc.SelfDescribingError as exc:
+        return ("error", exc.message)
+
+
+@settings(max_examples=600, deadline=None)
+@given(ENVELOPES, st.sampled_from(["co", "ue_pr"]))
+@example(
+    {
+        "schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1",
+        "data": [{"schema": "iglu:com.acme/thing/jsonschema/1-0-0", "data": {}}],
+    },
+    "co",
+)
+@example(
+    {
+        "schema": "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0",
+        "data": {"schema": "iglu:com.acme/thing/jsonschema/1-0-0", "data": None},
+    },
+    "ue_pr",
+)
+@example(
+    {
+        "schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1x",
+        "data": [{"schema": "iglu:com.acme/thing/jsonschema/1-0-0", "data": {}}],
+    },
+    "co",
+)
+@example(
+    {
+        "schema": "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-",
+        "data": {"schema": "iglu:com.acme/thing/jsonschema/1-0-0", "data": 1},
+    },
+    "ue_pr",
+)
+def test_self_describing_columns_as_in_python(
+    envelope: dict[str, Any], param: str
+) -> None:
+    params = {param: orjson.dumps(envelope).decode()}
+    function = selfdesc.contexts_column if param == "co" else selfdesc.unstruct_column
+    # Twice: the second time the entities' schemas are known, and C wraps them.
+    with_c = [_column_or_error(function, params) for _ in range(2)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(selfdesc, "core", None)
+        without_c = _column_or_error(function, params)
+    assert with_c == [without_c, without_c]
 
 
 LONG_TEXT = st.sampled_from(["", "x", "x" * 35, "x" * 36, "x" * 101, "x" * 300])

@@ -29,6 +29,9 @@ IGLU_URI_RE = re.compile(
     r"iglu:([a-zA-Z0-9\-_.]+)/([a-zA-Z0-9\-_]+)/([a-zA-Z0-9\-_]+)/([0-9]+-[0-9]+-[0-9]+)"
 )
 CONTEXTS_SCHEMA = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1"
+# What CONTEXTS_RE and UNSTRUCT_RE take before the revision's digits.
+_CONTEXTS_PREFIX = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-"
+_UNSTRUCT_PREFIX = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-"
 UNSTRUCT_SCHEMA = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0"
 
 _BASE64_URLSAFE = bytes.maketrans(b"-_", b"+/")
@@ -202,6 +205,14 @@ def contexts_column(params: dict[str, str]) -> tuple[str, dict[str, Any]] | None
     document = _load(params, "co", "cx", "contexts")
     if document is None:
         return None
+    if core is not None:
+        # The usual envelope in C; anything else below, which says what is wrong.
+        wrapped = core.wrap_entities(document, _CONTEXTS_PREFIX, _SCHEMA_PARTS, False)
+        if wrapped is not None:
+            if not wrapped:
+                return None
+            column = {"schema": CONTEXTS_SCHEMA, "data": wrapped}
+            return orjson.dumps(column).decode(), column
     field = "cx" if "cx" in params else "co"
     _check_envelope(document, field, CONTEXTS_RE, "contexts")
     entities = document.get("data")
@@ -238,6 +249,12 @@ def unstruct_column(
     document = _load(params, "ue_pr", "ue_px", "unstruct_event")
     if document is None:
         return None
+    if core is not None:
+        entity = core.wrap_entities(document, _UNSTRUCT_PREFIX, _SCHEMA_PARTS, True)
+        if entity is not None:
+            event = {"schema": UNSTRUCT_SCHEMA, "data": entity}
+            known = _SCHEMA_PARTS[entity["schema"]]
+            return orjson.dumps(event).decode(), known, event
     field = "ue_px" if "ue_px" in params else "ue_pr"
     _check_envelope(document, field, UNSTRUCT_RE, "unstruct_event")
     inner: Any = document.get("data")
