@@ -8,7 +8,7 @@
  *
  * - querystring_params(text): urls.querystring_params for ASCII text; None
  *   otherwise.
- * - apply_params(event, params, rules): the field of each parameter that has
+ * - apply_params(event, params, rules, late): the field of each parameter that has
  *   a rule, for values that convert on the plain path; returns the parameters
  *   it left to transform.apply_params's Python path.
  * - ms_text(ms): convert.ms_to_tstamp's text, or None out of range.
@@ -43,6 +43,7 @@ enum {
     K_DIMENSIONS = 7,
     K_CHOICE = 8, /* one of the keys of a dict, set as its value */
     K_ADDRESS = 9, /* the first address of a list */
+    K_LATE_TEXT = 10, /* text applied after the others (tnuid) */
 };
 
 static const int64_t MS_MIN = -62135596800000LL;
@@ -430,17 +431,167 @@ static int plain_dimensions(const char *s, Py_ssize_t n, PyObject **width,
     return 1;
 }
 
-/* apply_params(event, params, rules) -> list of the parameters left, or
+/* Leaves a parameter to Python, holding its field's place. */
+static int leave(PyObject *event, PyObject *field, PyObject *param, PyObject *left,
+                 long kind)
+{
+    if (PyList_Append(left, param) < 0)
+        return -1;
+    if (kind >= K_DIMENSIONS)
+        return 0; /* set last, if at all: no place to hold */
+    int present = PyDict_Contains(event, field);
+    if (present < 0)
+        return -1;
+    return present ? 0 : PyDict_SetItem(event, field, Py_None);
+}
+
+/* Applies one parameter's rule (see apply_params); 0, or -1 on error.
+ * A value left to Python goes to left, and its field gets a None in event
+ * (where it has none) so that fields keep the order Python sets them in; the
+ * Python code removes the None again if the value does not convert. */
+static int apply_one(PyObject *event, PyObject *params, PyObject *rules,
+                     PyObject *param, PyObject *value, PyObject *left, int late)
+{
+    PyObject *rule = PyDict_GetItemWithError(rules, param);
+    if (rule == NULL) {
+        if (PyErr_Occurred())
+            return -1;
+        return 0;
+    }
+    if (!PyTuple_Check(rule) || PyTuple_GET_SIZE(rule) != 4) {
+        PyErr_SetString(PyExc_TypeError, "a rule is (field, kind, preferred, field2)");
+        return -1;
+    }
+    PyObject *field = PyTuple_GET_ITEM(rule, 0);
+    long kind = PyLong_AsLong(PyTuple_GET_ITEM(rule, 1));
+    PyObject *preferred = PyTuple_GET_ITEM(rule, 2);
+    if (kind == -1 && PyErr_Occurred())
+        return -1;
+    if ((kind >= K_DIMENSIONS) != late)
+        return 0; /* applied in the other pass */
+    if (preferred != Py_None) {
+        int present = PyDict_Contains(params, preferred);
+        if (present < 0)
+            return -1;
+        if (present)
+            return 0;
+    }
+    if (!PyUnicode_CheckExact(value)) {
+        return leave(event, field, param, left, kind);
+    }
+    if (PyUnicode_READY(value) < 0)
+        return -1;
+    if (kind == K_TEXT || kind == K_LATE_TEXT) {
+        if (has_control(value)) {
+            if (leave(event, field, param, left, kind) < 0)
+                return -1;
+        } else if (PyDict_SetItem(event, field, PyUnicode_GET_LENGTH(value)
+                                  ? value : Py_None) < 0) {
+            return -1;
+        }
+        return 0;
+    }
+    Py_ssize_t n = 0;
+    const char *s = ascii_of(value, &n);
+    PyObject *result = NULL;
+    if (s != NULL) {
+        switch (kind) {
+        case K_INT:
+            result = plain_int(value, s, n);
+            break;
+        case K_DECIMAL:
+        case K_MONEY:
+            result = plain_decimal(value, s, n);
+            break;
+        case K_BOOL:
+            if (n == 1 && (s[0] == '0' || s[0] == '1')) {
+                Py_INCREF(value);
+                result = value;
+            }
+            break;
+        case K_UUID:
+            result = plain_uuid(value, s, n);
+            break;
+        case K_TSTAMP:
+            result = plain_tstamp(s, n);
+            break;
+        case K_CHOICE: {
+            PyObject *choices = PyTuple_GET_ITEM(rule, 3);
+            if (PyDict_Check(choices)) {
+                result = PyDict_GetItemWithError(choices, value);
+                Py_XINCREF(result);
+            }
+            break;
+        }
+        case K_ADDRESS: {
+            /* The text before the first ',', '|' or ' ', as
+             * transform.first_ip_token cuts it, when it is printable
+             * ASCII (nothing to strip or clean). */
+            Py_ssize_t end = 0;
+            while (end < n && s[end] != ',' && s[end] != '|' && s[end] != ' ')
+                end++;
+            int printable = 1;
+            for (Py_ssize_t i = 0; i < end && printable; i++)
+                printable = s[i] > 0x20 && s[i] < 0x7f;
+            if (printable) {
+                if (end == 0) {
+                    result = Py_NewRef(Py_None);
+                } else if (end == n) {
+                    result = Py_NewRef(value);
+                } else {
+                    result = PyUnicode_Substring(value, 0, end);
+                }
+            }
+            break;
+        }
+        case K_DIMENSIONS: {
+            PyObject *width = NULL, *height = NULL;
+            int done = plain_dimensions(s, n, &width, &height);
+            if (done < 0)
+                return -1;
+            if (done) {
+                PyObject *second = PyTuple_GET_ITEM(rule, 3);
+                int bad = PyDict_SetItem(event, field, width) < 0
+                    || PyDict_SetItem(event, second, height) < 0;
+                Py_DECREF(width);
+                Py_DECREF(height);
+                if (bad)
+                    return -1;
+                return 0;
+            }
+            break;
+        }
+        default:
+            break;
+        }
+        if (result == NULL && PyErr_Occurred())
+            return -1;
+    }
+    if (result == NULL) {
+        return leave(event, field, param, left, kind);
+    }
+    int bad = PyDict_SetItem(event, field, result) < 0;
+    Py_DECREF(result);
+    if (bad)
+        return -1;
+
+    return 0;
+}
+
+/* apply_params(event, params, rules, late) -> list of the parameters left, or
  * None when the dicts are not plain (Python then does all of it).
  *
- * rules maps a parameter name to (field, kind, preferred, second field):
- * preferred, when not None, is the current name that wins over this legacy
- * one when both were sent; the second field is the height of dimensions. */
+ * rules maps a parameter name to (field, kind, preferred, extra): preferred,
+ * when not None, is the current name that wins over this legacy one when both
+ * were sent; extra is the height's field of dimensions and the dict of values
+ * of a choice. Parameters are applied in the order sent, except those named
+ * in late (dimensions, the event type, the platform, ip and tnuid), which come
+ * after the others in late's order, as in the Python code. */
 static PyObject *apply_params(PyObject *self, PyObject *args)
 {
-    PyObject *event, *params, *rules;
-    if (!PyArg_ParseTuple(args, "O!O!O!", &PyDict_Type, &event, &PyDict_Type,
-                          &params, &PyDict_Type, &rules))
+    PyObject *event, *params, *rules, *late;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!", &PyDict_Type, &event, &PyDict_Type,
+                          &params, &PyDict_Type, &rules, &PyTuple_Type, &late))
         return NULL;
     if (!PyDict_CheckExact(params) || !PyDict_CheckExact(event)
         || !exact_keys(params) || !exact_keys(event))
@@ -450,130 +601,18 @@ static PyObject *apply_params(PyObject *self, PyObject *args)
         return NULL;
     Py_ssize_t pos = 0;
     PyObject *param, *value;
-    while (PyDict_Next(params, &pos, &param, &value)) {
-        PyObject *rule = PyDict_GetItemWithError(rules, param);
-        if (rule == NULL) {
+    while (PyDict_Next(params, &pos, &param, &value))
+        if (apply_one(event, params, rules, param, value, left, 0) < 0)
+            goto fail;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(late); i++) {
+        param = PyTuple_GET_ITEM(late, i);
+        value = PyDict_GetItemWithError(params, param);
+        if (value == NULL) {
             if (PyErr_Occurred())
                 goto fail;
             continue;
         }
-        if (!PyTuple_Check(rule) || PyTuple_GET_SIZE(rule) != 4) {
-            PyErr_SetString(PyExc_TypeError, "a rule is (field, kind, preferred, field2)");
-            goto fail;
-        }
-        PyObject *field = PyTuple_GET_ITEM(rule, 0);
-        long kind = PyLong_AsLong(PyTuple_GET_ITEM(rule, 1));
-        PyObject *preferred = PyTuple_GET_ITEM(rule, 2);
-        if (kind == -1 && PyErr_Occurred())
-            goto fail;
-        if (preferred != Py_None) {
-            int present = PyDict_Contains(params, preferred);
-            if (present < 0)
-                goto fail;
-            if (present)
-                continue;
-        }
-        if (!PyUnicode_CheckExact(value)) {
-            if (PyList_Append(left, param) < 0)
-                goto fail;
-            continue;
-        }
-        if (PyUnicode_READY(value) < 0)
-            goto fail;
-        if (kind == K_TEXT) {
-            if (has_control(value)) {
-                if (PyList_Append(left, param) < 0)
-                    goto fail;
-            } else if (PyDict_SetItem(event, field, PyUnicode_GET_LENGTH(value)
-                                      ? value : Py_None) < 0) {
-                goto fail;
-            }
-            continue;
-        }
-        Py_ssize_t n = 0;
-        const char *s = ascii_of(value, &n);
-        PyObject *result = NULL;
-        if (s != NULL) {
-            switch (kind) {
-            case K_INT:
-                result = plain_int(value, s, n);
-                break;
-            case K_DECIMAL:
-            case K_MONEY:
-                result = plain_decimal(value, s, n);
-                break;
-            case K_BOOL:
-                if (n == 1 && (s[0] == '0' || s[0] == '1')) {
-                    Py_INCREF(value);
-                    result = value;
-                }
-                break;
-            case K_UUID:
-                result = plain_uuid(value, s, n);
-                break;
-            case K_TSTAMP:
-                result = plain_tstamp(s, n);
-                break;
-            case K_CHOICE: {
-                PyObject *choices = PyTuple_GET_ITEM(rule, 3);
-                if (PyDict_Check(choices)) {
-                    result = PyDict_GetItemWithError(choices, value);
-                    Py_XINCREF(result);
-                }
-                break;
-            }
-            case K_ADDRESS: {
-                /* The text before the first ',', '|' or ' ', as
-                 * transform.first_ip_token cuts it, when it is printable
-                 * ASCII (nothing to strip or clean). */
-                Py_ssize_t end = 0;
-                while (end < n && s[end] != ',' && s[end] != '|' && s[end] != ' ')
-                    end++;
-                int printable = 1;
-                for (Py_ssize_t i = 0; i < end && printable; i++)
-                    printable = s[i] > 0x20 && s[i] < 0x7f;
-                if (printable) {
-                    if (end == 0) {
-                        result = Py_NewRef(Py_None);
-                    } else if (end == n) {
-                        result = Py_NewRef(value);
-                    } else {
-                        result = PyUnicode_Substring(value, 0, end);
-                    }
-                }
-                break;
-            }
-            case K_DIMENSIONS: {
-                PyObject *width = NULL, *height = NULL;
-                int done = plain_dimensions(s, n, &width, &height);
-                if (done < 0)
-                    goto fail;
-                if (done) {
-                    PyObject *second = PyTuple_GET_ITEM(rule, 3);
-                    int bad = PyDict_SetItem(event, field, width) < 0
-                        || PyDict_SetItem(event, second, height) < 0;
-                    Py_DECREF(width);
-                    Py_DECREF(height);
-                    if (bad)
-                        goto fail;
-                    continue;
-                }
-                break;
-            }
-            default:
-                break;
-            }
-            if (result == NULL && PyErr_Occurred())
-                goto fail;
-        }
-        if (result == NULL) {
-            if (PyList_Append(left, param) < 0)
-                goto fail;
-            continue;
-        }
-        int bad = PyDict_SetItem(event, field, result) < 0;
-        Py_DECREF(result);
-        if (bad)
+        if (apply_one(event, params, rules, param, value, left, 1) < 0)
             goto fail;
     }
     return left;
@@ -938,26 +977,27 @@ static int prefix_and_digits(PyObject *text, PyObject *prefix)
 
 /* {"schema": entity's schema, "data": entity's data} for an entity that
  * selfdesc._entity_problem passes and whose schema known (the cache of
- * valid Iglu URIs) holds; NULL otherwise (with an exception only on error). */
+ * valid Iglu URIs) holds; NULL otherwise (with an exception only on error).
+ * The caller holds a reference to entity; schema and data are held here
+ * while known is searched (a lookup may run a str subclass's __eq__). */
 static PyObject *wrapped_entity(PyObject *entity, PyObject *known)
 {
-    if (!PyDict_CheckExact(entity))
+    if (!PyDict_CheckExact(entity) || !exact_keys(entity))
         return NULL;
     PyObject *schema = PyDict_GetItemString(entity, "schema");
     PyObject *data = PyDict_GetItemString(entity, "data");
     if (schema == NULL || data == NULL || !PyUnicode_CheckExact(schema))
         return NULL;
+    Py_INCREF(schema);
+    Py_INCREF(data);
+    PyObject *wrapped = NULL;
     int valid = PyDict_Contains(known, schema);
-    if (valid <= 0)
-        return NULL;
-    PyObject *wrapped = PyDict_New();
-    if (wrapped == NULL)
-        return NULL;
-    if (PyDict_SetItemString(wrapped, "schema", schema) < 0
-        || PyDict_SetItemString(wrapped, "data", data) < 0) {
-        Py_DECREF(wrapped);
-        return NULL;
-    }
+    if (valid > 0 && (wrapped = PyDict_New()) != NULL
+        && (PyDict_SetItemString(wrapped, "schema", schema) < 0
+            || PyDict_SetItemString(wrapped, "data", data) < 0))
+        Py_CLEAR(wrapped);
+    Py_DECREF(schema);
+    Py_DECREF(data);
     return wrapped;
 }
 
@@ -967,9 +1007,10 @@ static PyObject *wrapped_entity(PyObject *entity, PyObject *known)
  * true) envelope whose schema must be prefix and a revision number. Gives the
  * entities re-wrapped as {schema, data} (a list; for single, the one entity),
  * or None when anything is not the plain case: a wrong envelope, a bad
- * entity, a schema that known (selfdesc's cache of valid Iglu URIs) lacks.
- * The Python code then says what is wrong, or checks the schema and fills the
- * cache. Documents from orjson hold exact dicts, lists and strs only. */
+ * entity, a schema that known (selfdesc's cache of valid Iglu URIs) lacks, a
+ * list that changed while it was read. The Python code then says what is
+ * wrong, or checks the schema and fills the cache. Documents from orjson hold
+ * exact dicts, lists and strs only. */
 static PyObject *wrap_entities(PyObject *self, PyObject *args)
 {
     PyObject *document, *prefix, *known;
@@ -983,36 +1024,35 @@ static PyObject *wrap_entities(PyObject *self, PyObject *args)
     PyObject *data = PyDict_GetItemString(document, "data");
     if (schema == NULL || data == NULL || !prefix_and_digits(schema, prefix))
         Py_RETURN_NONE;
+    Py_INCREF(data); /* held: searching known may change the document */
+    PyObject *result = NULL;
     if (single) {
-        if (PyDict_CheckExact(data) && !exact_keys(data))
-            Py_RETURN_NONE;
-        PyObject *wrapped = wrapped_entity(data, known);
-        if (wrapped == NULL && !PyErr_Occurred())
-            Py_RETURN_NONE;
-        return wrapped;
+        result = wrapped_entity(data, known);
+    } else if (PyList_CheckExact(data)) {
+        Py_ssize_t count = PyList_GET_SIZE(data);
+        result = PyList_New(count);
+        for (Py_ssize_t i = 0; result != NULL && i < count; i++) {
+            if (PyList_GET_SIZE(data) != count) {
+                Py_CLEAR(result); /* changed under the loop: Python's way */
+                break;
+            }
+            PyObject *entity = PyList_GET_ITEM(data, i);
+            Py_INCREF(entity);
+            PyObject *wrapped = wrapped_entity(entity, known);
+            Py_DECREF(entity);
+            if (wrapped == NULL) {
+                Py_CLEAR(result);
+                break;
+            }
+            PyList_SET_ITEM(result, i, wrapped);
+        }
+        if (result != NULL && PyList_GET_SIZE(data) != count)
+            Py_CLEAR(result);
     }
-    if (!PyList_CheckExact(data))
+    Py_DECREF(data);
+    if (result == NULL && !PyErr_Occurred())
         Py_RETURN_NONE;
-    Py_ssize_t count = PyList_GET_SIZE(data);
-    PyObject *entities = PyList_New(count);
-    if (entities == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *entity = PyList_GET_ITEM(data, i);
-        if (PyDict_CheckExact(entity) && !exact_keys(entity)) {
-            Py_DECREF(entities);
-            Py_RETURN_NONE;
-        }
-        PyObject *wrapped = wrapped_entity(entity, known);
-        if (wrapped == NULL) {
-            Py_DECREF(entities);
-            if (PyErr_Occurred())
-                return NULL;
-            Py_RETURN_NONE;
-        }
-        PyList_SET_ITEM(entities, i, wrapped);
-    }
-    return entities;
+    return result;
 }
 
 /* ---- raw records ---- */
@@ -1172,7 +1212,7 @@ static PyMethodDef methods[] = {
      "querystring_params(text): the parameters of an ASCII querystring, the "
      "last of a name winning; None for other text."},
     {"apply_params", apply_params, METH_VARARGS,
-     "apply_params(event, params, rules): set the fields of the parameters "
+     "apply_params(event, params, rules, late): set the fields of the parameters "
      "with plain values; return the parameters left."},
     {"ms_text", ms_text, METH_O,
      "ms_text(ms): milliseconds since the epoch as yyyy-MM-dd HH:mm:ss.SSS, "

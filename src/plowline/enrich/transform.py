@@ -172,7 +172,7 @@ _KINDS: dict[Converter | None, int] = {
     None: 0, to_int: 1, to_decimal: 2, to_money: 3, to_bool: 4, to_uuid: 5,
     to_tstamp: 6,
 }  # fmt: skip
-_DIMENSIONS_KIND, _CHOICE_KIND, _ADDRESS_KIND = 7, 8, 9
+_DIMENSIONS_KIND, _CHOICE_KIND, _ADDRESS_KIND, _LATE_TEXT_KIND = 7, 8, 9, 10
 _CORE_RULES: dict[str, tuple[str, int, str | None, Any]] = {
     **{
         param: (name, _KINDS[convert], preferred, None)
@@ -186,9 +186,11 @@ _CORE_RULES: dict[str, tuple[str, int, str | None, Any]] = {
     "p": ("platform", _CHOICE_KIND, None, {p: p for p in PLATFORMS}),
     "ip": ("user_ipaddress", _ADDRESS_KIND, None, None),
     # tnuid beats both nuid and the collector's cookie.
-    "tnuid": ("network_userid", 0, None, None),
+    "tnuid": ("network_userid", _LATE_TEXT_KIND, None, None),
     "nuid": ("network_userid", 0, "tnuid", None),
 }
+# Applied after the others, in this order, as _apply_params_py applies them.
+_LATE = (*(param for param, _, _ in DIMENSION_PARAMS), "e", "p", "ip", "tnuid")
 _DIMENSIONS = {param: (width, height) for param, width, height in DIMENSION_PARAMS}
 _SPECIAL = frozenset({"e", "p", "ip", "tnuid"})
 
@@ -200,7 +202,7 @@ def apply_params(event: Event, params: dict[str, str]) -> list[Message]:
     # Plain values in C; the rest here, with the same messages and forms as the
     # Python path: problems in the order sent, then those of dimensions, then
     # those of the event type and the platform.
-    left = core.apply_params(event, params, _CORE_RULES)
+    left = core.apply_params(event, params, _CORE_RULES, _LATE)
     if left is None:  # not plain dicts of str keys
         return _apply_params_py(event, params)
     if not left:
@@ -217,6 +219,7 @@ def apply_params(event: Event, params: dict[str, str]) -> list[Message]:
         try:
             event[name] = convert(value)
         except ConversionError as exc:
+            del event[name]  # the place C held for it: a field not set
             problems.append(field_message(param, value, exc.expectation))
     for param, (width, height) in _DIMENSIONS.items():
         if param in left:
