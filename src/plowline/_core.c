@@ -8,9 +8,10 @@
  *
  * - querystring_params(text): urls.querystring_params for ASCII text; None
  *   otherwise.
- * - apply_params(event, params, rules, late): the field of each parameter that has
- *   a rule, for values that convert on the plain path; returns the parameters
- *   it left to transform.apply_params's Python path.
+ * - apply_params(event, params, rules, late): the field of each parameter
+ *   that has a rule, for values that convert on the plain path, in the order
+ *   the Python code sets them; returns the parameters it left to
+ *   transform.apply_params's Python path.
  * - ms_text(ms): convert.ms_to_tstamp's text, or None out of range.
  * - has_control(text): whether convert.tsv_safe would change text.
  * - decode_base64(text): selfdesc.decode_base64, both alphabets, lenient.
@@ -24,7 +25,9 @@
  *   for a plain record; None otherwise.
  *
  * Dicts are taken only when all their keys are exact str: then no lookup or
- * store here can run Python code that would change them mid-loop.
+ * store here can run Python code that would change them mid-loop. Where a
+ * lookup in a dict of the caller's may still run such code (the schema cache
+ * of wrap_entities), what is read from the document is held meanwhile.
  */
 
 #define PY_SSIZE_T_CLEAN

@@ -4,7 +4,8 @@
 environment variable ``PLOWLINE_PURE_PYTHON`` is set (to anything); the
 modules that use it keep their Python code for that case, and for every value
 the C code leaves to them. Tests run both and compare
-(``tests/enrich/test_compiled.py``, ``test_compiled_breaking.py``).
+(``tests/enrich/test_compiled.py``, ``test_compiled_breaking.py``,
+``test_compiled_breaking_2.py``).
 
 The C code takes only dicts whose keys are all exact ``str`` (no subclass can
 run Python code in the middle of its loops) and leaves the rest to Python.
@@ -13,17 +14,20 @@ What it does, each beside the Python function it stands in for:
 
 - ``querystring_params(text)``: :func:`plowline.enrich.urls.querystring_params`
   for ASCII text (None for other text);
-- ``apply_params(event, params, rules)``: the plain values of
-  :func:`plowline.enrich.transform.apply_params` (returns the parameters it
-  left: values to clean of control characters, values that do not convert and
-  unusual spellings such as ``+5`` or ``1E3``, whose messages and forms stay in
-  Python);
+- ``apply_params(event, params, rules, late)``: the plain values of
+  :func:`plowline.enrich.transform.apply_params`, set in the order the Python
+  code sets them (returns the parameters it left: values to clean of control
+  characters, values that do not convert and unusual spellings such as ``+5``
+  or ``1E3``, whose messages and forms stay in Python);
 - ``ms_text(ms)``: :func:`plowline.enrich.convert.ms_to_tstamp` (None out of
   range);
 - ``has_control(text)``: whether :func:`plowline.enrich.convert.tsv_safe` has
   anything to change;
 - ``decode_base64(text)``: :func:`plowline.enrich.selfdesc.decode_base64`;
 - ``split_url(url)``: the parts of :func:`plowline.enrich.urls.split_url`;
+- ``wrap_entities(document, prefix, known, single)``: the entities of the
+  usual contexts or self-describing-event envelope, re-wrapped as
+  :mod:`plowline.enrich.selfdesc` does (None for anything else);
 - ``lengths_ok(event, limits)``: whether
   :func:`plowline.enrich.limits.enforce_lengths` has nothing to do;
 - ``tsv_row(fields, index)``: the enriched TSV line as UTF-8 bytes;
