@@ -15,7 +15,6 @@ import gzip
 import os
 import subprocess
 import sys
-import textwrap
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from plowline.enrich.pipeline import EnrichedEvent, Enricher
 from plowline.rawlog import record as rec
 from plowline.rawlog.reader import block_lines, iter_blocks, iter_lines
 from plowline.rawlog.writer import OPEN_SUFFIX
+from script_runs import run_script
 
 pytestmark = pytest.mark.skipif(
     not compiled.COMPILED, reason="plowline._core is not built"
@@ -451,30 +451,14 @@ _MUTATION_SCRIPTS = {
 }
 
 
-def _run_script(script: str, *, pure: bool) -> tuple[int, str]:
-    env = {**os.environ, "PYTHONMALLOC": "debug"}
-    env.pop("PLOWLINE_PURE_PYTHON", None)
-    if pure:
-        env["PLOWLINE_PURE_PYTHON"] = "1"
-    done = subprocess.run(
-        [PYTHON, "-c", textwrap.dedent(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=60,
-    )
-    return done.returncode, done.stdout
-
-
 @pytest.mark.parametrize("name", sorted(_MUTATION_SCRIPTS))
 def test_dicts_changed_during_the_call_are_safe(name: str) -> None:
     """A str-subclass key whose __eq__ mutates the dict being walked: C must
     not touch freed objects, and must end as Python does."""
     script = _MUTATION_SCRIPTS[name]
-    pure = _run_script(script, pure=True)
+    pure = run_script(script, pure=True)
     assert pure[0] == 0 and pure[1]
-    assert _run_script(script, pure=False) == pure
+    assert run_script(script, pure=False) == pure
 
 
 # ---- the block reader ----

@@ -18,7 +18,6 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 import tracemalloc
 import urllib.parse
 from pathlib import Path
@@ -31,6 +30,7 @@ from hypothesis import strategies as st
 
 from plowline import compiled
 from plowline.enrich import selfdesc, transform
+from script_runs import run_script
 
 pytestmark = pytest.mark.skipif(
     not compiled.COMPILED, reason="plowline._core is not built"
@@ -353,28 +353,12 @@ _HOSTILE_CACHE_KEY = """
 """
 
 
-def _run(script: str, *args: str, pure: bool) -> tuple[int, str]:
-    env = {**os.environ, "PYTHONMALLOC": "debug"}
-    env.pop("PLOWLINE_PURE_PYTHON", None)
-    if pure:
-        env["PLOWLINE_PURE_PYTHON"] = "1"
-    done = subprocess.run(
-        [PYTHON, "-c", textwrap.dedent(script), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=60,
-    )
-    return done.returncode, done.stdout
-
-
 @pytest.mark.parametrize("mode", ["single", "list"])
 def test_a_cache_key_that_empties_the_document_is_safe(mode: str) -> None:
     """A schema-cache key whose __eq__ empties the document: no crash."""
-    pure = _run(_HOSTILE_CACHE_KEY, mode, pure=True)
+    pure = run_script(_HOSTILE_CACHE_KEY, mode, pure=True)
     assert pure[0] == 0 and pure[1].startswith("ok")
-    assert _run(_HOSTILE_CACHE_KEY, mode, pure=False) == pure
+    assert run_script(_HOSTILE_CACHE_KEY, mode, pure=False) == pure
 
 
 # ---- apply_params: choices, addresses, tnuid over nuid ----
