@@ -23,6 +23,13 @@
  * - tsv_row(fields, index): the enriched TSV line, as UTF-8 bytes.
  * - record_from_dict(data, cls, slots, known): rawlog.record._record_from_dict
  *   for a plain record; None otherwise.
+ * - record_from_line(line, loads, cls, slots, known): rawlog.record's
+ *   decode_record for a plain line; None otherwise.
+ * - count_brackets(data): selfdesc.json_brackets.
+ * - base_event(head, referer_url, collector_ms, params): the base steps of
+ *   Enricher.enrich_event for one plain event, in one call, using the
+ *   functions above and what configure_base was given; None for any other
+ *   event, which the Python steps then take from the start.
  *
  * Dicts are taken only when all their keys are exact str: then no lookup or
  * store here can run Python code that would change them mid-loop. Where a
@@ -207,6 +214,30 @@ static void put_digits(char *out, int64_t value, int width)
     }
 }
 
+/* A str of n ASCII characters. */
+static PyObject *ascii_text(const char *s, Py_ssize_t n)
+{
+    PyObject *text = PyUnicode_New(n, 127);
+    if (text != NULL)
+        memcpy(PyUnicode_DATA(text), s, n);
+    return text;
+}
+
+/* A whole number in decimal, as str(int) writes it. */
+static PyObject *int_text(int64_t value)
+{
+    char out[24];
+    int at = sizeof out;
+    uint64_t rest = value < 0 ? -(uint64_t)value : (uint64_t)value;
+    do {
+        out[--at] = (char)('0' + rest % 10);
+        rest /= 10;
+    } while (rest);
+    if (value < 0)
+        out[--at] = '-';
+    return ascii_text(out + at, sizeof out - at);
+}
+
 /* "yyyy-MM-dd HH:mm:ss.SSS" for ms in [MS_MIN, MS_MAX]. */
 static PyObject *tstamp_text(int64_t ms)
 {
@@ -231,7 +262,7 @@ static PyObject *tstamp_text(int64_t ms)
     put_digits(out + 17, rest % 60, 2);
     out[19] = '.';
     put_digits(out + 20, millis, 3);
-    return PyUnicode_DecodeASCII(out, 23, NULL);
+    return ascii_text(out, 23);
 }
 
 static PyObject *ms_text(PyObject *self, PyObject *arg)
@@ -341,9 +372,7 @@ static PyObject *plain_int(PyObject *value, const char *s, Py_ssize_t n)
         Py_INCREF(value); /* already written as str(int(value)) would */
         return value;
     }
-    char out[16];
-    int length = snprintf(out, sizeof out, "%lld", (long long)(negative ? -v : v));
-    return PyUnicode_DecodeASCII(out, length, NULL);
+    return int_text(negative ? -v : v);
 }
 
 /* A decimal that convert.to_decimal (and to_money, when money) gives back as
@@ -423,10 +452,10 @@ static int plain_dimensions(const char *s, Py_ssize_t n, PyObject **width,
     int64_t w = digits_value(s, wn), h = digits_value(x + 1, hn);
     if (w > INT32_LIMIT || h > INT32_LIMIT)
         return 0;
-    *width = PyUnicode_FromFormat("%lld", (long long)w);
+    *width = int_text(w);
     if (*width == NULL)
         return -1;
-    *height = PyUnicode_FromFormat("%lld", (long long)h);
+    *height = int_text(h);
     if (*height == NULL) {
         Py_CLEAR(*width);
         return -1;
@@ -452,6 +481,9 @@ static int leave(PyObject *event, PyObject *field, PyObject *param, PyObject *le
  * A value left to Python goes to left, and its field gets a None in event
  * (where it has none) so that fields keep the order Python sets them in; the
  * Python code removes the None again if the value does not convert. */
+static int apply_rule(PyObject *event, PyObject *params, PyObject *rule,
+                      PyObject *param, PyObject *value, PyObject *left, int late);
+
 static int apply_one(PyObject *event, PyObject *params, PyObject *rules,
                      PyObject *param, PyObject *value, PyObject *left, int late)
 {
@@ -461,6 +493,16 @@ static int apply_one(PyObject *event, PyObject *params, PyObject *rules,
             return -1;
         return 0;
     }
+    /* held: code that hashing or converting its parts runs may drop it */
+    Py_INCREF(rule);
+    int result = apply_rule(event, params, rule, param, value, left, late);
+    Py_DECREF(rule);
+    return result;
+}
+
+static int apply_rule(PyObject *event, PyObject *params, PyObject *rule,
+                      PyObject *param, PyObject *value, PyObject *left, int late)
+{
     if (!PyTuple_Check(rule) || PyTuple_GET_SIZE(rule) != 4) {
         PyErr_SetString(PyExc_TypeError, "a rule is (field, kind, preferred, field2)");
         return -1;
@@ -590,6 +632,31 @@ static int apply_one(PyObject *event, PyObject *params, PyObject *rules,
  * of a choice. Parameters are applied in the order sent, except those named
  * in late (dimensions, the event type, the platform, ip and tnuid), which come
  * after the others in late's order, as in the Python code. */
+/* Applies every parameter with a rule (see apply_params) to event, the
+ * parameters it leaves to Python appended to left; 0, or -1 on error. Both
+ * dicts have exact str keys. */
+static int apply_all(PyObject *event, PyObject *params, PyObject *rules,
+                     PyObject *late, PyObject *left)
+{
+    Py_ssize_t pos = 0;
+    PyObject *param, *value;
+    while (PyDict_Next(params, &pos, &param, &value))
+        if (apply_one(event, params, rules, param, value, left, 0) < 0)
+            return -1;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(late); i++) {
+        param = PyTuple_GET_ITEM(late, i);
+        value = PyDict_GetItemWithError(params, param);
+        if (value == NULL) {
+            if (PyErr_Occurred())
+                return -1;
+            continue;
+        }
+        if (apply_one(event, params, rules, param, value, left, 1) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static PyObject *apply_params(PyObject *self, PyObject *args)
 {
     PyObject *event, *params, *rules, *late;
@@ -602,26 +669,11 @@ static PyObject *apply_params(PyObject *self, PyObject *args)
     PyObject *left = PyList_New(0);
     if (left == NULL)
         return NULL;
-    Py_ssize_t pos = 0;
-    PyObject *param, *value;
-    while (PyDict_Next(params, &pos, &param, &value))
-        if (apply_one(event, params, rules, param, value, left, 0) < 0)
-            goto fail;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(late); i++) {
-        param = PyTuple_GET_ITEM(late, i);
-        value = PyDict_GetItemWithError(params, param);
-        if (value == NULL) {
-            if (PyErr_Occurred())
-                goto fail;
-            continue;
-        }
-        if (apply_one(event, params, rules, param, value, left, 1) < 0)
-            goto fail;
+    if (apply_all(event, params, rules, late, left) < 0) {
+        Py_DECREF(left);
+        return NULL;
     }
     return left;
-fail:
-    Py_DECREF(left);
-    return NULL;
 }
 
 /* ---- lengths and the TSV row ---- */
@@ -738,12 +790,20 @@ static void init_base64(void)
  * order, six bits each; anything else (padding, spaces, line breaks) is
  * skipped, and bits short of a byte at the end are dropped, as
  * selfdesc.decode_base64 does. */
+static PyObject *base64_bytes(PyObject *arg);
+
 static PyObject *decode_base64(PyObject *self, PyObject *arg)
 {
     if (!PyUnicode_Check(arg)) {
         PyErr_SetString(PyExc_TypeError, "decode_base64 takes a str");
         return NULL;
     }
+    return base64_bytes(arg);
+}
+
+/* decode_base64 of a str. */
+static PyObject *base64_bytes(PyObject *arg)
+{
     if (PyUnicode_READY(arg) < 0)
         return NULL;
     Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
@@ -803,7 +863,7 @@ static PyObject *port_text(PyObject *url, Py_ssize_t start, Py_ssize_t end)
     }
     if (value > 65535)
         Py_RETURN_NONE;
-    return PyUnicode_FromFormat("%ld", value);
+    return int_text(value);
 }
 
 /* url[start:end], or None when empty. */
@@ -1013,20 +1073,19 @@ static PyObject *wrapped_entity(PyObject *entity, PyObject *known)
  * entity, a schema that known (selfdesc's cache of valid Iglu URIs) lacks, a
  * list that changed while it was read. The Python code then says what is
  * wrong, or checks the schema and fills the cache. Documents from orjson hold
- * exact dicts, lists and strs only. */
-static PyObject *wrap_entities(PyObject *self, PyObject *args)
+ * exact dicts, lists and strs only.
+ *
+ * wrapped_entities is its body: a new reference, or NULL when not the plain
+ * case (with an exception only on error). */
+static PyObject *wrapped_entities(PyObject *document, PyObject *prefix,
+                                  PyObject *known, int single)
 {
-    PyObject *document, *prefix, *known;
-    int single;
-    if (!PyArg_ParseTuple(args, "OO!O!p", &document, &PyUnicode_Type, &prefix,
-                          &PyDict_Type, &known, &single))
-        return NULL;
     if (!PyDict_CheckExact(document) || !exact_keys(document))
-        Py_RETURN_NONE;
+        return NULL;
     PyObject *schema = PyDict_GetItemString(document, "schema");
     PyObject *data = PyDict_GetItemString(document, "data");
     if (schema == NULL || data == NULL || !prefix_and_digits(schema, prefix))
-        Py_RETURN_NONE;
+        return NULL;
     Py_INCREF(data); /* held: searching known may change the document */
     PyObject *result = NULL;
     if (single) {
@@ -1053,6 +1112,17 @@ static PyObject *wrap_entities(PyObject *self, PyObject *args)
             Py_CLEAR(result);
     }
     Py_DECREF(data);
+    return result;
+}
+
+static PyObject *wrap_entities(PyObject *self, PyObject *args)
+{
+    PyObject *document, *prefix, *known;
+    int single;
+    if (!PyArg_ParseTuple(args, "OO!O!p", &document, &PyUnicode_Type, &prefix,
+                          &PyDict_Type, &known, &single))
+        return NULL;
+    PyObject *result = wrapped_entities(document, prefix, known, single);
     if (result == NULL && !PyErr_Occurred())
         Py_RETURN_NONE;
     return result;
@@ -1120,6 +1190,9 @@ static PyObject *header_pairs(PyObject *headers)
  * body are text, and whose headers are pairs of str is made here, its slots
  * set as the dataclass's own __init__ sets them; anything else gives None,
  * for the Python code to read or refuse with its messages. */
+static PyObject *record_of(PyObject *data, PyTypeObject *cls, PyObject *slots,
+                           PyObject *known);
+
 static PyObject *record_from_dict(PyObject *self, PyObject *args)
 {
     PyObject *data, *slots, *known;
@@ -1127,6 +1200,46 @@ static PyObject *record_from_dict(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!O!O!O!", &PyDict_Type, &data, &PyType_Type,
                           &cls, &PyTuple_Type, &slots, &PyFrozenSet_Type, &known))
         return NULL;
+    return record_of(data, cls, slots, known);
+}
+
+/* record_from_line(line, loads, cls, slots, known): rawlog.record's
+ * decode_record for a line that is a plain record of format version 1 (JSON
+ * read by loads, orjson's); None for any other line, which the Python code
+ * then reads or refuses with its message. */
+static PyObject *record_from_line(PyObject *self, PyObject *args)
+{
+    PyObject *line, *loads, *slots, *known;
+    PyTypeObject *cls;
+    if (!PyArg_ParseTuple(args, "OOO!O!O!", &line, &loads, &PyType_Type, &cls,
+                          &PyTuple_Type, &slots, &PyFrozenSet_Type, &known))
+        return NULL;
+    PyObject *data = PyObject_CallOneArg(loads, line);
+    if (data == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception))
+            return NULL;
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    PyObject *result = NULL;
+    if (PyDict_CheckExact(data) && exact_keys(data)) {
+        PyObject *version = PyDict_GetItemString(data, "v");
+        if (version != NULL && PyLong_CheckExact(version)
+            && PyLong_AsLong(version) == 1)
+            result = record_of(data, cls, slots, known);
+        else if (PyErr_Occurred())
+            PyErr_Clear(); /* a version too big for a long: not 1 */
+    }
+    Py_DECREF(data);
+    if (result == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return result;
+}
+
+/* record_from_dict's body: a new RawRecord, None, or NULL on error. */
+static PyObject *record_of(PyObject *data, PyTypeObject *cls, PyObject *slots,
+                           PyObject *known)
+{
     if (PyTuple_GET_SIZE(slots) != RECORD_FIELDS) {
         PyErr_SetString(PyExc_ValueError, "RawRecord has 15 fields");
         return NULL;
@@ -1179,12 +1292,20 @@ static PyObject *record_from_dict(PyObject *self, PyObject *args)
     PyObject *extra = values[RECORD_FIELDS - 1] = PyDict_New();
     if (extra == NULL)
         goto done;
-    Py_ssize_t pos = 0;
+    Py_ssize_t pos = 0, size = PyDict_GET_SIZE(data);
     PyObject *key, *value;
     while (PyDict_Next(data, &pos, &key, &value)) {
+        /* held: a str subclass in known may run code that changes data */
+        Py_INCREF(key);
+        Py_INCREF(value);
         int in = PySet_Contains(known, key);
-        if (in < 0 || (!in && PyDict_SetItem(extra, key, value) < 0))
+        int bad = in < 0 || (!in && PyDict_SetItem(extra, key, value) < 0);
+        Py_DECREF(key);
+        Py_DECREF(value);
+        if (bad)
             goto done;
+        if (PyDict_GET_SIZE(data) != size)
+            goto plain_no; /* changed under the loop: Python's way */
     }
     PyObject *record = cls->tp_alloc(cls, 0);
     if (record == NULL)
@@ -1208,6 +1329,496 @@ done:
     for (int i = 0; i < RECORD_FIELDS; i++)
         Py_XDECREF(values[i]);
     return result;
+}
+
+/* ---- one event, start to end of the base steps ---- */
+
+/* What base_event uses besides its arguments: pipeline.py hands it over once
+ * (configure_base), so that the rules, the caches and the Python functions
+ * for the unusual parts are the ones the Python code uses. */
+static struct {
+    PyObject *rules, *late;   /* transform._CORE_RULES, _LATE */
+    PyObject *finish_params;  /* transform's way with the parameters C left */
+    PyObject *new_event_id;   /* () -> a random event id */
+    PyObject *json_loads, *json_dumps;
+    PyObject *contexts_prefix, *unstruct_prefix, *known; /* as wrap_entities */
+    PyObject *contexts_schema, *unstruct_schema;
+    PyObject *event_schemas;  /* event type -> (vendor, name, format, version) */
+    Py_ssize_t max_depth;
+    long long plausible_ms;
+} base;
+
+/* Field and parameter names; a URL's seven fields in split_url's order. */
+enum {
+    N_EVENT_ID, N_CONTEXTS, N_UNSTRUCT_EVENT,
+    N_PAGE_URL, N_PAGE_URLSCHEME, N_PAGE_URLHOST, N_PAGE_URLPORT, N_PAGE_URLPATH,
+    N_PAGE_URLQUERY, N_PAGE_URLFRAGMENT,
+    N_PAGE_REFERRER, N_REFR_URLSCHEME, N_REFR_URLHOST, N_REFR_URLPORT,
+    N_REFR_URLPATH, N_REFR_URLQUERY, N_REFR_URLFRAGMENT,
+    N_DERIVED_TSTAMP, N_EVENT, N_UNSTRUCT,
+    N_V_COLLECTOR, N_EVENT_VENDOR, N_EVENT_NAME, N_EVENT_FORMAT, N_EVENT_VERSION,
+    N_CX, N_CO, N_UE_PX, N_UE_PR, N_TTM, N_DTM, N_STM, N_SP, NAMES,
+};
+static const char *NAME_TEXT[NAMES] = {
+    "event_id", "contexts", "unstruct_event",
+    "page_url", "page_urlscheme", "page_urlhost", "page_urlport", "page_urlpath",
+    "page_urlquery", "page_urlfragment",
+    "page_referrer", "refr_urlscheme", "refr_urlhost", "refr_urlport",
+    "refr_urlpath", "refr_urlquery", "refr_urlfragment",
+    "derived_tstamp", "event", "unstruct",
+    "v_collector", "event_vendor", "event_name", "event_format", "event_version",
+    "cx", "co", "ue_px", "ue_pr", "ttm", "dtm", "stm", "_sp=",
+};
+static PyObject *names[NAMES];
+
+#define NOT_PLAIN (-2) /* a step's answer: leave the whole event to Python */
+#define EVENT_FIELDS 80 /* about as many as the base steps set, at most */
+
+/* After a Python function failed: an Exception leaves the event to the
+ * Python code, which fails the same way and says so as it always does;
+ * anything else (KeyboardInterrupt) goes on up. */
+static int left_to_python(void)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return -1;
+    PyErr_Clear();
+    return NOT_PLAIN;
+}
+
+/* The number of '{' and '[' in a str or bytes. */
+static Py_ssize_t brackets(PyObject *text)
+{
+    Py_ssize_t count = 0;
+    if (PyBytes_Check(text)) {
+        const char *s = PyBytes_AS_STRING(text);
+        for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(text); i++)
+            count += s[i] == '{' || s[i] == '[';
+        return count;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        count += c == '{' || c == '[';
+    }
+    return count;
+}
+
+static PyObject *count_brackets(PyObject *self, PyObject *arg)
+{
+    if (!PyBytes_Check(arg) && !PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "count_brackets takes bytes or a str");
+        return NULL;
+    }
+    if (PyUnicode_Check(arg) && PyUnicode_READY(arg) < 0)
+        return NULL;
+    return PyLong_FromSsize_t(brackets(arg));
+}
+
+/* selfdesc._load: the document of the encoded parameter (base64) or else the
+ * plain one. 1 with *document set, 0 when neither was sent, NOT_PLAIN, or -1
+ * on error. The decoded bytes go to orjson as they are: bytes that are not
+ * UTF-8 fail there, and the Python code then says so. */
+static int load_document(PyObject *params, PyObject *plain, PyObject *encoded,
+                         PyObject **document)
+{
+    PyObject *source;
+    PyObject *text = PyDict_GetItemWithError(params, encoded);
+    if (text != NULL) {
+        if (!PyUnicode_CheckExact(text))
+            return NOT_PLAIN;
+        source = base64_bytes(text);
+    } else {
+        if (PyErr_Occurred())
+            return -1;
+        text = PyDict_GetItemWithError(params, plain);
+        if (text == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        if (!PyUnicode_CheckExact(text) || PyUnicode_READY(text) < 0)
+            return NOT_PLAIN;
+        source = Py_NewRef(text);
+    }
+    if (source == NULL)
+        return -1;
+    if (brackets(source) > base.max_depth) {
+        Py_DECREF(source); /* maybe too deep: Python walks it */
+        return NOT_PLAIN;
+    }
+    *document = PyObject_CallOneArg(base.json_loads, source);
+    Py_DECREF(source);
+    if (*document == NULL)
+        return left_to_python();
+    return 1;
+}
+
+/* orjson.dumps(value).decode() */
+static PyObject *json_text(PyObject *value)
+{
+    PyObject *raw = PyObject_CallOneArg(base.json_dumps, value);
+    if (raw == NULL)
+        return NULL;
+    PyObject *text = NULL;
+    if (PyBytes_Check(raw))
+        text = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw),
+                                    NULL);
+    else
+        PyErr_SetString(PyExc_TypeError, "dumps gave no bytes");
+    Py_DECREF(raw);
+    return text;
+}
+
+/* {"schema": schema, "data": data} */
+static PyObject *envelope(PyObject *schema, PyObject *data)
+{
+    PyObject *result = PyDict_New();
+    if (result != NULL && (PyDict_SetItemString(result, "schema", schema) < 0
+                           || PyDict_SetItemString(result, "data", data) < 0))
+        Py_CLEAR(result);
+    return result;
+}
+
+/* The contexts column (pipeline._self_describing's first half): sets it in
+ * event (None when no entity was sent) and *document to the column's
+ * document or None. 0, NOT_PLAIN or -1. */
+static int contexts_field(PyObject *event, PyObject *params, PyObject **document)
+{
+    PyObject *sent = NULL;
+    int found = load_document(params, names[N_CO], names[N_CX], &sent);
+    if (found < 0)
+        return found;
+    *document = Py_NewRef(Py_None);
+    if (!found)
+        return PyDict_SetItem(event, names[N_CONTEXTS], Py_None);
+    PyObject *entities = wrapped_entities(sent, base.contexts_prefix, base.known, 0);
+    Py_DECREF(sent);
+    if (entities == NULL)
+        return PyErr_Occurred() ? -1 : NOT_PLAIN;
+    if (PyList_GET_SIZE(entities) == 0) {
+        Py_DECREF(entities);
+        return PyDict_SetItem(event, names[N_CONTEXTS], Py_None);
+    }
+    PyObject *column = envelope(base.contexts_schema, entities);
+    Py_DECREF(entities);
+    if (column == NULL)
+        return -1;
+    PyObject *text = json_text(column);
+    if (text == NULL) {
+        Py_DECREF(column);
+        return left_to_python();
+    }
+    int bad = PyDict_SetItem(event, names[N_CONTEXTS], text) < 0;
+    Py_DECREF(text);
+    Py_SETREF(*document, column);
+    return bad ? -1 : 0;
+}
+
+/* The unstruct_event column (the second half): sets it in event when one was
+ * sent, *document to its document or None, and *parts to the inner event's
+ * schema parts (a new reference) or NULL. */
+static int unstruct_field(PyObject *event, PyObject *params, PyObject **document,
+                          PyObject **parts)
+{
+    PyObject *sent = NULL;
+    int found = load_document(params, names[N_UE_PR], names[N_UE_PX], &sent);
+    if (found < 0)
+        return found;
+    *document = Py_NewRef(Py_None);
+    *parts = NULL;
+    if (!found)
+        return 0;
+    PyObject *entity = wrapped_entities(sent, base.unstruct_prefix, base.known, 1);
+    Py_DECREF(sent);
+    if (entity == NULL)
+        return PyErr_Occurred() ? -1 : NOT_PLAIN;
+    /* The entity's schema is a str that the cache holds (wrapped_entity). */
+    PyObject *schema = PyDict_GetItemString(entity, "schema");
+    PyObject *known = schema ? PyDict_GetItemWithError(base.known, schema) : NULL;
+    if (known == NULL || !PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 4) {
+        Py_DECREF(entity);
+        return PyErr_Occurred() ? -1 : NOT_PLAIN;
+    }
+    Py_INCREF(known); /* held: the cache may be cleared meanwhile */
+    PyObject *column = envelope(base.unstruct_schema, entity);
+    Py_DECREF(entity);
+    if (column == NULL) {
+        Py_DECREF(known);
+        return -1;
+    }
+    PyObject *text = json_text(column);
+    if (text == NULL) {
+        Py_DECREF(column);
+        Py_DECREF(known);
+        return left_to_python();
+    }
+    int bad = PyDict_SetItem(event, names[N_UNSTRUCT_EVENT], text) < 0;
+    Py_DECREF(text);
+    Py_SETREF(*document, column);
+    *parts = known;
+    return bad ? -1 : 0;
+}
+
+/* The columns of a URL, as pipeline._url_columns gives them: the whole URL
+ * (spaces as %20) in the first of fields, then its scheme, host, port, path,
+ * query and fragment. A URL without control characters (page URLs and
+ * referers are made TSV-safe before) has none in its parts either, so that
+ * tsv_safe would change nothing; any other goes to Python. */
+static int url_fields(PyObject *event, PyObject *url, int first_field)
+{
+    if (!PyUnicode_CheckExact(url) || PyUnicode_READY(url) < 0 || has_control(url))
+        return NOT_PLAIN;
+    PyObject *parts = split_url(NULL, url);
+    if (parts == NULL)
+        return -1;
+    int bad = 0;
+    for (int i = 0; i < 7 && !bad; i++)
+        bad = PyDict_SetItem(event, names[first_field + i],
+                             PyTuple_GET_ITEM(parts, i)) < 0;
+    Py_DECREF(parts);
+    return bad ? -1 : 0;
+}
+
+/* A parameter's value (borrowed, or NULL when not sent) as milliseconds,
+ * when it is plain digits: 0, or NOT_PLAIN (the Python code reads it with
+ * int(), which takes other spellings too). */
+static int plain_ms(PyObject *value, int64_t *ms)
+{
+    Py_ssize_t n = 0;
+    const char *s = PyUnicode_CheckExact(value) ? ascii_of(value, &n) : NULL;
+    if (s == NULL || n > 15 || !all_digits(s, n))
+        return NOT_PLAIN;
+    *ms = digits_value(s, n);
+    return 0;
+}
+
+/* pipeline.derived_tstamp */
+static int derived_tstamp_field(PyObject *event, PyObject *params, int64_t collector)
+{
+    int64_t ms = collector, created = 0, sent = 0;
+    PyObject *true_value = PyDict_GetItemWithError(params, names[N_TTM]);
+    if (true_value == NULL && PyErr_Occurred())
+        return -1;
+    if (true_value != NULL) {
+        if (plain_ms(true_value, &ms) < 0 || ms > MS_MAX)
+            return NOT_PLAIN;
+    } else {
+        PyObject *created_value = PyDict_GetItemWithError(params, names[N_DTM]);
+        if (created_value == NULL && PyErr_Occurred())
+            return -1;
+        PyObject *sent_value = PyDict_GetItemWithError(params, names[N_STM]);
+        if (sent_value == NULL && PyErr_Occurred())
+            return -1;
+        if (created_value != NULL && sent_value != NULL) {
+            if (plain_ms(created_value, &created) < 0 || plain_ms(sent_value, &sent) < 0)
+                return NOT_PLAIN;
+            int64_t least = created < sent ? created : sent;
+            if (least >= base.plausible_ms && created < sent) {
+                int64_t shifted = collector - (sent - created);
+                if (shifted >= MS_MIN && shifted <= MS_MAX)
+                    ms = shifted;
+            }
+        }
+    }
+    PyObject *text = tstamp_text(ms);
+    if (text == NULL)
+        return -1;
+    int bad = PyDict_SetItem(event, names[N_DERIVED_TSTAMP], text) < 0;
+    Py_DECREF(text);
+    return bad ? -1 : 0;
+}
+
+/* pipeline._derived_fields, for an event that has none of its problems and no
+ * cross-navigation parameter. */
+static int derived_fields(PyObject *event, PyObject *referer_url, int64_t collector,
+                          PyObject *params, PyObject *unstruct_parts)
+{
+    int step;
+    PyObject *value = PyDict_GetItemWithError(event, names[N_V_COLLECTOR]);
+    if (value == NULL)
+        return PyErr_Occurred() ? -1 : NOT_PLAIN;
+    if (!PyUnicode_CheckExact(value) || PyUnicode_GET_LENGTH(value) == 0)
+        return NOT_PLAIN; /* an empty collector name is a problem */
+
+    /* Fields hold exact str or None: anything else goes to Python, and a
+     * truth test here runs no code of another type. */
+    PyObject *page_url = PyDict_GetItemWithError(event, names[N_PAGE_URL]);
+    if (page_url == NULL && PyErr_Occurred())
+        return -1;
+    if (page_url != NULL && page_url != Py_None && !PyUnicode_CheckExact(page_url))
+        return NOT_PLAIN;
+    if (page_url == NULL || page_url == Py_None || PyUnicode_GET_LENGTH(page_url) == 0)
+        page_url = referer_url; /* None or an exact str (base_event checks) */
+    if (page_url != Py_None && PyUnicode_GET_LENGTH(page_url) > 0) {
+        Py_INCREF(page_url); /* the event's own is replaced meanwhile */
+        step = url_fields(event, page_url, N_PAGE_URL);
+        Py_DECREF(page_url);
+        if (step < 0)
+            return step;
+        PyObject *query = PyDict_GetItemWithError(event, names[N_PAGE_URLQUERY]);
+        if (query == NULL && PyErr_Occurred())
+            return -1;
+        if (query != NULL && query != Py_None) {
+            if (!PyUnicode_CheckExact(query))
+                return NOT_PLAIN;
+            Py_ssize_t at = PyUnicode_Find(query, names[N_SP], 0,
+                                           PyUnicode_GET_LENGTH(query), 1);
+            if (at != -1)
+                return at == -2 ? -1 : NOT_PLAIN; /* cross-navigation: Python */
+        }
+    }
+    PyObject *referrer = PyDict_GetItemWithError(event, names[N_PAGE_REFERRER]);
+    if (referrer == NULL && PyErr_Occurred())
+        return -1;
+    if (referrer != NULL && referrer != Py_None) {
+        if (!PyUnicode_CheckExact(referrer))
+            return NOT_PLAIN;
+        if (PyUnicode_GET_LENGTH(referrer) > 0) {
+            Py_INCREF(referrer);
+            step = url_fields(event, referrer, N_PAGE_REFERRER);
+            Py_DECREF(referrer);
+            if (step < 0)
+                return step;
+        }
+    }
+    if ((step = derived_tstamp_field(event, params, collector)) < 0)
+        return step;
+
+    PyObject *kind = PyDict_GetItemWithError(event, names[N_EVENT]);
+    if (kind == NULL || !PyUnicode_CheckExact(kind))
+        return PyErr_Occurred() ? -1 : NOT_PLAIN;
+    PyObject *parts;
+    if (PyUnicode_Compare(kind, names[N_UNSTRUCT]) == 0) {
+        parts = unstruct_parts;
+    } else {
+        parts = PyDict_GetItemWithError(base.event_schemas, kind);
+        if (parts == NULL && PyErr_Occurred())
+            return -1;
+    }
+    if (parts == NULL || !PyTuple_CheckExact(parts) || PyTuple_GET_SIZE(parts) != 4)
+        return NOT_PLAIN; /* a retired event type, or ue without its event */
+    Py_INCREF(parts);
+    int bad = 0;
+    for (int i = 0; i < 4 && !bad; i++)
+        bad = PyDict_SetItem(event, names[N_EVENT_VENDOR + i],
+                             PyTuple_GET_ITEM(parts, i)) < 0;
+    Py_DECREF(parts);
+    return bad ? -1 : 0;
+}
+
+/* base_event(head, referer_url, collector_ms, params) ->
+ *     (event, contexts document, unstruct_event document) | None
+ *
+ * Enricher.enrich_event's base steps for one event, from the record's fields
+ * (head, which the caller made once for the record: its first fields in the
+ * Python code's order) to the event type's schema fields, with the same
+ * fields in the same order as the Python code gives. None for any event that
+ * has a problem or needs what only Python does (cross-navigation, deep JSON,
+ * a schema seen for the first time): the caller then runs the Python code
+ * on it from the start, which says what is wrong. Values that
+ * apply_params leaves go to the Python function configure_base was given. */
+static PyObject *base_event(PyObject *self, PyObject *args)
+{
+    PyObject *head, *referer_url, *collector_obj, *params;
+    if (!PyArg_ParseTuple(args, "O!OO!O!", &PyDict_Type, &head, &referer_url,
+                          &PyLong_Type, &collector_obj, &PyDict_Type, &params))
+        return NULL;
+    if (base.rules == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure_base was not called");
+        return NULL;
+    }
+    if (!PyDict_CheckExact(head) || !PyDict_CheckExact(params) || !exact_keys(head)
+        || !exact_keys(params) || (referer_url != Py_None
+                                   && !PyUnicode_CheckExact(referer_url)))
+        Py_RETURN_NONE;
+    int overflow = 0;
+    long long collector = PyLong_AsLongLongAndOverflow(collector_obj, &overflow);
+    if (collector == -1 && PyErr_Occurred())
+        return NULL;
+    if (overflow || collector < MS_MIN || collector > MS_MAX)
+        Py_RETURN_NONE;
+
+    /* Room for the fields an event usually has, so that it is not resized
+     * as they are set; then the head's, in order. */
+    PyObject *event = _PyDict_NewPresized(EVENT_FIELDS);
+    Py_ssize_t pos = 0;
+    PyObject *name, *value;
+    while (event != NULL && PyDict_Next(head, &pos, &name, &value))
+        if (PyDict_SetItem(event, name, value) < 0)
+            Py_CLEAR(event); /* not PyDict_Update: it would drop the room */
+    PyObject *left = PyList_New(0);
+    PyObject *contexts = NULL, *unstruct = NULL, *parts = NULL, *result = NULL;
+    int step = -1;
+    if (event == NULL || left == NULL)
+        goto done;
+    Py_INCREF(params); /* held: the Python functions called below get it */
+    step = apply_all(event, params, base.rules, base.late, left);
+    if (step == 0 && PyList_GET_SIZE(left) > 0) {
+        PyObject *problems =
+            PyObject_CallFunctionObjArgs(base.finish_params, event, params, left, NULL);
+        if (problems == NULL)
+            step = left_to_python();
+        else if (!PyList_CheckExact(problems) || PyList_GET_SIZE(problems) > 0)
+            step = NOT_PLAIN;
+        Py_XDECREF(problems);
+    }
+    if (step == 0) {
+        PyObject *id = PyDict_GetItemWithError(event, names[N_EVENT_ID]);
+        if (id == NULL && PyErr_Occurred()) {
+            step = -1;
+        } else if (id == NULL || id == Py_None) {
+            id = PyObject_CallNoArgs(base.new_event_id);
+            if (id == NULL)
+                step = left_to_python();
+            else if (PyDict_SetItem(event, names[N_EVENT_ID], id) < 0)
+                step = -1;
+            Py_XDECREF(id);
+        }
+    }
+    if (step == 0)
+        step = contexts_field(event, params, &contexts);
+    if (step == 0)
+        step = unstruct_field(event, params, &unstruct, &parts);
+    if (step == 0)
+        step = derived_fields(event, referer_url, collector, params, parts);
+    Py_DECREF(params);
+    if (step == 0)
+        result = PyTuple_Pack(3, event, contexts, unstruct);
+    else if (step == NOT_PLAIN)
+        result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(event);
+    Py_XDECREF(left);
+    Py_XDECREF(contexts);
+    Py_XDECREF(unstruct);
+    Py_XDECREF(parts);
+    return result;
+}
+
+/* configure_base(rules, late, finish_params, new_event_id, loads, dumps,
+ *                contexts_prefix, unstruct_prefix, known, contexts_schema,
+ *                unstruct_schema, event_schemas, max_depth, plausible_ms) */
+static PyObject *configure_base(PyObject *self, PyObject *args)
+{
+    PyObject *given[12];
+    Py_ssize_t max_depth;
+    long long plausible_ms;
+    if (!PyArg_ParseTuple(args, "O!O!OOOOUUO!UUO!nL", &PyDict_Type, &given[0],
+                          &PyTuple_Type, &given[1], &given[2], &given[3], &given[4],
+                          &given[5], &given[6], &given[7], &PyDict_Type, &given[8],
+                          &given[9], &given[10], &PyDict_Type, &given[11],
+                          &max_depth, &plausible_ms))
+        return NULL;
+    PyObject **slots[12] = {
+        &base.rules, &base.late, &base.finish_params, &base.new_event_id,
+        &base.json_loads, &base.json_dumps, &base.contexts_prefix,
+        &base.unstruct_prefix, &base.known, &base.contexts_schema,
+        &base.unstruct_schema, &base.event_schemas,
+    };
+    for (int i = 0; i < 12; i++)
+        Py_XSETREF(*slots[i], Py_NewRef(given[i]));
+    base.max_depth = max_depth;
+    base.plausible_ms = plausible_ms;
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
@@ -1234,6 +1845,17 @@ static PyMethodDef methods[] = {
      "lengths_ok(event, limits): whether every value is within its limit."},
     {"record_from_dict", record_from_dict, METH_VARARGS,
      "record_from_dict(data, cls, slots, known): a plain raw record, or None."},
+    {"base_event", base_event, METH_VARARGS,
+     "base_event(head, referer_url, collector_ms, params): one event's fields "
+     "through the base steps, with the documents of its contexts and "
+     "self-describing event; None for an event the Python code must see."},
+    {"configure_base", configure_base, METH_VARARGS,
+     "configure_base(...): the rules, caches and functions base_event uses."},
+    {"record_from_line", record_from_line, METH_VARARGS,
+     "record_from_line(line, loads, cls, slots, known): a plain raw record of "
+     "format version 1 from its JSON line, or None."},
+    {"count_brackets", count_brackets, METH_O,
+     "count_brackets(data): how many '{' and '[' bytes or a str hold."},
     {"tsv_row", tsv_row, METH_VARARGS,
      "tsv_row(fields, index): the TSV line of the fields, as UTF-8 bytes."},
     {NULL, NULL, 0, NULL},
@@ -1248,5 +1870,10 @@ PyMODINIT_FUNC
 PyInit__core(void)
 {
     init_base64();
+    for (int i = 0; i < NAMES; i++) {
+        names[i] = PyUnicode_InternFromString(NAME_TEXT[i]);
+        if (names[i] == NULL)
+            return NULL;
+    }
     return PyModule_Create(&module_def);
 }

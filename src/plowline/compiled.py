@@ -5,7 +5,7 @@ environment variable ``PLOWLINE_PURE_PYTHON`` is set (to anything); the
 modules that use it keep their Python code for that case, and for every value
 the C code leaves to them. Tests run both and compare
 (``tests/enrich/test_compiled.py``, ``test_compiled_breaking.py``,
-``test_compiled_breaking_2.py``).
+``test_compiled_breaking_2.py``, ``test_fused_breaking.py``).
 
 The C code takes only dicts whose keys are all exact ``str`` (no subclass can
 run Python code in the middle of its loops) and leaves the rest to Python.
@@ -33,7 +33,18 @@ What it does, each beside the Python function it stands in for:
 - ``tsv_row(fields, index)``: the enriched TSV line as UTF-8 bytes;
 - ``record_from_dict(data, cls, slots, known)``: a plain raw-log record for
   :func:`plowline.rawlog.record.decode_record` (None for the rest, which
-  Python reads or refuses with its messages).
+  Python reads or refuses with its messages);
+- ``record_from_line(line, loads, cls, slots, known)``: the same from the
+  line, JSON and all, in one call;
+- ``count_brackets(data)``: :func:`plowline.enrich.selfdesc.json_brackets`;
+- ``base_event(head, referer_url, collector_ms, params)``: the base steps of
+  :meth:`plowline.enrich.pipeline.Enricher.enrich_event` (record fields,
+  parameters, event id, contexts and self-describing event, URL columns,
+  ``derived_tstamp``, the event's schema fields) for a plain event in one
+  call, built from the functions above; None for any event with a problem or
+  an unusual part, which the Python steps then take from the start
+  (``pipeline.FUSED`` switches it off; ``configure_base`` hands it the rules,
+  caches and Python functions it shares with the Python code).
 """
 
 from __future__ import annotations

@@ -24,7 +24,12 @@ from plowline.enrich.failed import (
     request_failure,
     size_violation,
 )
-from plowline.enrich.selfdesc import MAX_JSON_DEPTH, decode_contexts_param, too_deep
+from plowline.enrich.selfdesc import (
+    MAX_JSON_DEPTH,
+    decode_contexts_param,
+    json_brackets,
+    too_deep,
+)
 from plowline.enrich.urls import querystring_params
 from plowline.rawlog.record import RawRecord
 
@@ -157,43 +162,68 @@ def _tp2(record: RawRecord, api: tuple[str, str], now_ms: int) -> list[Outcome]:
             ]
         return [RawEvent(api[0], api[1], params, record)]
 
-    items, problem = _payload_items(record)
+    items, allowed, problem = _payload_items(record)
     if problem is not None:
         return [
             request_failure(
                 "tracker_protocol_violations", record, [problem], now_ms=now_ms
             )
         ]
+    vendor, version = api
     outcomes: list[Outcome] = []
-    for index, (item, allowed) in enumerate(items):
+    for index, item in enumerate(items):
         if _plain_item(item, allowed):
             # The querystring's parameters win; without any, the item itself
             # (nothing changes the parameters of an event).
             merged = {**item, **params} if params else item
-            outcomes.append(RawEvent(api[0], api[1], merged, record))
+            outcomes.append(RawEvent(vendor, version, merged, record))
             continue
         messages = _item_problems(item, allowed, index)
         if messages:
             outcomes.append(_item_failure(record, item, messages, now_ms))
         else:
-            outcomes.append(RawEvent(api[0], api[1], {**item, **params}, record))
+            outcomes.append(RawEvent(vendor, version, {**item, **params}, record))
     return outcomes
+
+
+# payload_data schema URI -> the keys its revision allows (None: not one).
+_ALLOWED_BY_SCHEMA: dict[str, frozenset[str] | None] = {}
+SCHEMAS_KEPT = 256
+
+
+def _allowed_keys(schema: str) -> frozenset[str] | None:
+    """The keys a payload_data schema allows, None for another schema."""
+    exact = type(schema) is str  # only exact str in the cache
+    allowed = _ALLOWED_BY_SCHEMA.get(schema, False) if exact else False
+    if allowed is False:
+        match = PAYLOAD_DATA_RE.fullmatch(schema)
+        allowed = (
+            None if match is None else PAYLOAD_KEYS.get(int(match[1]), PAYLOAD_KEYS[4])
+        )
+        if exact:
+            if len(_ALLOWED_BY_SCHEMA) >= SCHEMAS_KEPT:
+                _ALLOWED_BY_SCHEMA.clear()
+            _ALLOWED_BY_SCHEMA[schema] = allowed
+    return allowed
+
+
+_NO_KEYS: frozenset[str] = frozenset()
 
 
 def _payload_items(
     record: RawRecord,
-) -> tuple[list[tuple[dict[str, Any], frozenset[str]]], Message | None]:
+) -> tuple[list[Any], frozenset[str], Message | None]:
     content_type = (record.content_type or "").split(";")[0].strip().lower()
     # Snowplow accepts only application/json; beacons send text/plain.
     if content_type not in ("application/json", "text/plain"):
-        return [], {
+        return [], _NO_KEYS, {
             "field": "contentType",
             "value": record.content_type,
             "expectation": "application/json (or text/plain from a beacon)",
         }
     body = _decompressed(record.body or b"")
     if body is None:
-        return [], {
+        return [], _NO_KEYS, {
             "field": "body",
             "value": None,
             "error": f"the gzip body inflates to more than {MAX_DECOMPRESSED_BYTES} "
@@ -202,30 +232,29 @@ def _payload_items(
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        return [], {
+        return [], _NO_KEYS, {
             "field": "body",
             "value": _preview(body),
             "error": f"the body is not JSON: {exc}",
         }
     # Each level of nesting needs an opening bracket: a body with few of them
     # cannot be too deep, and needs no walk.
-    brackets = body.count(b"{") + body.count(b"[")
-    if brackets > MAX_JSON_DEPTH and too_deep(document):
-        return [], {
+    if json_brackets(body) > MAX_JSON_DEPTH and too_deep(document):
+        return [], _NO_KEYS, {
             "field": "body",
             "value": _preview(body),
             "error": f"JSON nested deeper than {MAX_JSON_DEPTH} levels",
         }
     if not isinstance(document, dict):
-        return [], {
+        return [], _NO_KEYS, {
             "field": "body",
             "value": _preview(body),
             "expectation": "a payload_data self-describing JSON object",
         }
     schema = document.get("schema")
-    match = PAYLOAD_DATA_RE.fullmatch(schema) if isinstance(schema, str) else None
-    if match is None:
-        return [], {
+    allowed = _allowed_keys(schema) if isinstance(schema, str) else None
+    if allowed is None:
+        return [], _NO_KEYS, {
             "field": "schema",
             "value": schema,
             "expectation": "iglu:com.snowplowanalytics.snowplow/payload_data/"
@@ -233,13 +262,12 @@ def _payload_items(
         }
     data = document.get("data")
     if not isinstance(data, list) or not data:
-        return [], {
+        return [], _NO_KEYS, {
             "field": "data",
             "value": _preview(orjson.dumps(data)),
             "expectation": "a non-empty array of events",
         }
-    allowed = PAYLOAD_KEYS.get(int(match[1]), PAYLOAD_KEYS[4])
-    return [(item, allowed) for item in data], None
+    return data, allowed, None
 
 
 def _decompressed(body: bytes) -> bytes | None:
@@ -266,10 +294,15 @@ def _plain_item(item: Any, allowed: frozenset[str]) -> bool:
     (``_item_problems`` says what is wrong with the others)."""
     return (
         type(item) is dict
+        and "tv" in item  # REQUIRED_PAYLOAD_KEYS
+        and "p" in item
+        and "e" in item
         and allowed.issuperset(item)
-        and all(key in item for key in REQUIRED_PAYLOAD_KEYS)
-        and set(map(type, item.values())) == {str}
+        and set(map(type, item.values())) == _STR_ONLY
     )
+
+
+_STR_ONLY = {str}
 
 
 def _item_problems(item: Any, allowed: frozenset[str], index: int) -> list[Message]:

@@ -24,6 +24,7 @@ from plowline.enrich.settings import EnrichSettings
 from plowline.rawlog.reader import (
     FileRange,
     block_lines,
+    counted_block_lines,
     can_read_in_ranges,
     check_readable,
     expand_inputs,
@@ -99,13 +100,16 @@ def enrich_chunk(enricher: Enricher, chunk: Chunk) -> ChunkResult:
     bad: list[bytes | FailedEvent] = []
     pii: list[bytes] = []
     stats = EnrichStats()
-    for number, line in block_lines(1, block):
-        outcomes = enricher.enrich_line(
+    enrich_line = enricher.enrich_line
+    records = 0
+    lines, line_breaks = counted_block_lines(1, block)
+    for number, line in lines:
+        outcomes = enrich_line(
             line, source=source, line_number=number, loader=loader, loader_name=name
         )
         if not outcomes:
             continue  # a header line, a preflight: not a record
-        stats.lines += 1
+        records += 1
         for outcome in outcomes:
             if isinstance(outcome, FailedEvent):
                 # An unreadable line names its line: numbered by the parent.
@@ -116,9 +120,10 @@ def enrich_chunk(enricher: Enricher, chunk: Chunk) -> ChunkResult:
                 pii.append(outcome.to_tsv_bytes())
             else:
                 good.append(outcome.to_tsv_bytes())
+    stats.lines = records
     stats.enriched, stats.failed, stats.pii = len(good), len(bad), len(pii)
     return ChunkResult(
-        source, starts_source, block.count(b"\n"), _lines(good), bad, _lines(pii), stats
+        source, starts_source, line_breaks, _lines(good), bad, _lines(pii), stats
     )
 
 

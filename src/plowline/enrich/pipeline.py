@@ -43,6 +43,7 @@ from plowline.enrich.failed import (
 )
 from plowline.enrich.fields import FIELD_INDEX, FIELD_NAMES
 from plowline.enrich.limits import enforce_lengths
+from plowline.enrich import transform
 from plowline.enrich.transform import Event, apply_params
 from plowline.enrich.urls import querystring_params, split_url
 from plowline.enrich.validation import validate_derived_contexts, validate_entities
@@ -155,6 +156,8 @@ class Enricher:
         self.settings = settings
         # Without enrichments no event emits others: one list less per event.
         self._may_emit = bool(self.enrichments)
+        # The last record's head for core.base_event: (record, now_ms, head).
+        self._last_head: tuple[Any, int, Any] = (None, 0, None)
 
     @property
     def emits_pii_events(self) -> bool:
@@ -237,6 +240,66 @@ class Enricher:
     ) -> Outcome:
         """One event's outcome; events that enrichments emit besides it go to
         ``extra_events`` (dropped when it is None)."""
+        if FUSED and core is not None:
+            head = self._head(raw.record, now_ms)
+            if head is not None:
+                done = core.base_event(head[0], head[1], raw.record.tstamp, raw.params)
+                if done is not None:
+                    # The base steps in C: the same fields as below.
+                    event, contexts, unstruct = done
+                    if self.resolver is not None:
+                        problems = validate_entities(self.resolver, contexts, unstruct)
+                        if problems:  # failed below, as it would have been
+                            return self._enrich_event_py(
+                                raw, now_ms, extra_events, problems
+                            )
+                    return self._enriched(event, raw, now_ms, extra_events)
+        return self._enrich_event_py(raw, now_ms, extra_events)
+
+    def _head(
+        self, record: RawRecord, now_ms: int
+    ) -> tuple[Event, str | None] | None:
+        """For ``core.base_event``: the event's first fields, which come from
+        the record alone, and the referer as a page URL; None when the Python
+        code must see the event. Kept for the record's other events."""
+        last = self._last_head
+        if last[0] is record and last[1] == now_ms:
+            return last[2]
+        head: tuple[Event, str | None] | None = None
+        assert core is not None
+        collector = core.ms_text(record.tstamp) if type(record.tstamp) is int else None
+        if collector is not None and record.collector:
+            try:
+                etl_tstamp = ms_to_tstamp(now_ms)
+            except ConversionError:
+                etl_tstamp = None  # a clock out of range: Python's way
+            if etl_tstamp is not None:
+                fields: Event = {
+                    "v_collector": record.collector,
+                    "v_etl": self.v_etl,
+                    "etl_tstamp": etl_tstamp,
+                    "network_userid": record.network_userid,
+                    "user_ipaddress": client_ip(record),
+                    "useragent": tsv_safe(record.useragent)
+                    if record.useragent
+                    else None,
+                    "collector_tstamp": collector,
+                }
+                referer = tsv_safe(record.referer) if record.referer else None
+                head = (fields, referer)
+        self._last_head = (record, now_ms, head)
+        return head
+
+    def _enrich_event_py(
+        self,
+        raw: RawEvent,
+        now_ms: int,
+        extra_events: list[Event] | None,
+        entity_problems: list[Message] | None = None,
+    ) -> Outcome:
+        """``enrich_event`` in Python: every event that ``core.base_event`` does
+        not take, and those it took that fail schema validation
+        (``entity_problems``, found already)."""
         record, params = raw.record, raw.params
         event: Event = {
             "v_collector": record.collector,
@@ -260,20 +323,37 @@ class Enricher:
             event["event_id"] = _EVENT_IDS.next()
         schema_parts, documents = _self_describing(event, params, problems)
         if not problems and self.resolver is not None:
-            problems = validate_entities(self.resolver, *documents)
+            problems = entity_problems or validate_entities(self.resolver, *documents)
         if problems:
             return self._failure("schema_violations", problems, raw, event, now_ms)
 
         problems = _derived_fields(event, params, record, schema_parts)
-        derived: list[dict[str, Any]] = []
-        if not problems and self.enrichments:
-            problems = self._run_enrichments(event, raw, derived, extra_events)
         if problems:
             return self._failure("enrichment_failures", problems, raw, event, now_ms)
-        if derived and self.resolver is not None:
-            problems = validate_derived_contexts(self.resolver, derived)
+        return self._enriched(event, raw, now_ms, extra_events)
+
+    def _enriched(
+        self,
+        event: Event,
+        raw: RawEvent,
+        now_ms: int,
+        extra_events: list[Event] | None,
+    ) -> Outcome:
+        """The steps after the base ones: the configured enrichments, the
+        validation of the contexts they derive, the field lengths."""
+        if self.enrichments:
+            derived: list[dict[str, Any]] = []
+            problems = self._run_enrichments(event, raw, derived, extra_events)
             if problems:
-                return self._failure("schema_violations", problems, raw, event, now_ms)
+                return self._failure(
+                    "enrichment_failures", problems, raw, event, now_ms
+                )
+            if derived and self.resolver is not None:
+                problems = validate_derived_contexts(self.resolver, derived)
+                if problems:
+                    return self._failure(
+                        "schema_violations", problems, raw, event, now_ms
+                    )
         problems = enforce_lengths(event)
         if problems:
             return self._failure("schema_violations", problems, raw, event, now_ms)
@@ -465,6 +545,35 @@ def derived_tstamp(params: dict[str, str], collector_ms: int) -> str:
             except ConversionError:
                 pass  # a device clock far off: fall back to the collector's time
     return ms_to_tstamp(collector_ms)
+
+
+def _configure_fused() -> bool:
+    """Hand ``core.base_event`` the rules, caches and functions it shares with
+    the Python code; whether it is in use."""
+    if core is None:
+        return False
+    core.configure_base(
+        transform._CORE_RULES,
+        transform._LATE,
+        transform.finish_params,
+        _EVENT_IDS.next,
+        orjson.loads,
+        orjson.dumps,
+        selfdesc._CONTEXTS_PREFIX,
+        selfdesc._UNSTRUCT_PREFIX,
+        selfdesc._SCHEMA_PARTS,
+        selfdesc.CONTEXTS_SCHEMA,
+        selfdesc.UNSTRUCT_SCHEMA,
+        EVENT_SCHEMAS,
+        selfdesc.MAX_JSON_DEPTH,
+        PLAUSIBLE_DEVICE_MS,
+    )
+    return True
+
+
+# Whether enrich_event runs the base steps of a plain event in one call of
+# C (core.base_event); tests switch it off to compare with the Python steps.
+FUSED = _configure_fused()
 
 
 def raw_payload(raw: RawEvent) -> dict[str, Any]:

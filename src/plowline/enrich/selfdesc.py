@@ -78,6 +78,21 @@ def decode_base64(text: str) -> bytes:
     return _decode_base64_py(text)
 
 
+def json_brackets(data: bytes | str) -> int:
+    """How many ``{`` and ``[`` the JSON text ``data`` holds: each level of
+    nesting needs one, so a text with few cannot be deep, and needs no walk."""
+    if core is not None:
+        count: int = core.count_brackets(data)
+        return count
+    return _json_brackets_py(data)
+
+
+def _json_brackets_py(data: bytes | str) -> int:
+    if isinstance(data, bytes):
+        return data.count(b"{") + data.count(b"[")
+    return data.count("{") + data.count("[")
+
+
 def _decode_base64_py(text: str) -> bytes:
     data = text.encode("ascii") if text.isascii() else b""
     if data and not data.translate(None, _BASE64_OR_PADDING):
@@ -117,7 +132,7 @@ def _load(params: dict[str, str], plain: str, encoded: str, field: str) -> Any:
         ) from exc
     # Nesting needs an opening bracket per level: most documents have too few
     # brackets to be deep, and need no walk.
-    if text.count("{") + text.count("[") > MAX_JSON_DEPTH and too_deep(document):
+    if json_brackets(text) > MAX_JSON_DEPTH and too_deep(document):
         raise SelfDescribingError(
             {
                 "field": name,

@@ -207,6 +207,12 @@ def apply_params(event: Event, params: dict[str, str]) -> list[Message]:
         return _apply_params_py(event, params)
     if not left:
         return []
+    return finish_params(event, params, left)
+
+
+def finish_params(event: Event, params: dict[str, str], left: list[str]) -> list[Message]:
+    """The parameters that C's apply_params ``left``, the Python way; return
+    the conversion problems (also called from C, by ``core.base_event``)."""
     problems: list[Message] = []
     for param in left:
         if param in _DIMENSIONS or param in _SPECIAL:

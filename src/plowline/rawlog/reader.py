@@ -124,10 +124,11 @@ def iter_blocks(
         active = source.endswith(OPEN_SUFFIX)
         handle = _open(source)
         number = 1
-        pending = bytearray()
-        # pending holds no line break before this offset (a long line arriving
-        # is not searched again on each read).
-        unbroken = 0
+        # What was read and not given yet, in the pieces read: joined once
+        # into a block (one copy of the bytes, however many pieces). The
+        # first ``searched`` pieces hold no line break.
+        pieces: list[bytes] = []
+        size = searched = 0
         try:
             while True:
                 try:
@@ -135,34 +136,47 @@ def iter_blocks(
                 except (OSError, EOFError) as exc:
                     # Damage (a torn gzip): the whole lines read before it count,
                     # as they do line by line.
-                    cut = pending.rfind(b"\n") + 1
-                    if cut:
-                        yield name, number, bytes(pending[:cut])
+                    block, _ = _cut(pieces, 0)
+                    if block:
+                        yield name, number, block
                     raise BadInputError(
                         f"Could not read {name}: {exc}", source=name
                     ) from exc
                 if not data:
                     break
-                pending += data
-                if len(pending) < block_bytes:
+                pieces.append(data)
+                size += len(data)
+                if size < block_bytes:
                     continue
-                cut = pending.rfind(b"\n", unbroken) + 1
-                if cut == 0:
-                    unbroken = len(pending)  # one long line, still arriving
+                block, rest = _cut(pieces, searched)
+                if not block:
+                    searched = len(pieces)  # one long line, still arriving
                     continue
-                block = bytes(pending[:cut])
-                del pending[:cut]
-                unbroken = len(pending)
+                pieces, size, searched = rest, sum(map(len, rest)), len(rest)
                 yield name, number, block
                 number += block.count(b"\n")
-            if active and pending and not pending.endswith(b"\n"):
+            tail = b"".join(pieces)
+            if active and tail and not tail.endswith(b"\n"):
                 logger.warning("Left the unfinished last line of %s", name)
-                del pending[pending.rfind(b"\n") + 1 :]
-            if pending:
-                yield name, number, bytes(pending)
+                tail = tail[: tail.rfind(b"\n") + 1]
+            if tail:
+                yield name, number, tail
         finally:
             if source != "-":
                 handle.close()
+
+
+def _cut(pieces: list[bytes], searched: int) -> tuple[bytes, list[bytes]]:
+    """The pieces up to their last line break, joined, and the pieces after
+    it; (b"", pieces) when none after the first ``searched`` holds a break."""
+    for index in range(len(pieces) - 1, searched - 1, -1):
+        piece = pieces[index]
+        cut = piece.rfind(b"\n") + 1
+        if cut:
+            block = b"".join([*pieces[:index], memoryview(piece)[:cut]])
+            rest = [piece[cut:]] if cut < len(piece) else []
+            return block, rest + pieces[index + 1 :]
+    return b"", pieces
 
 
 def _read_some(handle: BinaryIO, size: int) -> bytes:
@@ -174,7 +188,19 @@ def _read_some(handle: BinaryIO, size: int) -> bytes:
 def block_lines(number: int, block: bytes) -> Iterator[tuple[int, bytes]]:
     """(line number, line without its line break) for the non-blank lines of a
     block from :func:`iter_blocks` whose first line is ``number``."""
-    for offset, line in enumerate(block.split(b"\n"), number):
+    return _numbered(block.split(b"\n"), number)
+
+
+def counted_block_lines(
+    number: int, block: bytes
+) -> tuple[Iterator[tuple[int, bytes]], int]:
+    """:func:`block_lines`, and how many line breaks the block holds."""
+    parts = block.split(b"\n")
+    return _numbered(parts, number), len(parts) - 1
+
+
+def _numbered(parts: list[bytes], number: int) -> Iterator[tuple[int, bytes]]:
+    for offset, line in enumerate(parts, number):
         if line and not line.isspace():  # blank lines are no records
             yield offset, line.rstrip(b"\r")
 

@@ -135,6 +135,17 @@ _SLOTS = tuple(RawRecord.__dict__[f.name] for f in fields(RawRecord))
 
 def decode_record(line: bytes | str) -> RawRecord:
     """Parse one raw-log line; raise :class:`BadInputError` saying what is wrong."""
+    if core is not None:
+        try:
+            # A plain record in one call of C; any other line below, which
+            # says what is wrong with it.
+            record: RawRecord | None = core.record_from_line(
+                line, orjson.loads, RawRecord, _SLOTS, _KNOWN_KEYS
+            )
+        except Exception:
+            record = None
+        if record is not None:
+            return record
     try:
         data = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
