@@ -6,8 +6,8 @@
  * with it as before. Messages for bad values are written in Python only, so
  * that they stay in one place.
  *
- * - querystring_params(text): urls.querystring_params for ASCII text; None
- *   otherwise.
+ * - querystring_params(text): urls.querystring_params for ASCII text (str,
+ *   or bytes as the str they decode to); None otherwise.
  * - apply_params(event, params, rules, late): the field of each parameter
  *   that has a rule, for values that convert on the plain path, in the order
  *   the Python code sets them; returns the parameters it left to
@@ -137,16 +137,26 @@ static PyObject *param_name(const char *s, Py_ssize_t n, char *scratch)
 
 static PyObject *querystring_params(PyObject *self, PyObject *arg)
 {
-    if (!PyUnicode_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "querystring_params takes a str");
+    const char *text;
+    Py_ssize_t size;
+    if (PyBytes_Check(arg)) {
+        /* ASCII bytes read as the str they decode to; others are None */
+        text = PyBytes_AS_STRING(arg);
+        size = PyBytes_GET_SIZE(arg);
+        for (Py_ssize_t i = 0; i < size; i++)
+            if ((unsigned char)text[i] >= 0x80)
+                Py_RETURN_NONE;
+    } else if (PyUnicode_Check(arg)) {
+        if (PyUnicode_READY(arg) < 0)
+            return NULL;
+        if (!PyUnicode_IS_ASCII(arg))
+            Py_RETURN_NONE;
+        text = (const char *)PyUnicode_DATA(arg);
+        size = PyUnicode_GET_LENGTH(arg);
+    } else {
+        PyErr_SetString(PyExc_TypeError, "querystring_params takes a str or bytes");
         return NULL;
     }
-    if (PyUnicode_READY(arg) < 0)
-        return NULL;
-    if (!PyUnicode_IS_ASCII(arg))
-        Py_RETURN_NONE;
-    const char *text = (const char *)PyUnicode_DATA(arg);
-    Py_ssize_t size = PyUnicode_GET_LENGTH(arg);
 #if PY_VERSION_HEX < 0x030D0000
     PyObject *params = _PyDict_NewPresized(32); /* a tracker's usual number */
 #else
@@ -1739,7 +1749,11 @@ static PyObject *base_event(PyObject *self, PyObject *args)
 
     /* Room for the fields an event usually has, so that it is not resized
      * as they are set; then the head's, in order. */
+#if PY_VERSION_HEX < 0x030D0000
     PyObject *event = _PyDict_NewPresized(EVENT_FIELDS);
+#else
+    PyObject *event = PyDict_New();
+#endif
     Py_ssize_t pos = 0;
     PyObject *name, *value;
     while (event != NULL && PyDict_Next(head, &pos, &name, &value))

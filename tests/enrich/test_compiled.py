@@ -69,6 +69,21 @@ def test_querystrings_read_as_in_python(text: str) -> None:
     assert list(params) == list(expected)  # the order a name first came in
 
 
+@settings(max_examples=300, deadline=None)
+@given(QUERY_ASCII | st.text(max_size=12))
+def test_querystring_bytes_read_as_their_text(text: str) -> None:
+    """A record's querystring is read from its bytes: as the text they
+    decode to when ASCII, and left to Python (None) otherwise."""
+    data = text.encode("utf-8", "surrogatepass")
+    params = core.querystring_params(data)
+    if not text.isascii():
+        assert params is None
+        return
+    expected = _python_params(text)
+    assert params == expected
+    assert list(params) == list(expected)
+
+
 def test_querystrings_past_ascii_are_left_to_python() -> None:
     assert core.querystring_params("page=caf\u00e9") is None
     # ... and the public function reads them all the same.

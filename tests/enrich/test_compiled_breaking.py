@@ -365,7 +365,7 @@ def test_wrong_arguments_raise_and_never_system_error() -> None:
     """Bad argument types and malformed rules raise TypeError/ValueError: no
     NULL without an exception, no exception left set behind a result."""
     calls: list[Callable[[], object]] = [
-        lambda: core.querystring_params(b"a=1"),
+        lambda: core.querystring_params(bytearray(b"a=1")),
         lambda: core.apply_params({}, {"tid": "1"}, {"tid": ("f", "1", None, None)}),
         lambda: core.apply_params({}, {"tid": "1"}, {"tid": ("f",)}),
         lambda: core.apply_params({}, {"tid": "1"}, {"tid": ("f", 2**80, None, None)}),

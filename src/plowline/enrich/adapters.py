@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 import orjson
 
+from plowline.compiled import core
 from plowline.enrich.failed import (
     FailedEvent,
     Message,
@@ -130,6 +131,11 @@ def to_raw_events(record: RawRecord, now_ms: int) -> list[Outcome]:
 def _querystring(record: RawRecord) -> dict[str, str]:
     if not record.querystring:
         return {}
+    if core is not None:
+        # ASCII (nearly always) read from the bytes, without decoding first.
+        params: dict[str, str] | None = core.querystring_params(record.querystring)
+        if params is not None:
+            return params
     return querystring_params(record.querystring.decode("utf-8", "replace"))
 
 
