@@ -187,3 +187,42 @@ def test_batch_with_good_and_bad_items_keeps_both_outcomes() -> None:
             }
         ],
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.builds(
+            "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-{}".format,
+            st.sampled_from(["0", "1", "2", "3", "4", "5", "40", "", "x", "4 "]),
+        ),
+        st.text(max_size=20),
+    )
+)
+def test_payload_schemas_allow_the_keys_of_their_revision(schema: str) -> None:
+    """The cache of payload_data schemas gives the keys that the schema's own
+    revision allows (the newest known for a later one), twice in a row, and
+    None for any other schema."""
+    match = adapters.PAYLOAD_DATA_RE.fullmatch(schema)
+    expected = (
+        None
+        if match is None
+        else adapters.PAYLOAD_KEYS.get(int(match[1]), adapters.PAYLOAD_KEYS[4])
+    )
+    assert adapters._allowed_keys(schema) == expected
+    assert adapters._allowed_keys(schema) == expected  # from the cache
+
+
+def test_payload_schema_cache_stays_bounded() -> None:
+    for n in range(adapters.SCHEMAS_KEPT * 3):
+        adapters._allowed_keys(f"iglu:com.acme/payload_data/jsonschema/1-0-{n}")
+    assert len(adapters._ALLOWED_BY_SCHEMA) <= adapters.SCHEMAS_KEPT
+
+
+def test_json_brackets_count_both_kinds_in_text_and_bytes() -> None:
+    for text in ["", "{}", '{"a":[1,{"b":"[{"}]}', "x" * 100, "é{[€"]:
+        expected = text.count("{") + text.count("[")
+        assert selfdesc.json_brackets(text) == expected
+        assert selfdesc.json_brackets(text.encode()) == expected
+        assert selfdesc._json_brackets_py(text) == expected
+        assert selfdesc._json_brackets_py(text.encode()) == expected

@@ -15,6 +15,7 @@ from plowline.errors import BadInputError
 from plowline.rawlog.reader import (
     block_lines,
     can_read_in_ranges,
+    counted_block_lines,
     file_ranges,
     iter_blocks,
     iter_lines,
@@ -135,3 +136,13 @@ def test_a_range_of_a_file_replaced_or_cut_short_is_an_error(tmp_path: Path) -> 
     cut = only._replace(length=only.length + 5)
     with pytest.raises(BadInputError, match=r"raw\.jsonl: it was cut short"):
         read_range(cut, "raw.jsonl")
+
+
+@settings(max_examples=300, deadline=None)
+@given(CONTENT, st.integers(1, 9))
+def test_counted_block_lines_are_block_lines_and_their_breaks(
+    block: bytes, first: int
+) -> None:
+    lines, breaks = counted_block_lines(first, block)
+    assert list(lines) == list(block_lines(first, block))
+    assert breaks == block.count(b"\n")
