@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - generated cases and long literal inputs
 """Trying to make the fused C steps part from their Python reference.
 
 ``core.base_event`` (the base steps of one event, used by
@@ -17,12 +18,10 @@ import gc
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
 import tracemalloc
-import types
 import urllib.parse
 import uuid
 from pathlib import Path
@@ -92,7 +91,9 @@ def _shape(outcome: Any) -> tuple[Any, ...]:
     return ("failed", FAKE_ID_RE.sub(b"<id>", outcome.to_json()))
 
 
-def _run(enricher: Enricher, records: list[RawRecord], fused: bool) -> tuple[list[Any], Counting]:
+def _run(
+    enricher: Enricher, records: list[RawRecord], fused: bool
+) -> tuple[list[Any], Counting]:
     counting = Counting()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pipeline, "FUSED", fused)
@@ -133,7 +134,9 @@ def _record(query: str | None = None, *, body: bytes | None = None,
         collector=collector,
         method=method,
         path=path,
-        querystring=query.encode("utf-8", "surrogatepass") if query is not None else None,
+        querystring=query.encode("utf-8", "surrogatepass")
+        if query is not None
+        else None,
         body=body,
         content_type=content_type,
         headers=headers,
@@ -167,7 +170,9 @@ def _bench() -> Any:
     """bench/enrich.py, for its _all_enabled and _iglu_central."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("fused_bench", ROOT / "bench" / "enrich.py")
+    spec = importlib.util.spec_from_file_location(
+        "fused_bench", ROOT / "bench" / "enrich.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -218,7 +223,9 @@ def _traffic_records() -> list[RawRecord]:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_captured_traffic_is_the_same_fused(enrichers: dict[str, Enricher], kind: str) -> None:
+def test_captured_traffic_is_the_same_fused(
+    enrichers: dict[str, Enricher], kind: str
+) -> None:
     records = _traffic_records()
     outcomes, taken = _same(enrichers[kind], records)
     assert len(outcomes) >= 98
@@ -317,7 +324,9 @@ def _encoded(document: Any, how: str) -> str:
     if how == "bom":
         return base64.b64encode(b"\xef\xbb\xbf" + raw).decode()
     if how == "latin1":
-        return base64.b64encode(raw.decode().encode("latin-1", "replace") + b"\xe9").decode()
+        return base64.b64encode(
+            raw.decode().encode("latin-1", "replace") + b"\xe9"
+        ).decode()
     if how == "spaces":
         return " " + base64.b64encode(raw).decode() + "\n"
     return raw.decode()[: len(raw) // 2]  # "cut": not JSON
@@ -326,7 +335,10 @@ def _encoded(document: Any, how: str) -> str:
 HOWS = ["plain", "urlsafe", "padded", "bom", "latin1", "spaces", "cut"]
 
 
-GOOD_WEB_PAGE = {"schema": WEB_PAGE, "data": {"id": "a2566010-a525-4765-9a12-e00fcfb71af1"}}
+GOOD_WEB_PAGE = {
+    "schema": WEB_PAGE,
+    "data": {"id": "a2566010-a525-4765-9a12-e00fcfb71af1"},
+}
 GOOD_CLICK = {"schema": LINK_CLICK, "data": {"targetUrl": "http://x.example/"}}
 
 
@@ -340,13 +352,22 @@ def parameter_sets(draw: Any) -> list[tuple[str, str]]:
             items.append((name, draw(st.sampled_from(GOOD[name]))))
     if kind == "ue" or draw(st.booleans()):
         how = draw(st.sampled_from(["urlsafe", "padded", "plain"]))
-        document = {"schema": UP + "0", "data": draw(st.sampled_from([GOOD_CLICK, {"schema": THING, "data": {}}]))}
+        document = {
+            "schema": UP + "0",
+            "data": draw(st.sampled_from([GOOD_CLICK, {"schema": THING, "data": {}}])),
+        }
         items.append(("ue_px" if how != "plain" else "ue_pr", _encoded(document, how)))
     if draw(st.booleans()):
         how = draw(st.sampled_from(["urlsafe", "padded", "plain"]))
-        entities = draw(st.lists(st.sampled_from([GOOD_WEB_PAGE, GOOD_CLICK]), max_size=3))
-        items.append(("cx" if how != "plain" else "co",
-                      _encoded({"schema": CP + "0", "data": entities}, how)))
+        entities = draw(
+            st.lists(st.sampled_from([GOOD_WEB_PAGE, GOOD_CLICK]), max_size=3)
+        )
+        items.append(
+            (
+                "cx" if how != "plain" else "co",
+                _encoded({"schema": CP + "0", "data": entities}, how),
+            )
+        )
     for _ in range(draw(st.integers(0, 3))):
         name = draw(st.sampled_from(PARAM_NAMES))
         if name in ("cx", "co", "ue_px", "ue_pr"):
@@ -378,7 +399,9 @@ RECORD_FIELDS = st.one_of(st.just({}), st.fixed_dictionaries(
 ))  # fmt: skip
 
 
-def _generated_records(items: list[tuple[str, str]], extra: dict[str, Any]) -> list[RawRecord]:
+def _generated_records(
+    items: list[tuple[str, str]], extra: dict[str, Any]
+) -> list[RawRecord]:
     return [_record(_query(items), **extra)]
 
 
@@ -612,7 +635,9 @@ def _line_text(data: dict[str, Any]) -> str:
     version=st.sampled_from([1, 1, 1, 1.0, True, "1", 2, 0, -1, 2**64 + 1, -(2**64) + 1, None, [1]]),
     form=st.sampled_from(["bytes", "str", "newline", "crlf", "spaces", "bom", "bytearray", "memoryview"]),
 )  # fmt: skip
-def test_raw_log_lines_read_as_in_python(changes: dict[str, Any], version: Any, form: str) -> None:
+def test_raw_log_lines_read_as_in_python(
+    changes: dict[str, Any], version: Any, form: str
+) -> None:
     data = {"v": version, "id": "r", "tstamp": 1700000000000, "collector": "c", "method": "GET",
             "path": "/i", "querystring": "e=pv", "headers": [["Host", "h"]]}  # fmt: skip
     data.update(changes)
@@ -644,9 +669,17 @@ def test_raw_log_lines_read_as_in_python(changes: dict[str, Any], version: Any, 
         b'{"v":1,"id":"r","tstamp":5,"collector":"c","method":"GET","path":"/i","headers":{"a":"b"}}',
         b'{"v":1,"id":"r","tstamp":5,"collector":"c","method":"GET","path":"/i","ip":5,"host":[1]}',
         b'{"v":1,"id":"r","tstamp":5,"collector":"c","method":"GET","path":"/i","body":"\xff"}',
-        b'{"v":1}', b"[1]", b"1", b"", b"   ", b"\xff", b"{", b'"v"', b"null",
+        b'{"v":1}',
+        b"[1]",
+        b"1",
+        b"",
+        b"   ",
+        b"\xff",
+        b"{",
+        b'"v"',
+        b"null",
         b'{"v":1,"id":"r","tstamp":5,"collector":"c","method":"GET","path":"/i"} x',
-        "{\"v\":1,\"id\":\"\u00e9\",\"tstamp\":5,\"collector\":\"c\",\"method\":\"GET\",\"path\":\"/i\"}",
+        '{"v":1,"id":"\u00e9","tstamp":5,"collector":"c","method":"GET","path":"/i"}',
     ],
 )
 def test_odd_raw_log_lines_read_as_in_python(line: Any) -> None:
@@ -657,12 +690,25 @@ def test_record_from_line_takes_plain_lines() -> None:
     """The comparisons above are not vacuous: C reads a plain line itself."""
     line = orjson.dumps({"v": 1, "id": "r", "tstamp": 5, "collector": "c", "method": "GET",
                          "path": "/i", "querystring": "e=pv", "zz": [1]})  # fmt: skip
-    made = core.record_from_line(line, orjson.loads, RawRecord, rec._SLOTS, rec._KNOWN_KEYS)
-    assert isinstance(made, RawRecord) and made.querystring == b"e=pv" and made.extra == {"zz": [1]}
-    assert core.record_from_line(b"{", orjson.loads, RawRecord, rec._SLOTS, rec._KNOWN_KEYS) is None
+    made = core.record_from_line(
+        line, orjson.loads, RawRecord, rec._SLOTS, rec._KNOWN_KEYS
+    )
+    assert (
+        isinstance(made, RawRecord)
+        and made.querystring == b"e=pv"
+        and made.extra == {"zz": [1]}
+    )
+    assert (
+        core.record_from_line(
+            b"{", orjson.loads, RawRecord, rec._SLOTS, rec._KNOWN_KEYS
+        )
+        is None
+    )
 
 
-def test_record_from_line_with_a_known_key_that_empties_the_record_is_no_crash() -> None:
+def test_record_from_line_with_a_known_key_that_empties_the_record_is_no_crash() -> (
+    None
+):
     done = _hostile(
         """
         from plowline.rawlog import record as rec
@@ -753,8 +799,10 @@ def test_record_from_line_hostile_arguments_are_no_crash() -> None:
 
 def _post(events: list[dict[str, str]], query: str | None = None) -> RawRecord:
     body = orjson.dumps(
-        {"schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",
-         "data": events}  # fmt: skip
+        {
+            "schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",
+            "data": events,
+        }
     )
     return _record(query, body=body, content_type="application/json; charset=utf-8",
                    path="/com.snowplowanalytics.snowplow/tp2", method="POST")  # fmt: skip
@@ -773,7 +821,10 @@ def test_post_batches_are_the_same_fused(
 
 
 def test_a_plain_batch_is_taken_by_c(enrichers: dict[str, Enricher]) -> None:
-    events = [{"e": "pv", "url": f"http://h.example/{i}", "p": "web", "tv": "t"} for i in range(5)]
+    events = [
+        {"e": "pv", "url": f"http://h.example/{i}", "p": "web", "tv": "t"}
+        for i in range(5)
+    ]
     outcomes, taken = _same(enrichers["plain"], [_post(events, "aid=from-query")])
     assert taken == 5 and len(outcomes) == 5
 
@@ -782,7 +833,9 @@ def _lines(path: Path) -> list[bytes]:
     return [line for line in path.read_bytes().splitlines() if line.strip()]
 
 
-def test_cloudfront_and_tomcat_records_are_the_same_fused(enrichers: dict[str, Enricher]) -> None:
+def test_cloudfront_and_tomcat_records_are_the_same_fused(
+    enrichers: dict[str, Enricher],
+) -> None:
     from plowline.enrich.loaders import loader_for
 
     folder = ROOT / "tests" / "data" / "raw_formats"
@@ -801,7 +854,12 @@ def test_cloudfront_and_tomcat_records_are_the_same_fused(enrichers: dict[str, E
                 continue
             if made is not None:
                 records.append(made)
-    cases = [json.loads(line) for line in (SHARED / "fixtures" / "snowplow_cases.jsonl").read_text("utf-8").splitlines()]
+    cases = [
+        json.loads(line)
+        for line in (SHARED / "fixtures" / "snowplow_cases.jsonl")
+        .read_text("utf-8")
+        .splitlines()
+    ]
     for case in cases:
         if case["input_format"] in ("cloudfront", "clj-tomcat"):
             try:
@@ -821,7 +879,9 @@ def test_shared_cases_are_the_same_fused(enrichers: dict[str, Enricher]) -> None
     from plowline.enrich.loaders import loader_for
 
     records: list[RawRecord] = []
-    for line in (SHARED / "fixtures" / "snowplow_cases.jsonl").read_text("utf-8").splitlines():
+    for line in (
+        (SHARED / "fixtures" / "snowplow_cases.jsonl").read_text("utf-8").splitlines()
+    ):
         case = json.loads(line)
         given_input, form = case["input"], case["input_format"]
         base = {"e": "pv", "p": "web", "tv": "t"}
@@ -829,21 +889,41 @@ def test_shared_cases_are_the_same_fused(enrichers: dict[str, Enricher]) -> None
             params = {k: v for k, v in given_input.items() if isinstance(v, str)}
             records.append(_record(_query(params)))
             records.append(_record(_query(base | params), referer="http://r.example/p"))
-        elif form in ("page_url", "string") and isinstance(given_input, str) and form == "page_url":
+        elif (
+            form in ("page_url", "string")
+            and isinstance(given_input, str)
+            and form == "page_url"
+        ):
             records.append(_record(_query(base | {"url": given_input})))
             records.append(_record(_query(base), referer=given_input))
         elif form == "page_url_querystring_params" and isinstance(given_input, dict):
-            url = "http://h.example/p?" + _query({k: str(v) for k, v in given_input.items()})
+            url = "http://h.example/p?" + _query(
+                {k: str(v) for k, v in given_input.items()}
+            )
             records.append(_record(_query(base | {"url": url})))
         elif form == "page_uri_sources" and isinstance(given_input, dict):
             url = given_input.get("tracker_url_param")
-            records.append(_record(_query(base | ({"url": url} if url else {})),
-                                   referer=given_input.get("collector_referer_header")))
+            records.append(
+                _record(
+                    _query(base | ({"url": url} if url else {})),
+                    referer=given_input.get("collector_referer_header"),
+                )
+            )
         elif form == "referer_uri" and isinstance(given_input, dict):
-            records.append(_record(_query(base | {"refr": given_input["page_referrer"]})))
+            records.append(
+                _record(_query(base | {"refr": given_input["page_referrer"]}))
+            )
         elif form == "string" and isinstance(given_input, str):
-            records.append(_record(_query(base | {"page": given_input, "url": "http://h/" + given_input})))
-    for line in (SHARED / "fixtures" / "input_cases.jsonl").read_text("utf-8").splitlines():
+            records.append(
+                _record(
+                    _query(
+                        base | {"page": given_input, "url": "http://h/" + given_input}
+                    )
+                )
+            )
+    for line in (
+        (SHARED / "fixtures" / "input_cases.jsonl").read_text("utf-8").splitlines()
+    ):
         case = json.loads(line)
         if case["kind"] == "querystring":
             records.append(_record(case["input"]))
@@ -860,16 +940,56 @@ def test_shared_cases_are_the_same_fused(enrichers: dict[str, Enricher]) -> None
 
 
 def _validation_records() -> list[RawRecord]:
-    bad_context = {"schema": CP + "0", "data": [{"schema": WEB_PAGE, "data": {"id": 5}}]}
+    bad_context = {
+        "schema": CP + "0",
+        "data": [{"schema": WEB_PAGE, "data": {"id": 5}}],
+    }
     bad_event = {"schema": UP + "0", "data": {"schema": LINK_CLICK, "data": {}}}
     good_context = {"schema": CP + "0", "data": [GOOD_WEB_PAGE]}
     return [
-        _record(_query({"e": "pv", "url": "http://h.example/", "cx": _b64(bad_context)})),
-        _record(_query({"e": "ue", "ue_px": _b64(bad_event), "co": orjson.dumps(good_context).decode()})),
-        _record(_query({"e": "ue", "ue_pr": orjson.dumps(bad_event).decode(), "cx": _b64(bad_context)})),
-        _record(_query({"e": "pv", "cx": _b64(good_context), "eid": "0b0b0b0b-1111-4222-8333-000000000009"})),
-        _record(_query({"e": "ue", "ue_px": _b64({"schema": UP + "0", "data": GOOD_CLICK})})),
-        _record(_query({"e": "pv", "cx": _b64({"schema": CP + "0", "data": [{"schema": THING, "data": {}}]})})),
+        _record(
+            _query({"e": "pv", "url": "http://h.example/", "cx": _b64(bad_context)})
+        ),
+        _record(
+            _query(
+                {
+                    "e": "ue",
+                    "ue_px": _b64(bad_event),
+                    "co": orjson.dumps(good_context).decode(),
+                }
+            )
+        ),
+        _record(
+            _query(
+                {
+                    "e": "ue",
+                    "ue_pr": orjson.dumps(bad_event).decode(),
+                    "cx": _b64(bad_context),
+                }
+            )
+        ),
+        _record(
+            _query(
+                {
+                    "e": "pv",
+                    "cx": _b64(good_context),
+                    "eid": "0b0b0b0b-1111-4222-8333-000000000009",
+                }
+            )
+        ),
+        _record(
+            _query({"e": "ue", "ue_px": _b64({"schema": UP + "0", "data": GOOD_CLICK})})
+        ),
+        _record(
+            _query(
+                {
+                    "e": "pv",
+                    "cx": _b64(
+                        {"schema": CP + "0", "data": [{"schema": THING, "data": {}}]}
+                    ),
+                }
+            )
+        ),
     ]
 
 
@@ -992,8 +1112,8 @@ def test_traffic_and_generated_events_under_the_debug_allocator() -> None:
     PYTHONMALLOC=debug: no memory error, and the same outcomes."""
     code = f"""
 import sys
-sys.path.insert(0, {str(ROOT / 'tests')!r})
-sys.path.insert(0, {str(ROOT / 'tests' / 'enrich')!r})
+sys.path.insert(0, {str(ROOT / "tests")!r})
+sys.path.insert(0, {str(ROOT / "tests" / "enrich")!r})
 import test_fused_breaking as t
 from plowline.enrich import pipeline
 records = t._traffic_records() + t._validation_records()
@@ -1010,6 +1130,13 @@ with t.pytest.MonkeyPatch.context() as patch:
 print("same", first == out, len(out))
 """
     env = dict(os.environ, PYTHONMALLOC="debug", PLOWLINE_SHARED=str(SHARED))
-    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    done = subprocess.run(
+        [PYTHON, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "same True" in done.stdout, done.stdout

@@ -200,16 +200,16 @@ SCHEMAS_KEPT = 256
 def _allowed_keys(schema: str) -> frozenset[str] | None:
     """The keys a payload_data schema allows, None for another schema."""
     exact = type(schema) is str  # only exact str in the cache
-    allowed = _ALLOWED_BY_SCHEMA.get(schema, False) if exact else False
-    if allowed is False:
-        match = PAYLOAD_DATA_RE.fullmatch(schema)
-        allowed = (
-            None if match is None else PAYLOAD_KEYS.get(int(match[1]), PAYLOAD_KEYS[4])
-        )
-        if exact:
-            if len(_ALLOWED_BY_SCHEMA) >= SCHEMAS_KEPT:
-                _ALLOWED_BY_SCHEMA.clear()
-            _ALLOWED_BY_SCHEMA[schema] = allowed
+    if exact and schema in _ALLOWED_BY_SCHEMA:
+        return _ALLOWED_BY_SCHEMA[schema]
+    match = PAYLOAD_DATA_RE.fullmatch(schema)
+    allowed = (
+        None if match is None else PAYLOAD_KEYS.get(int(match[1]), PAYLOAD_KEYS[4])
+    )
+    if exact:
+        if len(_ALLOWED_BY_SCHEMA) >= SCHEMAS_KEPT:
+            _ALLOWED_BY_SCHEMA.clear()
+        _ALLOWED_BY_SCHEMA[schema] = allowed
     return allowed
 
 
@@ -222,57 +222,85 @@ def _payload_items(
     content_type = (record.content_type or "").split(";")[0].strip().lower()
     # Snowplow accepts only application/json; beacons send text/plain.
     if content_type not in ("application/json", "text/plain"):
-        return [], _NO_KEYS, {
-            "field": "contentType",
-            "value": record.content_type,
-            "expectation": "application/json (or text/plain from a beacon)",
-        }
+        return (
+            [],
+            _NO_KEYS,
+            {
+                "field": "contentType",
+                "value": record.content_type,
+                "expectation": "application/json (or text/plain from a beacon)",
+            },
+        )
     body = _decompressed(record.body or b"")
     if body is None:
-        return [], _NO_KEYS, {
-            "field": "body",
-            "value": None,
-            "error": f"the gzip body inflates to more than {MAX_DECOMPRESSED_BYTES} "
-            "bytes",
-        }
+        return (
+            [],
+            _NO_KEYS,
+            {
+                "field": "body",
+                "value": None,
+                "error": "the gzip body inflates to more than "
+                f"{MAX_DECOMPRESSED_BYTES} bytes",
+            },
+        )
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        return [], _NO_KEYS, {
-            "field": "body",
-            "value": _preview(body),
-            "error": f"the body is not JSON: {exc}",
-        }
+        return (
+            [],
+            _NO_KEYS,
+            {
+                "field": "body",
+                "value": _preview(body),
+                "error": f"the body is not JSON: {exc}",
+            },
+        )
     # Each level of nesting needs an opening bracket: a body with few of them
     # cannot be too deep, and needs no walk.
     if json_brackets(body) > MAX_JSON_DEPTH and too_deep(document):
-        return [], _NO_KEYS, {
-            "field": "body",
-            "value": _preview(body),
-            "error": f"JSON nested deeper than {MAX_JSON_DEPTH} levels",
-        }
+        return (
+            [],
+            _NO_KEYS,
+            {
+                "field": "body",
+                "value": _preview(body),
+                "error": f"JSON nested deeper than {MAX_JSON_DEPTH} levels",
+            },
+        )
     if not isinstance(document, dict):
-        return [], _NO_KEYS, {
-            "field": "body",
-            "value": _preview(body),
-            "expectation": "a payload_data self-describing JSON object",
-        }
+        return (
+            [],
+            _NO_KEYS,
+            {
+                "field": "body",
+                "value": _preview(body),
+                "expectation": "a payload_data self-describing JSON object",
+            },
+        )
     schema = document.get("schema")
     allowed = _allowed_keys(schema) if isinstance(schema, str) else None
     if allowed is None:
-        return [], _NO_KEYS, {
-            "field": "schema",
-            "value": schema,
-            "expectation": "iglu:com.snowplowanalytics.snowplow/payload_data/"
-            "jsonschema/1-0-*",
-        }
+        return (
+            [],
+            _NO_KEYS,
+            {
+                "field": "schema",
+                "value": schema,
+                "expectation": "iglu:com.snowplowanalytics.snowplow/payload_data/"
+                "jsonschema/1-0-*",
+            },
+        )
     data = document.get("data")
     if not isinstance(data, list) or not data:
-        return [], _NO_KEYS, {
-            "field": "data",
-            "value": _preview(orjson.dumps(data)),
-            "expectation": "a non-empty array of events",
-        }
+        return (
+            [],
+            _NO_KEYS,
+            {
+                "field": "data",
+                "value": _preview(orjson.dumps(data)),
+                "expectation": "a non-empty array of events",
+            },
+        )
     return data, allowed, None
 
 

@@ -24,9 +24,9 @@ from plowline.enrich.settings import EnrichSettings
 from plowline.rawlog.reader import (
     FileRange,
     block_lines,
-    counted_block_lines,
     can_read_in_ranges,
     check_readable,
+    counted_block_lines,
     expand_inputs,
     file_ranges,
     iter_blocks,

@@ -18,7 +18,7 @@ import orjson
 
 from plowline import __version__
 from plowline.compiled import core
-from plowline.enrich import selfdesc
+from plowline.enrich import selfdesc, transform
 from plowline.enrich.adapters import RawEvent, to_raw_events
 from plowline.enrich.client_ip import client_ip
 from plowline.enrich.convert import (
@@ -43,7 +43,6 @@ from plowline.enrich.failed import (
 )
 from plowline.enrich.fields import FIELD_INDEX, FIELD_NAMES
 from plowline.enrich.limits import enforce_lengths
-from plowline.enrich import transform
 from plowline.enrich.transform import Event, apply_params
 from plowline.enrich.urls import querystring_params, split_url
 from plowline.enrich.validation import validate_derived_contexts, validate_entities
@@ -157,7 +156,11 @@ class Enricher:
         # Without enrichments no event emits others: one list less per event.
         self._may_emit = bool(self.enrichments)
         # The last record's head for core.base_event: (record, now_ms, head).
-        self._last_head: tuple[Any, int, Any] = (None, 0, None)
+        self._last_head: tuple[Any, int, tuple[Event, str | None] | None] = (
+            None,
+            0,
+            None,
+        )
 
     @property
     def emits_pii_events(self) -> bool:
@@ -256,9 +259,7 @@ class Enricher:
                     return self._enriched(event, raw, now_ms, extra_events)
         return self._enrich_event_py(raw, now_ms, extra_events)
 
-    def _head(
-        self, record: RawRecord, now_ms: int
-    ) -> tuple[Event, str | None] | None:
+    def _head(self, record: RawRecord, now_ms: int) -> tuple[Event, str | None] | None:
         """For ``core.base_event``: the event's first fields, which come from
         the record alone, and the referer as a page URL; None when the Python
         code must see the event. Kept for the record's other events."""

@@ -210,7 +210,9 @@ def apply_params(event: Event, params: dict[str, str]) -> list[Message]:
     return finish_params(event, params, left)
 
 
-def finish_params(event: Event, params: dict[str, str], left: list[str]) -> list[Message]:
+def finish_params(
+    event: Event, params: dict[str, str], left: list[str]
+) -> list[Message]:
     """The parameters that C's apply_params ``left``, the Python way; return
     the conversion problems (also called from C, by ``core.base_event``)."""
     problems: list[Message] = []

@@ -81,6 +81,17 @@ class AnonIp(Enrichment):
             event["user_ipaddress"] = self.anonymise(ip)
 
     def _anonymise(self, text: str) -> str:
+        if ":" not in text and not text.startswith("["):
+            # No colon and no bracket: no IPv6 and no port, and then an IPv4
+            # address and text that is not an address both end in the same
+            # mask (see _anonymise_parsed), with no need to parse the text.
+            if "." in text or text == "":
+                return mask_ipv4_text(text, self.octets)
+            return text
+        return self._anonymise_parsed(text)
+
+    def _anonymise_parsed(self, text: str) -> str:
+        """What ``_anonymise`` gives, from the address parsed (any text)."""
         try:
             # A zone ("fe80::1%eth0") names a local interface: it is dropped.
             address = ipaddress.ip_address(text.partition("%")[0])

@@ -60,6 +60,11 @@ TAG_CATEGORIES = (
     ("seo", "seo_crawler"),
 )
 CATEGORIES = frozenset(c for _, c in TAG_CATEGORIES) | {"other_crawler"}
+# What entities() looks for in the contexts' text before reading their JSON.
+_CLIENT_SIDE_MARK = CLIENT_SIDE_PREFIX[5:]
+# The derived contexts that bot_detection_config reads.
+_SIGNAL_PREFIXES = (IAB_PREFIX, ASN_PREFIX)
+SCHEMAS_KEPT = 1024  # schemas of other derived contexts remembered
 _CHUNK = 64  # patterns per combined regex: one search rejects 64 at once
 
 
@@ -226,6 +231,9 @@ class BotDetection(Enrichment):
         self.iab = iab
         self.asn = asn
         self._built_from: tuple[dict[str, Any], str] = ({}, "<defaults>")
+        # Schemas of derived contexts that carry no signal: a few, on every
+        # event (ua_parser_context, http_header...).
+        self._quiet_schemas: set[str] = set()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The per-user-agent cache does not pickle: a worker process builds
@@ -282,33 +290,50 @@ class BotDetection(Enrichment):
             if rule is not None:
                 indicators.append(rule.indicator())
                 category = rule.category
-        indicators += self._other_signals(event, inp)
+        self._add_other_signals(event, inp, indicators)
         if indicators and category is None:
             category = "headless_browser" if _automated(indicators) else "other_crawler"
         data = {"bot": bool(indicators), "category": category, "indicators": indicators}
         inp.derived_contexts.append({"schema": SCHEMA, "data": data})
 
-    def _other_signals(
-        self, event: Event, inp: EnrichmentInput
-    ) -> list[dict[str, Any]]:
-        found = []
+    def _add_other_signals(
+        self, event: Event, inp: EnrichmentInput, found: list[dict[str, Any]]
+    ) -> None:
+        """The client-side signals, then the IAB ones, then the ASN ones,
+        appended to ``found``, from one pass over the derived contexts."""
         if self.client_side:
-            for data in entities(event.get("contexts"), CLIENT_SIDE_PREFIX):
-                if data.get("bot") is True:
-                    found.append(
-                        _signal("client_side_detection", "bot", data.get("kind"))
-                    )
-        if self.iab:
-            for data in derived(inp, IAB_PREFIX):
-                if data.get("spiderOrRobot") is True:
-                    found.append(_signal("iab", "spiderOrRobot", data.get("reason")))
-        if self.asn:
-            for data in derived(inp, ASN_PREFIX):
-                if data.get("likelyBot") is True:
-                    found.append(
-                        _signal("asn_lookups", "likelyBot", str(data.get("number")))
-                    )
-        return found
+            # entities() reads the JSON only when the prefix occurs in it: the
+            # test is made here first, which spares a generator per event.
+            text = event.get("contexts")
+            if text and _CLIENT_SIDE_MARK in text:
+                for data in entities(text, CLIENT_SIDE_PREFIX):
+                    if data.get("bot") is True:
+                        found.append(
+                            _signal("client_side_detection", "bot", data.get("kind"))
+                        )
+        if not (self.iab or self.asn):
+            return
+        quiet = self._quiet_schemas
+        asn: list[dict[str, Any]] = []
+        for entity in inp.derived_contexts:
+            schema = entity.get("schema")
+            if type(schema) is str and schema in quiet:
+                continue  # one of the few schemas of every event, no signal
+            schema = str(schema)
+            if not schema.startswith(_SIGNAL_PREFIXES):
+                if len(quiet) < SCHEMAS_KEPT:
+                    quiet.add(schema)
+                continue
+            values = entity.get("data")
+            if not isinstance(values, dict):
+                continue
+            if schema.startswith(IAB_PREFIX):
+                if self.iab and values.get("spiderOrRobot") is True:
+                    found.append(_signal("iab", "spiderOrRobot", values.get("reason")))
+            elif self.asn and values.get("likelyBot") is True:
+                number = str(values.get("number"))
+                asn.append(_signal("asn_lookups", "likelyBot", number))
+        found += asn
 
 
 def _rebuild(parameters: dict[str, Any], source: str) -> BotDetection:

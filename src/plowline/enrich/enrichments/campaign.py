@@ -13,6 +13,7 @@ listed parameter present gives mkt_clickid (its value) and mkt_network.
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from typing import Any
 
 from plowline.enrich.convert import tsv_safe
@@ -27,6 +28,10 @@ DEFAULT_CLICK_IDS: tuple[tuple[str, str], ...] = (
     ("msclkid", "Microsoft"),
     ("dclid", "DoubleClick"),
 )
+# The fields of this many page querystrings are kept, of querystrings up to
+# this length: pages are viewed again and again with the same querystring.
+QUERIES_KEPT = 4096
+QUERY_LENGTH_KEPT = 512
 # Configuration key -> enriched field.
 FIELDS = (
     ("mktMedium", "mkt_medium"),
@@ -52,6 +57,7 @@ class CampaignAttribution(Enrichment):
         self.wanted = frozenset(
             [n for group in names.values() for n in group] + [p for p, _ in click_ids]
         )
+        self._kept_fields = lru_cache(maxsize=QUERIES_KEPT)(self.fields_for)
 
     @classmethod
     def from_parameters(
@@ -88,21 +94,31 @@ class CampaignAttribution(Enrichment):
         query = event.get("page_urlquery")
         if not query:
             return
+        if len(query) <= QUERY_LENGTH_KEPT:
+            event.update(self._kept_fields(query))
+        else:
+            event.update(self.fields_for(query))
+
+    def fields_for(self, query: str) -> tuple[tuple[str, str | None], ...]:
+        """The mkt_* fields that the page querystring ``query`` gives, in the
+        order they are set."""
         # Only the names some rule asks for are kept; the last occurrence wins.
         present = {n: v for n, v in parse_querystring(query) if n in self.wanted}
         if not present:
-            return
+            return ()
 
+        found: list[tuple[str, str | None]] = []
         for field, names in self.names.items():
             for name in names:
                 if name in present:
-                    event[field] = _text(present[name])
+                    found.append((field, _text(present[name])))
                     break
         for param, network in self.click_ids:
             if param in present:
-                event["mkt_clickid"] = _text(present[param])
-                event["mkt_network"] = network
+                found.append(("mkt_clickid", _text(present[param])))
+                found.append(("mkt_network", network))
                 break
+        return tuple(found)
 
 
 def _text(value: str | None) -> str | None:

@@ -47,6 +47,12 @@ AMOUNTS = (
 )
 HEADER = ["date", "currency", "rate"]
 CENT = Decimal("0.01")
+# Remembered per enrichment: the rates of each collector date seen, and the
+# converted text of each (amount, currency, day of rates) seen. Both repeat
+# (one date for a day of events, a shop's few prices), and both are bounded.
+DATES_KEPT = 1024
+CONVERSIONS_KEPT = 8192
+AMOUNT_TEXT_KEPT = 64  # longer amounts (rare and arbitrary) are not remembered
 _CODE_RE = re.compile(r"[A-Z]{3}")
 
 Rates = dict[dt.date, dict[str, Decimal]]
@@ -122,6 +128,11 @@ class CurrencyConversion(Enrichment):
         self.days = sorted(rates)
         self.max_age = dt.timedelta(days=max_age_days)
         self.path = path
+        # Collector date (the timestamp's first ten characters, all that
+        # rates_for reads) -> the day of rates found and its rates.
+        self._dates: dict[str, tuple[dt.date, dict[str, Decimal]]] = {}
+        # (amount text, currency, day of rates) -> the amount's text in base.
+        self._converted: dict[tuple[str, str, dt.date], str] = {}
 
     @classmethod
     def from_parameters(
@@ -160,6 +171,17 @@ class CurrencyConversion(Enrichment):
 
     def rates_for(self, collector_tstamp: str) -> tuple[dt.date, dict[str, Decimal]]:
         """The rates an event collected at ``collector_tstamp`` converts with."""
+        date = collector_tstamp[:10]
+        found = self._dates.get(date)
+        if found is None:
+            # A failure is not remembered: its message quotes the timestamp.
+            found = self._find_rates(collector_tstamp)
+            if len(self._dates) >= DATES_KEPT:
+                self._dates.clear()
+            self._dates[date] = found
+        return found
+
+    def _find_rates(self, collector_tstamp: str) -> tuple[dt.date, dict[str, Decimal]]:
         try:
             day = dt.date.fromisoformat(collector_tstamp[:10])
             wanted = day - dt.timedelta(days=1)
@@ -182,6 +204,8 @@ class CurrencyConversion(Enrichment):
 
     def enrich(self, event: Event, inp: EnrichmentInput) -> None:
         event["base_currency"] = self.base
+        if not (event.get("tr_currency") or event.get("ti_currency")):
+            return  # no amount has a currency: the usual event, not a sale
         todo = [item for item in AMOUNTS if event.get(item[0]) and event.get(item[1])]
         if not todo:
             return
@@ -200,23 +224,40 @@ class CurrencyConversion(Enrichment):
                     code,
                     f"a currency with a rate on {day} in {self.path}",
                 )
-            try:
-                amount = Decimal(event[amount_field] or "0") * target / rate
-            except ArithmeticError:  # beyond Decimal's exponents (tiny rates)
-                raise EnrichmentError.for_field(
-                    out_field,
-                    event[amount_field],
-                    f"an amount below {MONEY_LIMIT} (DECIMAL(18,2))",
-                ) from None
-            if abs(amount) < MONEY_LIMIT:
-                amount = amount.quantize(CENT, ROUND_HALF_EVEN)
-            if abs(amount) >= MONEY_LIMIT:  # also after rounding up
-                raise EnrichmentError.for_field(
-                    out_field,
-                    format(amount, "f"),
-                    f"an amount below {MONEY_LIMIT} (DECIMAL(18,2))",
-                )
-            event[out_field] = str(amount)
+            amount = event[amount_field] or "0"
+            key = (amount, code or "", day)
+            text = self._converted.get(key)
+            if text is None:
+                # A failure is not remembered: its message names the field.
+                text = self._convert(amount, target, rate, out_field)
+                if len(amount) <= AMOUNT_TEXT_KEPT:
+                    if len(self._converted) >= CONVERSIONS_KEPT:
+                        self._converted.clear()
+                    self._converted[key] = text
+            event[out_field] = text
+
+    def _convert(
+        self, amount_text: str, target: Decimal, rate: Decimal, out_field: str
+    ) -> str:
+        """``amount_text`` (in the currency of ``rate``) in the base currency,
+        rounded to cents."""
+        try:
+            amount = Decimal(amount_text) * target / rate
+        except ArithmeticError:  # beyond Decimal's exponents (tiny rates)
+            raise EnrichmentError.for_field(
+                out_field,
+                amount_text,
+                f"an amount below {MONEY_LIMIT} (DECIMAL(18,2))",
+            ) from None
+        if abs(amount) < MONEY_LIMIT:
+            amount = amount.quantize(CENT, ROUND_HALF_EVEN)
+        if abs(amount) >= MONEY_LIMIT:  # also after rounding up
+            raise EnrichmentError.for_field(
+                out_field,
+                format(amount, "f"),
+                f"an amount below {MONEY_LIMIT} (DECIMAL(18,2))",
+            )
+        return str(amount)
 
 
 def _rates_path(value: Any, source: str) -> Path:

@@ -36,6 +36,7 @@ import sys
 import types
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import orjson
@@ -57,6 +58,10 @@ UserFunction = Callable[["PythonEvent", Any], Any]
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 MAX_TIMEOUT_SECONDS = 3600.0
+# How many valid results (and of what length of JSON text at most) an
+# enrichment remembers, so as not to check them again.
+RESULTS_KEPT = 4096
+RESULT_TEXT_KEPT = 1024
 # What the function's result may hold: JSON's types, as orjson writes them
 # (dataclasses and dates are refused rather than converted).
 _STRICT_JSON = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
@@ -70,19 +75,17 @@ class PythonEvent:
     most functions read one of them or none, and each costs a JSON round trip.
     """
 
-    __slots__ = (
-        "_contexts",
-        "_contexts_text",
-        "_derived",
-        "_derived_source",
-        "_unstruct",
-        "_unstruct_text",
-        "fields",
-        "headers",
-    )
+    # Until it is first read, each lazy attribute's slot holds what it is
+    # decoded from: the column's text (str or None) for the first two, the
+    # derived entities as a tuple for the third. Their decoded forms (a list,
+    # a dict or None, a list) tell the two states apart.
+    __slots__ = ("_contexts", "_derived", "_unstruct", "fields", "headers")
 
     fields: Mapping[str, str | None]
     headers: tuple[tuple[str, str], ...]
+    _contexts: str | list[dict[str, Any]] | None
+    _unstruct: str | dict[str, Any] | None
+    _derived: tuple[dict[str, Any], ...] | list[dict[str, Any]]
 
     def __init__(
         self,
@@ -97,12 +100,9 @@ class PythonEvent:
         self.headers = headers
         # The enriched columns' text, and the derived entities as they are now
         # (later enrichments replace entities, they never change one in place).
-        self._contexts_text = contexts
-        self._unstruct_text = unstruct_event
-        self._derived_source = tuple(derived_contexts)
-        self._contexts: list[dict[str, Any]] | None = None
-        self._unstruct: dict[str, Any] | _Unset | None = _UNSET
-        self._derived: list[dict[str, Any]] | None = None
+        self._contexts = contexts
+        self._unstruct = unstruct_event
+        self._derived = tuple(derived_contexts)
 
     def __repr__(self) -> str:
         return f"PythonEvent(fields={dict(self.fields)!r}, headers={self.headers!r})"
@@ -110,32 +110,42 @@ class PythonEvent:
     @property
     def contexts(self) -> list[dict[str, Any]]:
         """The tracker's entities (a copy)."""
-        if self._contexts is None:
-            self._contexts = _entities(self._contexts_text)
-        return self._contexts
+        value = self._contexts
+        if not isinstance(value, list):
+            value = self._contexts = _entities(value)
+        return value
 
     @property
     def unstruct_event(self) -> dict[str, Any] | None:
         """The self-describing event (a copy), or None."""
-        if isinstance(self._unstruct, _Unset):
-            self._unstruct = _unstruct(self._unstruct_text)
-        return self._unstruct
+        value = self._unstruct
+        if isinstance(value, str):
+            value = self._unstruct = _unstruct(value)
+        return value
 
     @property
     def derived_contexts(self) -> list[dict[str, Any]]:
         """The contexts earlier enrichments derived (a copy)."""
-        if self._derived is None:
-            self._derived = (
-                _copy(list(self._derived_source)) if self._derived_source else []
-            )
-        return self._derived
+        value = self._derived
+        if isinstance(value, tuple):
+            value = self._derived = _copy(list(value)) if value else []
+        return value
 
 
-class _Unset:
-    __slots__ = ()
+def _view(event: Event, inp: EnrichmentInput) -> PythonEvent:
+    """``PythonEvent(...)`` for one call, its slots filled directly: this runs
+    for every event, and the keyword call cost as much as the copy of the
+    fields."""
+    view: PythonEvent = _new_object(PythonEvent)
+    view.fields = MappingProxyType(dict(event))
+    view.headers = inp.record.headers
+    view._contexts = event.get("contexts")
+    view._unstruct = event.get("unstruct_event")
+    view._derived = tuple(inp.derived_contexts)
+    return view
 
 
-_UNSET = _Unset()
+_new_object = object.__new__
 
 
 def load_function(path: Path, function: str, source: str) -> UserFunction:
@@ -196,6 +206,10 @@ class PythonEnrichment(Enrichment):
         self.timeout = timeout  # seconds per call; None: no limit
         self._parameters = parameters
         self._source = source
+        # Results (as JSON text) already found to be lists of self-describing
+        # objects: a function tends to return the same few, and the text
+        # alone decides whether a result is valid.
+        self._valid_results: set[bytes] = set()
 
     @property
     def config(self) -> Any:
@@ -250,13 +264,7 @@ class PythonEnrichment(Enrichment):
         )
 
     def enrich(self, event: Event, inp: EnrichmentInput) -> None:
-        view = PythonEvent(
-            types.MappingProxyType(dict(event)),
-            inp.record.headers,
-            contexts=event.get("contexts"),
-            unstruct_event=event.get("unstruct_event"),
-            derived_contexts=inp.derived_contexts,
-        )
+        view = _view(event, inp)
         config = orjson.loads(self._config_json)
         try:
             if self.timeout is None:
@@ -274,7 +282,8 @@ class PythonEnrichment(Enrichment):
             raise EnrichmentError(
                 {"error": f"{self.label} raised {_describe(exc)}"}
             ) from exc
-        inp.derived_contexts.extend(self._contexts(result))
+        if result is not None:
+            inp.derived_contexts.extend(self._contexts(result))
 
     def _contexts(self, returned: Any) -> list[dict[str, Any]]:
         if returned is None:
@@ -284,11 +293,12 @@ class PythonEnrichment(Enrichment):
         try:
             # A copy: what the function returns may be its own (a module-level
             # list...), and later enrichments (PII) change derived contexts.
-            result: list[Any] = orjson.loads(
-                orjson.dumps(returned, option=_STRICT_JSON)
-            )
+            text = orjson.dumps(returned, option=_STRICT_JSON)
+            result: list[Any] = orjson.loads(text)
         except (TypeError, orjson.JSONDecodeError) as exc:
             raise self._bad_result(f"it is not JSON data ({exc})") from None
+        if text in self._valid_results:
+            return result
         for index, item in enumerate(result):
             schema = item.get("schema") if isinstance(item, dict) else None
             if (
@@ -298,6 +308,10 @@ class PythonEnrichment(Enrichment):
                 or "data" not in item
             ):
                 raise self._bad_result(f"item {index} is {_short(item)}")
+        if len(text) <= RESULT_TEXT_KEPT:
+            if len(self._valid_results) >= RESULTS_KEPT:
+                self._valid_results.clear()
+            self._valid_results.add(text)
         return result
 
     def _bad_result(self, what: str) -> EnrichmentError:

@@ -54,9 +54,11 @@ class CookieExtractor(Enrichment):
 
     def __init__(self, cookies: frozenset[str]) -> None:
         self.cookies = cookies
-        # Whether a header name, as the request spelled it, is "Cookie": the
-        # same few spellings come with every request.
-        self._is_cookie: dict[str, bool] = {}
+        # Header names as requests spelled them, sorted into "Cookie" and the
+        # others: the same few spellings come with every request, and a test
+        # of membership is the cheapest step of a loop over every header.
+        self._cookie_names: set[str] = set()
+        self._other_names: set[str] = set()
 
     @classmethod
     def from_parameters(
@@ -73,16 +75,15 @@ class CookieExtractor(Enrichment):
         return cls(frozenset(cookies))
 
     def enrich(self, event: Event, inp: EnrichmentInput) -> None:
-        is_cookie = self._is_cookie
+        cookie_names, other_names = self._cookie_names, self._other_names
         for header, value in inp.record.headers:
-            found = is_cookie.get(header)
-            if found is None:
-                found = header.strip().lower() == "cookie"
-                if len(is_cookie) < _NAMES_REMEMBERED:
-                    is_cookie[header] = found
+            if header in other_names:
+                continue
+            if header not in cookie_names and not self._is_cookie(header):
+                continue
             # A cookie's name is part of the header's text: a header that holds
             # none of the configured names has nothing to extract.
-            if not found or not any(name in value for name in self.cookies):
+            if not any(map(value.__contains__, self.cookies)):
                 continue
             for name, cookie in parse_cookies(value):
                 if name in self.cookies:
@@ -93,6 +94,14 @@ class CookieExtractor(Enrichment):
                         }
                     )
 
+    def _is_cookie(self, header: str) -> bool:
+        """Whether ``header`` names the Cookie header; remembered for the
+        first ``_NAMES_REMEMBERED`` spellings."""
+        found = header.strip().lower() == "cookie"
+        if len(self._cookie_names) + len(self._other_names) < _NAMES_REMEMBERED:
+            (self._cookie_names if found else self._other_names).add(header)
+        return found
+
 
 class HttpHeaderExtractor(Enrichment):
     name: ClassVar[str] = "http_header_extractor_config"
@@ -100,9 +109,10 @@ class HttpHeaderExtractor(Enrichment):
 
     def __init__(self, pattern: re.Pattern[str]) -> None:
         self.pattern = pattern
-        # Header name as the request spelled it -> the name to report when the
-        # pattern matches it, None when it does not.
-        self._matched: dict[str, str | None] = {}
+        # Header names as requests spelled them: those the pattern matches,
+        # with the name to report, and the others (see CookieExtractor).
+        self._matched: dict[str, str] = {}
+        self._unmatched: set[str] = set()
 
     @classmethod
     def from_parameters(
@@ -126,15 +136,11 @@ class HttpHeaderExtractor(Enrichment):
     def enrich(self, event: Event, inp: EnrichmentInput) -> None:
         # Like Java's String.matches, the pattern must match the whole name
         # (case-sensitively: write (?i) in the pattern to ignore case).
-        matched = self._matched
+        matched, unmatched = self._matched, self._unmatched
         for header, value in inp.record.headers:
-            if header in matched:
-                name = matched[header]
-            else:
-                stripped = header.strip()
-                name = stripped if self.pattern.fullmatch(stripped) else None
-                if len(matched) < _NAMES_REMEMBERED:
-                    matched[header] = name
+            if header in unmatched:
+                continue
+            name = matched.get(header) or self._match(header)
             if name is not None:
                 inp.derived_contexts.append(
                     {
@@ -142,3 +148,15 @@ class HttpHeaderExtractor(Enrichment):
                         "data": {"name": name, "value": value.strip()},
                     }
                 )
+
+    def _match(self, header: str) -> str | None:
+        """The name to report for ``header`` if the pattern matches it;
+        remembered for the first ``_NAMES_REMEMBERED`` spellings."""
+        stripped = header.strip()
+        name = stripped if self.pattern.fullmatch(stripped) else None
+        if len(self._matched) + len(self._unmatched) < _NAMES_REMEMBERED:
+            if name is None:
+                self._unmatched.add(header)
+            else:
+                self._matched[header] = name
+        return name

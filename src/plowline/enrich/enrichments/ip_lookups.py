@@ -47,8 +47,10 @@ _EXPECTED_TYPE = {
     "asn": "ASN",
 }
 _CACHE_SIZE = 65536
+FLOAT_TEXTS_KEPT = 16384
 
-Fields = tuple[tuple[str, str], ...]
+# The fields a lookup sets, in the order it sets them.
+Fields = dict[str, str]
 Lookup = tuple[Fields, dict[str, Any] | None]
 
 
@@ -62,9 +64,16 @@ def builtin_geo_database() -> Path:
 def java_float_text(value: float) -> str:
     """``value`` as a Java float prints it (Float.toString): Snowplow keeps
     latitude and longitude as 32-bit floats."""
-    single = struct.unpack("f", struct.pack("f", value))[0]
+    single: float = struct.unpack("f", struct.pack("f", value))[0]
     if single == 0:
         return "-0.0" if str(single).startswith("-") else "0.0"
+    # Zero, whose two signs are equal as keys, stays out of the cache.
+    return _nonzero_float_text(single)
+
+
+@lru_cache(maxsize=FLOAT_TEXTS_KEPT)
+def _nonzero_float_text(single: float) -> str:
+    # Kept: the same coordinates (a city's) come with many addresses.
     text = repr(single)
     for digits in range(1, 10):
         text = f"{single:.{digits}g}"
@@ -116,18 +125,22 @@ class IpLookups(Enrichment):
         ip = event.get("user_ipaddress")
         if not ip:
             return
-        fields, asn = self.lookup(lookup_key(ip))
-        for name, value in fields:
-            event[name] = value
+        # Kept per address as the event holds it (with any port): the cache
+        # is asked first, and lookup_key is called on a miss only.
+        fields, asn = self.lookup(ip)
+        event.update(fields)
         if asn is not None:
             inp.derived_contexts.append({"schema": ASN_SCHEMA, "data": dict(asn)})
 
-    def _lookup(self, key: str) -> Lookup:
+    def _lookup(self, ip: str) -> Lookup:
+        """What ``user_ipaddress`` ``ip`` gives (never changed: the caller
+        copies it)."""
+        key = lookup_key(ip)
         fields: list[tuple[str, str]] = []
         records = {s: _get(reader, key) for s, reader in self.readers.items()}
         for step in self._steps:
             step(records, fields)
-        return tuple(fields), _asn(records)
+        return dict(fields), _asn(records)
 
 
 def _open(section_config: Any, source: str, section: str) -> Any:

@@ -27,6 +27,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import orjson
@@ -65,6 +66,11 @@ _CRITERION_RE = re.compile(
     r"([1-9][0-9]*|\*)-(0|[1-9][0-9]*|\*)-(0|[1-9][0-9]*|\*)"
 )
 _SCHEMA_RE = re.compile(r"iglu:([^/]+)/([^/]+)/([^/]+)/([0-9]+)-([0-9]+)-([0-9]+)")
+# The same values come again and again (a user id on each of its events): the
+# digests of this many salted texts are kept, of texts up to this length (a
+# long value is rare, and would make the memory that cache holds unbounded).
+DIGESTS_KEPT = 8192
+DIGESTED_TEXT_KEPT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +223,8 @@ class PiiPseudonymizer(Enrichment):
         self.emit_event = emit_event
         self.anonymous_only = anonymous_only
         self._digest = _hasher(hash_function, source)
+        # Keyed on the salted text, so that a salt changed later is honoured.
+        self._kept_digest = lru_cache(maxsize=DIGESTS_KEPT)(self._digest)
 
     @classmethod
     def from_parameters(
@@ -251,7 +259,10 @@ class PiiPseudonymizer(Enrichment):
         )
 
     def hash(self, value: str) -> str:
-        return self._digest(value + self.salt)
+        text = value + self.salt
+        if len(text) <= DIGESTED_TEXT_KEPT:
+            return self._kept_digest(text)
+        return self._digest(text)
 
     @property
     def emits_events(self) -> bool:
@@ -259,6 +270,13 @@ class PiiPseudonymizer(Enrichment):
 
     def enrich(self, event: Event, inp: EnrichmentInput) -> None:
         if self.anonymous_only and not _anonymous(inp):
+            return
+        if not self.emit_event and not self.json_fields:
+            # What was hashed is recorded only for the event it may emit.
+            for name in self.pojo:
+                value = event.get(name)
+                if value:
+                    event[name] = self.hash(value)
             return
         done = PiiTransformation()
         for name in self.pojo:

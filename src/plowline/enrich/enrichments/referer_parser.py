@@ -63,9 +63,13 @@ def builtin_database(source: str) -> Path:
 
 SCHEMES = frozenset({"http", "https", "android-app"})
 _CACHE_SIZE = 65536
+REFERRERS_KEPT = 8192
+REFERRER_LENGTH_KEPT = 1024  # longer referrers are classified every time
 
 # domain (with an optional path) -> (medium, source, search parameters)
 Entry = tuple[str, str, tuple[str, ...]]
+# refr_medium, refr_source, refr_term
+Classified = tuple[str, str | None, str | None]
 
 
 class RefererParser(Enrichment):
@@ -76,6 +80,9 @@ class RefererParser(Enrichment):
         self.table = table
         self.internal = internal
         self.lookup = lru_cache(maxsize=_CACHE_SIZE)(self._lookup)
+        # Whole classifications, per referrer and page host: a site's pages
+        # are reached again and again from the same pages.
+        self._kept_fields = lru_cache(maxsize=REFERRERS_KEPT)(self.fields_for)
 
     @classmethod
     def from_parameters(
@@ -114,22 +121,28 @@ class RefererParser(Enrichment):
         referrer = event.get("page_referrer")
         if not referrer:
             return
+        page_host = event.get("page_urlhost")
+        if len(referrer) <= REFERRER_LENGTH_KEPT:
+            found = self._kept_fields(referrer, page_host)
+        else:
+            found = self.fields_for(referrer, page_host)
+        if found is not None:
+            event["refr_medium"], event["refr_source"], event["refr_term"] = found
+
+    def fields_for(self, referrer: str, page_host: str | None) -> Classified | None:
+        """refr_medium, refr_source and refr_term for a page of host
+        ``page_host`` reached from ``referrer``; None for a referrer that is
+        not classified (no http, https or android-app URL with a host)."""
         parts = split_url(referrer)
         scheme, host = parts.scheme, parts.host
         if scheme not in SCHEMES or not host:
-            return
+            return None
 
-        if host == event.get("page_urlhost") or host in self.internal:
-            medium, source, term = "internal", None, None
-        else:
-            medium, source, term = self._classify(host, parts.path or "", parts.query)
-        event["refr_medium"] = medium
-        event["refr_source"] = source
-        event["refr_term"] = term
+        if host == page_host or host in self.internal:
+            return "internal", None, None
+        return self._classify(host, parts.path or "", parts.query)
 
-    def _classify(
-        self, host: str, path: str, query: str | None
-    ) -> tuple[str, str | None, str | None]:
+    def _classify(self, host: str, path: str, query: str | None) -> Classified:
         entry = self.lookup(host, path)
         if entry is None or entry[0] == "unknown":
             return "unknown", None, None

@@ -10,8 +10,9 @@ when a call has passed its deadline it asks CPython to raise
 Why not ``signal.setitimer``: SIGALRM reaches only the main thread, replaces
 any handler another part of the program (or a test runner) set, and Plowline
 may enrich outside the main thread. The watchdog works in any thread, the main
-thread under asyncio included, and costs a clock reading and two lock
-round-trips per call.
+thread under asyncio included, and costs a clock reading and one lock
+round-trip per call: each thread keeps one record of its calls, which a call
+fills in without the lock (see ``run``) and empties with it.
 
 Limits: the exception is raised only when the thread runs Python bytecode. A
 call blocked in C code (a ``time.sleep``, a read from a socket without a
@@ -30,12 +31,17 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Bound once: a call's start and end are on the path of every event.
+_get_ident = threading.get_ident
+_monotonic = time.monotonic
 
 POLL_SECONDS = 0.05  # how late past its deadline a call may be stopped
 IDLE_SECONDS = 2.0  # the watchdog sleeps after this long without calls
@@ -46,13 +52,25 @@ class TimeLimitExceeded(BaseException):
 
 
 class _Call:
-    __slots__ = ("deadline", "done", "fired", "seconds", "thread_id")
+    """A thread's record of its running call, reused by its next calls (a
+    call inside a call gets a record of its own). The watchdog reads it with
+    the lock held; ``running`` is set last when a call begins and cleared
+    with the lock held when it ends."""
 
-    def __init__(self, seconds: float) -> None:
-        self.thread_id = threading.get_ident()
-        self.seconds = seconds
-        self.deadline = time.monotonic() + seconds
-        self.done = False
+    __slots__ = (
+        "__weakref__",
+        "deadline",
+        "fired",
+        "running",
+        "seconds",
+        "thread_id",
+    )
+
+    def __init__(self) -> None:
+        self.thread_id = _get_ident()
+        self.seconds = 0.0
+        self.deadline = 0.0
+        self.running = False
         self.fired = 0  # how many times the exception was sent
 
 
@@ -78,7 +96,10 @@ class TimeLimit:
         # may have been held by the parent's watchdog when it forked.
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._calls: set[_Call] = set()
+        # Every thread's record, held by the thread (self._own): the record
+        # of a thread that ended leaves this set by itself.
+        self._calls: weakref.WeakSet[_Call] = weakref.WeakSet()
+        self._own = threading.local()
         self._thread: threading.Thread | None = None
         self._sleeping = False
         self._last_call = 0.0
@@ -90,12 +111,35 @@ class TimeLimit:
     def run(self, seconds: float, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)``, or :class:`TimeLimitExceeded` once it has run
         ``seconds`` (and returns to Python code)."""
-        call = self._begin(seconds)
+        try:
+            call: _Call = self._own.call
+        except AttributeError:  # this thread's first call
+            call = self._own.call = self._register()
+        if call.running:  # a call inside a call: a record of its own
+            call = self._register()
+
         try:
             try:
+                # Filled in without the lock: the watchdog reads the record
+                # only once ``running`` is set, and that is set last. (A record
+                # is filled in again only after its previous call ended, which
+                # took the lock.) Written out here rather than in a method of
+                # its own: this runs once per event.
+                call.seconds = seconds
+                call.fired = 0
+                self._last_call = now = _monotonic()
+                call.deadline = now + seconds
+                call.running = True
+                # Set before _sleeping is read, while the watchdog sets
+                # _sleeping before it looks for running calls one last time:
+                # one of the two sees the other, and no call goes unwatched.
+                if self._sleeping or self._thread is None:
+                    with self._lock:
+                        self._start_or_wake()
                 result = function(*args)
             finally:
-                self._end(call)
+                with self._lock:
+                    call.running = False  # from here on, nothing is sent to it
         except TimeLimitExceeded:
             self._end(call)  # in case the exception cut the first _end short
             if call.fired:
@@ -108,14 +152,10 @@ class TimeLimit:
             raise TimeLimitExceeded
         return result
 
-    def _begin(self, seconds: float) -> _Call:
-        call = _Call(seconds)
+    def _register(self) -> _Call:
+        call = _Call()
         with self._lock:
             self._calls.add(call)
-            self._last_call = call.deadline - seconds
-            # The usual case, the watchdog running and awake, costs no more.
-            if self._sleeping or self._thread is None:
-                self._start_or_wake()
         return call
 
     def _start_or_wake(self) -> None:
@@ -132,8 +172,7 @@ class TimeLimit:
 
     def _end(self, call: _Call) -> None:
         with self._lock:
-            call.done = True  # from here on, nothing is sent to that thread
-            self._calls.discard(call)
+            call.running = False  # from here on, nothing is sent to that thread
 
     def _watch(self) -> None:
         try:
@@ -146,14 +185,29 @@ class TimeLimit:
         with self._lock:
             while True:
                 now = time.monotonic()
-                for call in self._calls:
-                    if not call.done and now >= call.deadline:
-                        self._fire(call, now)
-                if not self._calls and now - self._last_call > IDLE_SECONDS:
+                if not self._check_calls(now) and now - self._last_call > IDLE_SECONDS:
+                    # Set before the last look (see run): a call that began
+                    # unseen since the look above sees it and wakes this one.
                     self._sleeping = True
+                    if self._check_calls(now):
+                        self._sleeping = False
+                        continue
                     self._wake.wait()  # until the next call begins
                     continue
                 self._wake.wait(POLL_SECONDS)
+
+    def _check_calls(self, now: float) -> bool:
+        """Whether a call is running; those past their deadline are stopped.
+        (A function of its own: no record stays referenced from the
+        watchdog's frame while it waits, and a thread's record goes with
+        the thread.)"""
+        running = False
+        for call in list(self._calls):
+            if call.running:
+                running = True
+                if now >= call.deadline:
+                    self._fire(call, now)
+        return running
 
     def _fire(self, call: _Call, now: float) -> None:
         # Called with the lock held, so the call cannot end meanwhile.

@@ -190,7 +190,7 @@ class UserAgentUtils(Enrichment):
     accepts = ("1-0-*",)
 
     def __init__(self) -> None:
-        self.fields = lru_cache(maxsize=CACHE_SIZE)(legacy_fields)
+        self.fields = lru_cache(maxsize=CACHE_SIZE)(_field_map)
 
     @classmethod
     def from_parameters(
@@ -213,4 +213,10 @@ class UserAgentUtils(Enrichment):
         ua = event.get("useragent")
         if not ua:
             return
-        event.update(zip(FIELDS, self.fields(ua), strict=True))
+        event.update(self.fields(ua))
+
+
+def _field_map(ua: str) -> dict[str, str | None]:
+    """The ten legacy fields by name; kept per user agent and never changed
+    (``event.update`` copies them, in ``FIELDS`` order)."""
+    return dict(zip(FIELDS, legacy_fields(ua), strict=True))
