@@ -308,3 +308,27 @@ def test_unreadable_lines_name_their_line_across_chunks(
     assert found == expected
     assert stats.failed == 12 and stats.enriched == 68
     assert (tmp_path / "good.tsv").read_bytes().count(b"\n") == 68
+
+
+@pytest.mark.skipif(
+    not hasattr(__import__("fcntl"), "F_GETPIPE_SZ"), reason="Linux pipes only"
+)
+def test_worker_results_come_back_through_a_wide_pipe() -> None:
+    """The pool's result pipe is widened (a chunk's result in a few reads):
+    checked on the pool itself, so that a Python whose pool has no such pipe
+    any more shows here rather than as a slower run."""
+    import fcntl
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from plowline.enrich import files
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        reader = pool._result_queue._reader  # type: ignore[attr-defined]
+        before = fcntl.fcntl(reader.fileno(), fcntl.F_GETPIPE_SZ)
+        files._widen_result_pipe(pool)
+        after = fcntl.fcntl(reader.fileno(), fcntl.F_GETPIPE_SZ)
+    limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    assert before < files.RESULT_PIPE_BYTES
+    assert after == min(files.RESULT_PIPE_BYTES, limit)
