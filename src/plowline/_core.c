@@ -1488,6 +1488,25 @@ static PyObject *envelope(PyObject *schema, PyObject *data)
     return result;
 }
 
+/* Sets field in event to the JSON text of {"schema": schema, "data": data}
+ * and *document (which holds None) to that document: 0, NOT_PLAIN or -1. */
+static int set_column(PyObject *event, PyObject *field, PyObject *schema,
+                      PyObject *data, PyObject **document)
+{
+    PyObject *column = envelope(schema, data);
+    if (column == NULL)
+        return -1;
+    PyObject *text = json_text(column);
+    if (text == NULL) {
+        Py_DECREF(column);
+        return left_to_python();
+    }
+    int bad = PyDict_SetItem(event, field, text) < 0;
+    Py_DECREF(text);
+    Py_SETREF(*document, column);
+    return bad ? -1 : 0;
+}
+
 /* The contexts column (pipeline._self_describing's first half): sets it in
  * event (None when no entity was sent) and *document to the column's
  * document or None. 0, NOT_PLAIN or -1. */
@@ -1508,19 +1527,10 @@ static int contexts_field(PyObject *event, PyObject *params, PyObject **document
         Py_DECREF(entities);
         return PyDict_SetItem(event, names[N_CONTEXTS], Py_None);
     }
-    PyObject *column = envelope(base.contexts_schema, entities);
+    int step = set_column(event, names[N_CONTEXTS], base.contexts_schema, entities,
+                          document);
     Py_DECREF(entities);
-    if (column == NULL)
-        return -1;
-    PyObject *text = json_text(column);
-    if (text == NULL) {
-        Py_DECREF(column);
-        return left_to_python();
-    }
-    int bad = PyDict_SetItem(event, names[N_CONTEXTS], text) < 0;
-    Py_DECREF(text);
-    Py_SETREF(*document, column);
-    return bad ? -1 : 0;
+    return step;
 }
 
 /* The unstruct_event column (the second half): sets it in event when one was
@@ -1549,23 +1559,24 @@ static int unstruct_field(PyObject *event, PyObject *params, PyObject **document
         return PyErr_Occurred() ? -1 : NOT_PLAIN;
     }
     Py_INCREF(known); /* held: the cache may be cleared meanwhile */
-    PyObject *column = envelope(base.unstruct_schema, entity);
+    int step = set_column(event, names[N_UNSTRUCT_EVENT], base.unstruct_schema,
+                          entity, document);
     Py_DECREF(entity);
-    if (column == NULL) {
+    if (step < 0)
         Py_DECREF(known);
-        return -1;
-    }
-    PyObject *text = json_text(column);
-    if (text == NULL) {
-        Py_DECREF(column);
-        Py_DECREF(known);
-        return left_to_python();
-    }
-    int bad = PyDict_SetItem(event, names[N_UNSTRUCT_EVENT], text) < 0;
-    Py_DECREF(text);
-    Py_SETREF(*document, column);
-    *parts = known;
-    return bad ? -1 : 0;
+    else
+        *parts = known;
+    return step;
+}
+
+/* Sets the fields names[first], names[first + 1], ... to the items of the
+ * tuple values, in order: 0, or -1 on error. */
+static int set_fields(PyObject *event, int first, PyObject *values)
+{
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(values); i++)
+        if (PyDict_SetItem(event, names[first + i], PyTuple_GET_ITEM(values, i)) < 0)
+            return -1;
+    return 0;
 }
 
 /* The columns of a URL, as pipeline._url_columns gives them: the whole URL
@@ -1580,12 +1591,9 @@ static int url_fields(PyObject *event, PyObject *url, int first_field)
     PyObject *parts = split_url(NULL, url);
     if (parts == NULL)
         return -1;
-    int bad = 0;
-    for (int i = 0; i < 7 && !bad; i++)
-        bad = PyDict_SetItem(event, names[first_field + i],
-                             PyTuple_GET_ITEM(parts, i)) < 0;
+    int result = set_fields(event, first_field, parts);
     Py_DECREF(parts);
-    return bad ? -1 : 0;
+    return result;
 }
 
 /* A parameter's value (borrowed, or NULL when not sent) as milliseconds,
@@ -1637,6 +1645,21 @@ static int derived_tstamp_field(PyObject *event, PyObject *params, int64_t colle
     return bad ? -1 : 0;
 }
 
+/* A field's text (borrowed) in *value, or NULL when the field is absent,
+ * None or empty: 0; NOT_PLAIN for a value of another type; -1 on error. */
+static int text_field(PyObject *event, int name, PyObject **value)
+{
+    *value = PyDict_GetItemWithError(event, names[name]);
+    if (*value == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (*value == Py_None || (PyUnicode_CheckExact(*value)
+                              && PyUnicode_GET_LENGTH(*value) == 0)) {
+        *value = NULL;
+        return 0;
+    }
+    return PyUnicode_CheckExact(*value) ? 0 : NOT_PLAIN;
+}
+
 /* pipeline._derived_fields, for an event that has none of its problems and no
  * cross-navigation parameter. */
 static int derived_fields(PyObject *event, PyObject *referer_url, int64_t collector,
@@ -1651,44 +1674,32 @@ static int derived_fields(PyObject *event, PyObject *referer_url, int64_t collec
 
     /* Fields hold exact str or None: anything else goes to Python, and a
      * truth test here runs no code of another type. */
-    PyObject *page_url = PyDict_GetItemWithError(event, names[N_PAGE_URL]);
-    if (page_url == NULL && PyErr_Occurred())
-        return -1;
-    if (page_url != NULL && page_url != Py_None && !PyUnicode_CheckExact(page_url))
-        return NOT_PLAIN;
-    if (page_url == NULL || page_url == Py_None || PyUnicode_GET_LENGTH(page_url) == 0)
-        page_url = referer_url; /* None or an exact str (base_event checks) */
-    if (page_url != Py_None && PyUnicode_GET_LENGTH(page_url) > 0) {
+    PyObject *page_url, *query, *referrer;
+    if ((step = text_field(event, N_PAGE_URL, &page_url)) < 0)
+        return step;
+    if (page_url == NULL)
+        page_url = referer_url == Py_None ? NULL : referer_url; /* str (checked) */
+    if (page_url != NULL && PyUnicode_GET_LENGTH(page_url) > 0) {
         Py_INCREF(page_url); /* the event's own is replaced meanwhile */
         step = url_fields(event, page_url, N_PAGE_URL);
         Py_DECREF(page_url);
-        if (step < 0)
+        if (step < 0 || (step = text_field(event, N_PAGE_URLQUERY, &query)) < 0)
             return step;
-        PyObject *query = PyDict_GetItemWithError(event, names[N_PAGE_URLQUERY]);
-        if (query == NULL && PyErr_Occurred())
-            return -1;
-        if (query != NULL && query != Py_None) {
-            if (!PyUnicode_CheckExact(query))
-                return NOT_PLAIN;
+        if (query != NULL) {
             Py_ssize_t at = PyUnicode_Find(query, names[N_SP], 0,
                                            PyUnicode_GET_LENGTH(query), 1);
             if (at != -1)
                 return at == -2 ? -1 : NOT_PLAIN; /* cross-navigation: Python */
         }
     }
-    PyObject *referrer = PyDict_GetItemWithError(event, names[N_PAGE_REFERRER]);
-    if (referrer == NULL && PyErr_Occurred())
-        return -1;
-    if (referrer != NULL && referrer != Py_None) {
-        if (!PyUnicode_CheckExact(referrer))
-            return NOT_PLAIN;
-        if (PyUnicode_GET_LENGTH(referrer) > 0) {
-            Py_INCREF(referrer);
-            step = url_fields(event, referrer, N_PAGE_REFERRER);
-            Py_DECREF(referrer);
-            if (step < 0)
-                return step;
-        }
+    if ((step = text_field(event, N_PAGE_REFERRER, &referrer)) < 0)
+        return step;
+    if (referrer != NULL) {
+        Py_INCREF(referrer);
+        step = url_fields(event, referrer, N_PAGE_REFERRER);
+        Py_DECREF(referrer);
+        if (step < 0)
+            return step;
     }
     if ((step = derived_tstamp_field(event, params, collector)) < 0)
         return step;
@@ -1707,12 +1718,9 @@ static int derived_fields(PyObject *event, PyObject *referer_url, int64_t collec
     if (parts == NULL || !PyTuple_CheckExact(parts) || PyTuple_GET_SIZE(parts) != 4)
         return NOT_PLAIN; /* a retired event type, or ue without its event */
     Py_INCREF(parts);
-    int bad = 0;
-    for (int i = 0; i < 4 && !bad; i++)
-        bad = PyDict_SetItem(event, names[N_EVENT_VENDOR + i],
-                             PyTuple_GET_ITEM(parts, i)) < 0;
+    int result = set_fields(event, N_EVENT_VENDOR, parts);
     Py_DECREF(parts);
-    return bad ? -1 : 0;
+    return result;
 }
 
 /* base_event(head, referer_url, collector_ms, params) ->
