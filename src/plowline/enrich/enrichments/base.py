@@ -106,3 +106,21 @@ class Enrichment:
     def emits_events(self) -> bool:
         """Whether it may add to ``EnrichmentInput.extra_events``."""
         return False
+
+
+class FixedSettings:
+    """For an enrichment that caches what its settings give: the settings
+    named in ``fixed`` are set once, when it is built (as an Enricher's
+    configuration is); setting one again raises AttributeError, where a cache
+    would otherwise go on answering from the old value. Build a new
+    enrichment instead."""
+
+    fixed: ClassVar[frozenset[str]] = frozenset()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.fixed and name in self.__dict__:
+            raise AttributeError(
+                f"{type(self).__name__}.{name} is fixed when the enrichment is "
+                "built (its results are cached); build a new one instead"
+            )
+        object.__setattr__(self, name, value)

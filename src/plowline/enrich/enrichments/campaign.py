@@ -17,7 +17,12 @@ from functools import lru_cache
 from typing import Any
 
 from plowline.enrich.convert import tsv_safe
-from plowline.enrich.enrichments.base import Enrichment, EnrichmentInput, Event
+from plowline.enrich.enrichments.base import (
+    Enrichment,
+    EnrichmentInput,
+    Event,
+    FixedSettings,
+)
 from plowline.enrich.urls import parse_querystring
 from plowline.errors import ConfigurationError
 
@@ -42,7 +47,8 @@ FIELDS = (
 )
 
 
-class CampaignAttribution(Enrichment):
+class CampaignAttribution(FixedSettings, Enrichment):
+    fixed = frozenset({"names", "click_ids", "wanted"})
     name = "campaign_attribution"
     accepts = ("1-0-*",)
 

@@ -32,6 +32,7 @@ from plowline.enrich.enrichments.base import (
     EnrichmentError,
     EnrichmentInput,
     Event,
+    FixedSettings,
 )
 from plowline.enrich.enrichments.databases import require_file
 from plowline.errors import ConfigurationError
@@ -116,7 +117,8 @@ def _fail(source: str, name: str, expected: str, found: Any) -> ConfigurationErr
     )
 
 
-class CurrencyConversion(Enrichment):
+class CurrencyConversion(FixedSettings, Enrichment):
+    fixed = frozenset({"base", "rates", "days", "max_age"})
     name: ClassVar[str] = "currency_conversion_config"
     accepts: ClassVar[tuple[str, ...]] = ("1-0-*",)
 

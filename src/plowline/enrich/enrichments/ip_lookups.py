@@ -48,6 +48,7 @@ _EXPECTED_TYPE = {
 }
 _CACHE_SIZE = 65536
 FLOAT_TEXTS_KEPT = 16384
+IP_LENGTH_KEPT = 64
 
 # The fields a lookup sets, in the order it sets them.
 Fields = dict[str, str]
@@ -126,8 +127,9 @@ class IpLookups(Enrichment):
         if not ip:
             return
         # Kept per address as the event holds it (with any port): the cache
-        # is asked first, and lookup_key is called on a miss only.
-        fields, asn = self.lookup(ip)
+        # is asked first, and lookup_key is called on a miss only. Text longer
+        # than any address with a port is looked up each time, not kept.
+        fields, asn = self.lookup(ip) if len(ip) <= IP_LENGTH_KEPT else self._lookup(ip)
         event.update(fields)
         if asn is not None:
             inp.derived_contexts.append({"schema": ASN_SCHEMA, "data": dict(asn)})

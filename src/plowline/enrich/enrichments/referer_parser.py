@@ -34,7 +34,12 @@ from urllib.parse import unquote_plus
 import yaml
 
 from plowline.enrich.convert import tsv_safe
-from plowline.enrich.enrichments.base import Enrichment, EnrichmentInput, Event
+from plowline.enrich.enrichments.base import (
+    Enrichment,
+    EnrichmentInput,
+    Event,
+    FixedSettings,
+)
 from plowline.enrich.enrichments.databases import require_file, resolve_database
 from plowline.enrich.urls import split_url
 from plowline.errors import ConfigurationError
@@ -65,6 +70,7 @@ SCHEMES = frozenset({"http", "https", "android-app"})
 _CACHE_SIZE = 65536
 REFERRERS_KEPT = 8192
 REFERRER_LENGTH_KEPT = 1024  # longer referrers are classified every time
+HOST_LENGTH_KEPT = 255  # as are pages of longer hosts (no real host is)
 
 # domain (with an optional path) -> (medium, source, search parameters)
 Entry = tuple[str, str, tuple[str, ...]]
@@ -72,7 +78,8 @@ Entry = tuple[str, str, tuple[str, ...]]
 Classified = tuple[str, str | None, str | None]
 
 
-class RefererParser(Enrichment):
+class RefererParser(FixedSettings, Enrichment):
+    fixed = frozenset({"table", "internal"})
     name = "referer_parser"
     accepts = ("2-0-*",)
 
@@ -122,7 +129,9 @@ class RefererParser(Enrichment):
         if not referrer:
             return
         page_host = event.get("page_urlhost")
-        if len(referrer) <= REFERRER_LENGTH_KEPT:
+        if len(referrer) <= REFERRER_LENGTH_KEPT and (
+            page_host is None or len(page_host) <= HOST_LENGTH_KEPT
+        ):
             found = self._kept_fields(referrer, page_host)
         else:
             found = self.fields_for(referrer, page_host)

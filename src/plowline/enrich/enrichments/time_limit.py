@@ -202,12 +202,22 @@ class TimeLimit:
         watchdog's frame while it waits, and a thread's record goes with
         the thread.)"""
         running = False
-        for call in list(self._calls):
+        for call in self._snapshot():
             if call.running:
                 running = True
                 if now >= call.deadline:
                     self._fire(call, now)
         return running
+
+    def _snapshot(self) -> list[_Call]:
+        """The records, copied. A thread that ends drops its record from the
+        weak set without the lock, and may do so while it is being copied:
+        then the copy is made again."""
+        while True:
+            try:
+                return list(self._calls)
+            except RuntimeError:  # the set changed size while it was copied
+                continue
 
     def _fire(self, call: _Call, now: float) -> None:
         # Called with the lock held, so the call cannot end meanwhile.
