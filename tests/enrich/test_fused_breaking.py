@@ -85,8 +85,12 @@ def _fresh_ids() -> None:
 def _shape(outcome: Any) -> tuple[Any, ...]:
     if isinstance(outcome, EnrichedEvent):
         fields = orjson.dumps(list(outcome.fields.items()))
-        return ("enriched", outcome.stream, FAKE_ID_RE.sub(b"<id>", fields),
-                FAKE_ID_RE.sub(b"<id>", outcome.to_tsv_bytes()))  # fmt: skip
+        return (
+            "enriched",
+            outcome.stream,
+            FAKE_ID_RE.sub(b"<id>", fields),
+            FAKE_ID_RE.sub(b"<id>", outcome.to_tsv_bytes()),
+        )
     assert isinstance(outcome, FailedEvent), outcome
     return ("failed", FAKE_ID_RE.sub(b"<id>", outcome.to_json()))
 
@@ -120,14 +124,20 @@ def _enricher(**kwargs: Any) -> Enricher:
     return Enricher(clock=lambda: NOW, **kwargs)
 
 
-def _record(query: str | None = None, *, body: bytes | None = None,
-            content_type: str | None = None, path: str = "/i",
-            method: str = "GET", tstamp: int = TSTAMP,
-            collector: str = "plowline-test", referer: str | None = None,
-            useragent: str | None = "Mozilla/5.0 (X11; Linux x86_64)",
-            headers: tuple[tuple[str, str], ...] = (),
-            nuid: str | None = "11111111-2222-4333-8444-555555555555",
-            ) -> RawRecord:  # fmt: skip
+def _record(
+    query: str | None = None,
+    *,
+    body: bytes | None = None,
+    content_type: str | None = None,
+    path: str = "/i",
+    method: str = "GET",
+    tstamp: int = TSTAMP,
+    collector: str = "plowline-test",
+    referer: str | None = None,
+    useragent: str | None = "Mozilla/5.0 (X11; Linux x86_64)",
+    headers: tuple[tuple[str, str], ...] = (),
+    nuid: str | None = "11111111-2222-4333-8444-555555555555",
+) -> RawRecord:
     return RawRecord(
         id=str(uuid.uuid4()),
         tstamp=tstamp,
@@ -238,42 +248,158 @@ def test_captured_traffic_is_the_same_fused(
 WEB_PAGE = "iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0"
 LINK_CLICK = "iglu:com.snowplowanalytics.snowplow/link_click/jsonschema/1-0-1"
 PARAM_NAMES = sorted(
-    {*transform._CORE_RULES, "cx", "co", "ue_px", "ue_pr", "ttm", "dtm", "stm",
-     "url", "refr", "e", "p", "eid", "tnuid", "nuid", "cv", "ip", "xyz"}
-)  # fmt: skip
+    {
+        *transform._CORE_RULES,
+        "cx",
+        "co",
+        "ue_px",
+        "ue_pr",
+        "ttm",
+        "dtm",
+        "stm",
+        "url",
+        "refr",
+        "e",
+        "p",
+        "eid",
+        "tnuid",
+        "nuid",
+        "cv",
+        "ip",
+        "xyz",
+    }
+)
 EDGE_VALUES = [
-    "", "0", "1", "-0", "+5", "-5", "1e3", "1E3", "007", "00", "2147483647",
-    "2147483648", "-2147483648", "-2147483649", "1.50", "1.", ".5", "-.5",
-    "0.000000000000000000001", "123456789012345", "1234567890123456",
-    "\uff11\uff12", "\u0663", "1_000", " 1", "1 ", "null", "true", "0x10",
-    "1700000000000", "1700000000001", "0001700000000000", "999999999999999",
-    "253402300799999", "253402300800000", "-62135596800000", "-62135596800001",
-    "946684800000", "946684799999", "1600000000000", "17000000000000000000",
-    "\t", "a\tb", "a\nb", "a\r\nb", "\x7f", "x\x00y", "\x1f", "\x85", "\u2028",
-    "\ufeff", "\u00e9t\u00e9", "\U0001f600", "\ud800", "  ", "%", "%zz",
-    "1x1", "01x02", "1 x 2", "x", "1x", "2147483648x1", "0x0",
-    "0B0B0B0B-1111-4222-8333-000000000001", "0b0b0b0b-1111-4222-8333-000000000001",
-    "0b0b0b0b111142228333000000000001", "{0b0b0b0b-1111-4222-8333-000000000001}",
-    "pv", "pp", "se", "ev", "ue", "tr", "ti", "ad", "PV", "zz",
-    "web", "mob", "WEB", "srv", "iot",
-    "203.0.113.1, 10.0.0.1", "|1.2.3.4", " 1.2.3.4", "1.2.3.4\t", "::1",
-    "http://www.example.com/a?b=c#d", "http://a b/c?x=1#y", "//host/path",
-    "host:80", "http://[::1]:8080/p", "https://h.example/?_sp=abc.1700000000000",
-    "https://h.example/?x=1&_sp=abc", "https://h.example/?_sp=.17x", "HTTPS://X:0443/",
-    "mailto:x@y", "http://h:99999/", "http://h:/", "http://u:p@h:81/p", "http://h\x7f/",
-    "http://h/\u00e9?\u00e9#\u00e9", "?", "#", "http://", "http:", "https://h/p?",
-    "javascript:alert(1)", "http://h/a b?c d#e f",
-]  # fmt: skip
+    "",
+    "0",
+    "1",
+    "-0",
+    "+5",
+    "-5",
+    "1e3",
+    "1E3",
+    "007",
+    "00",
+    "2147483647",
+    "2147483648",
+    "-2147483648",
+    "-2147483649",
+    "1.50",
+    "1.",
+    ".5",
+    "-.5",
+    "0.000000000000000000001",
+    "123456789012345",
+    "1234567890123456",
+    "\uff11\uff12",
+    "\u0663",
+    "1_000",
+    " 1",
+    "1 ",
+    "null",
+    "true",
+    "0x10",
+    "1700000000000",
+    "1700000000001",
+    "0001700000000000",
+    "999999999999999",
+    "253402300799999",
+    "253402300800000",
+    "-62135596800000",
+    "-62135596800001",
+    "946684800000",
+    "946684799999",
+    "1600000000000",
+    "17000000000000000000",
+    "\t",
+    "a\tb",
+    "a\nb",
+    "a\r\nb",
+    "\x7f",
+    "x\x00y",
+    "\x1f",
+    "\x85",
+    "\u2028",
+    "\ufeff",
+    "\u00e9t\u00e9",
+    "\U0001f600",
+    "\ud800",
+    "  ",
+    "%",
+    "%zz",
+    "1x1",
+    "01x02",
+    "1 x 2",
+    "x",
+    "1x",
+    "2147483648x1",
+    "0x0",
+    "0B0B0B0B-1111-4222-8333-000000000001",
+    "0b0b0b0b-1111-4222-8333-000000000001",
+    "0b0b0b0b111142228333000000000001",
+    "{0b0b0b0b-1111-4222-8333-000000000001}",
+    "pv",
+    "pp",
+    "se",
+    "ev",
+    "ue",
+    "tr",
+    "ti",
+    "ad",
+    "PV",
+    "zz",
+    "web",
+    "mob",
+    "WEB",
+    "srv",
+    "iot",
+    "203.0.113.1, 10.0.0.1",
+    "|1.2.3.4",
+    " 1.2.3.4",
+    "1.2.3.4\t",
+    "::1",
+    "http://www.example.com/a?b=c#d",
+    "http://a b/c?x=1#y",
+    "//host/path",
+    "host:80",
+    "http://[::1]:8080/p",
+    "https://h.example/?_sp=abc.1700000000000",
+    "https://h.example/?x=1&_sp=abc",
+    "https://h.example/?_sp=.17x",
+    "HTTPS://X:0443/",
+    "mailto:x@y",
+    "http://h:99999/",
+    "http://h:/",
+    "http://u:p@h:81/p",
+    "http://h\x7f/",
+    "http://h/\u00e9?\u00e9#\u00e9",
+    "?",
+    "#",
+    "http://",
+    "http:",
+    "https://h/p?",
+    "javascript:alert(1)",
+    "http://h/a b?c d#e f",
+]
 GOOD = {
-    "e": ["pv", "pp", "se", "ue", "tr", "ti"], "p": ["web", "mob", "srv"],
+    "e": ["pv", "pp", "se", "ue", "tr", "ti"],
+    "p": ["web", "mob", "srv"],
     "eid": ["0b0b0b0b-1111-4222-8333-000000000001"],
-    "dtm": ["1700000000000", "1699999999000"], "stm": ["1700000000500"],
-    "ttm": ["1699999999999"], "url": ["http://www.example.com/a?b=c#d"],
-    "refr": ["https://www.google.com/search?q=x"], "res": ["1280x720"],
-    "vp": ["1280x720"], "ds": ["1280x3000"], "tid": ["123456"], "vid": ["3"],
-    "se_va": ["1.5"], "tr_tt": ["12.00"], "cookie": ["1"],
+    "dtm": ["1700000000000", "1699999999000"],
+    "stm": ["1700000000500"],
+    "ttm": ["1699999999999"],
+    "url": ["http://www.example.com/a?b=c#d"],
+    "refr": ["https://www.google.com/search?q=x"],
+    "res": ["1280x720"],
+    "vp": ["1280x720"],
+    "ds": ["1280x3000"],
+    "tid": ["123456"],
+    "vid": ["3"],
+    "se_va": ["1.5"],
+    "tr_tt": ["12.00"],
+    "cookie": ["1"],
     "sid": ["0b0b0b0b-1111-4222-8333-000000000002"],
-}  # fmt: skip
+}
 
 
 def _value_of(name: str) -> st.SearchStrategy[str]:
@@ -286,8 +412,10 @@ def _value_of(name: str) -> st.SearchStrategy[str]:
 
 def _entity(valid_schema: bool = True) -> st.SearchStrategy[Any]:
     return st.one_of(
-        st.builds(lambda i: {"schema": WEB_PAGE, "data": {"id": i}},
-                  st.sampled_from(["a2566010-a525-4765-9a12-e00fcfb71af1", "", "x"])),
+        st.builds(
+            lambda i: {"schema": WEB_PAGE, "data": {"id": i}},
+            st.sampled_from(["a2566010-a525-4765-9a12-e00fcfb71af1", "", "x"]),
+        ),
         st.just({"schema": WEB_PAGE, "data": {"id": 5}}),
         st.just({"schema": THING, "data": {"a": 1}}),
         st.just({"schema": LINK_CLICK, "data": {"targetUrl": "http://x.example/"}}),
@@ -296,14 +424,27 @@ def _entity(valid_schema: bool = True) -> st.SearchStrategy[Any]:
         st.just({"schema": WEB_PAGE}),
         st.just({"data": {}}),
         st.just([]),
-        st.just({"schema": WEB_PAGE, "data": {"id": "a2566010-a525-4765-9a12-e00fcfb71af1"}, "extra": 1}),
-    )  # fmt: skip
+        st.just(
+            {
+                "schema": WEB_PAGE,
+                "data": {"id": "a2566010-a525-4765-9a12-e00fcfb71af1"},
+                "extra": 1,
+            }
+        ),
+    )
 
 
 def _document(unstruct: bool) -> st.SearchStrategy[Any]:
     prefix = UP if unstruct else CP
-    schema = st.sampled_from([prefix + "0", prefix + "1", prefix, prefix + "x",
-                              CP + "1" if unstruct else UP + "0"])  # fmt: skip
+    schema = st.sampled_from(
+        [
+            prefix + "0",
+            prefix + "1",
+            prefix,
+            prefix + "x",
+            CP + "1" if unstruct else UP + "0",
+        ]
+    )
     data = _entity() if unstruct else st.lists(_entity(), max_size=3)
     return st.one_of(
         st.builds(lambda s, d: {"schema": s, "data": d}, schema, data),
@@ -385,18 +526,37 @@ def parameter_sets(draw: Any) -> list[tuple[str, str]]:
     return items
 
 
-RECORD_FIELDS = st.one_of(st.just({}), st.fixed_dictionaries(
-    {},
-    optional={
-        "referer": st.sampled_from(["http://ref.example/x?y=1", "", "http://r.example/?_sp=a.1",
-                                    "r\te f", "http://r.example/\x7f", "no scheme"]),
-        "useragent": st.sampled_from(["", "UA\twith tab", "Googlebot/2.1"]),
-        "collector": st.sampled_from(["", "c"]),
-        "tstamp": st.sampled_from([0, -1, 253402300799999, 253402300800000,
-                                   -62135596800000, -62135596800001]),
-        "nuid": st.sampled_from([None, "", "n\x01"]),
-    },
-))  # fmt: skip
+RECORD_FIELDS = st.one_of(
+    st.just({}),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "referer": st.sampled_from(
+                [
+                    "http://ref.example/x?y=1",
+                    "",
+                    "http://r.example/?_sp=a.1",
+                    "r\te f",
+                    "http://r.example/\x7f",
+                    "no scheme",
+                ]
+            ),
+            "useragent": st.sampled_from(["", "UA\twith tab", "Googlebot/2.1"]),
+            "collector": st.sampled_from(["", "c"]),
+            "tstamp": st.sampled_from(
+                [
+                    0,
+                    -1,
+                    253402300799999,
+                    253402300800000,
+                    -62135596800000,
+                    -62135596800001,
+                ]
+            ),
+            "nuid": st.sampled_from([None, "", "n\x01"]),
+        },
+    ),
+)
 
 
 def _generated_records(
@@ -411,14 +571,26 @@ RANDOM = bool(os.environ.get("FUSED_RANDOM"))
 TAKEN: list[int] = []
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
-          derandomize=not RANDOM, database=None)  # fmt: skip
-@given(items=parameter_sets(), extra=RECORD_FIELDS, kind=st.sampled_from(KINDS),
-       clear=st.booleans())  # fmt: skip
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=not RANDOM,
+    database=None,
+)
+@given(
+    items=parameter_sets(),
+    extra=RECORD_FIELDS,
+    kind=st.sampled_from(KINDS),
+    clear=st.booleans(),
+)
 def test_generated_events_are_the_same_fused(
-    enrichers: dict[str, Enricher], items: list[tuple[str, str]],
-    extra: dict[str, Any], kind: str, clear: bool,
-) -> None:  # fmt: skip
+    enrichers: dict[str, Enricher],
+    items: list[tuple[str, str]],
+    extra: dict[str, Any],
+    kind: str,
+    clear: bool,
+) -> None:
     records = _generated_records(items, extra)
     if clear:
         selfdesc._SCHEMA_PARTS.clear()
@@ -457,8 +629,12 @@ def _hostile(code: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONMALLOC="debug", PYTHONFAULTHANDLER="1")
     return subprocess.run(
         [PYTHON, "-c", PRELUDE + textwrap.dedent(code)],
-        capture_output=True, text=True, timeout=60, env=env, cwd=ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def test_a_page_url_that_leaves_the_event_in_its_bool_is_no_crash() -> None:
@@ -611,17 +787,25 @@ def _decoded(line: Any, with_c: bool) -> Any:
     return [
         (f.name, type(getattr(made, f.name)).__name__, getattr(made, f.name))
         for f in fields(made)
-    ] + [("extra order", list(made.extra.items()))]  # fmt: skip
+    ] + [("extra order", list(made.extra.items()))]
 
 
 JSON_LEAVES = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
-    st.sampled_from(["", "x", "\x00", "\ud800", "\u00e9", "GET", "1", "e=pv"]), st.text(max_size=6),
-)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.sampled_from(["", "x", "\x00", "\ud800", "\u00e9", "GET", "1", "e=pv"]),
+    st.text(max_size=6),
+)
 JSON_VALUES = st.recursive(
-    JSON_LEAVES, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    JSON_LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
     max_leaves=6,
-)  # fmt: skip
+)
 LINE_KEYS = [*sorted(rec._KNOWN_KEYS), "extra", "zzz", "V", " v"]
 
 
@@ -632,24 +816,38 @@ def _line_text(data: dict[str, Any]) -> str:
 @settings(max_examples=400, deadline=None, derandomize=not RANDOM, database=None)
 @given(
     changes=st.dictionaries(st.sampled_from(LINE_KEYS), JSON_VALUES, max_size=5),
-    version=st.sampled_from([1, 1, 1, 1.0, True, "1", 2, 0, -1, 2**64 + 1, -(2**64) + 1, None, [1]]),
-    form=st.sampled_from(["bytes", "str", "newline", "crlf", "spaces", "bom", "bytearray", "memoryview"]),
-)  # fmt: skip
+    version=st.sampled_from(
+        [1, 1, 1, 1.0, True, "1", 2, 0, -1, 2**64 + 1, -(2**64) + 1, None, [1]]
+    ),
+    form=st.sampled_from(
+        ["bytes", "str", "newline", "crlf", "spaces", "bom", "bytearray", "memoryview"]
+    ),
+)
 def test_raw_log_lines_read_as_in_python(
     changes: dict[str, Any], version: Any, form: str
 ) -> None:
-    data = {"v": version, "id": "r", "tstamp": 1700000000000, "collector": "c", "method": "GET",
-            "path": "/i", "querystring": "e=pv", "headers": [["Host", "h"]]}  # fmt: skip
+    data = {
+        "v": version,
+        "id": "r",
+        "tstamp": 1700000000000,
+        "collector": "c",
+        "method": "GET",
+        "path": "/i",
+        "querystring": "e=pv",
+        "headers": [["Host", "h"]],
+    }
     data.update(changes)
     text = _line_text(data)
     line: Any = {
-        "bytes": text.encode("utf-8", "surrogatepass"), "str": text,
+        "bytes": text.encode("utf-8", "surrogatepass"),
+        "str": text,
         "newline": text.encode("utf-8", "surrogatepass") + b"\n",
-        "crlf": text.encode("utf-8", "surrogatepass") + b"\r\n", "spaces": "  " + text + " \t",
+        "crlf": text.encode("utf-8", "surrogatepass") + b"\r\n",
+        "spaces": "  " + text + " \t",
         "bom": b"\xef\xbb\xbf" + text.encode("utf-8", "surrogatepass"),
         "bytearray": bytearray(text.encode("utf-8", "surrogatepass")),
         "memoryview": memoryview(text.encode("utf-8", "surrogatepass")),
-    }[form]  # fmt: skip
+    }[form]
     assert _decoded(line, True) == _decoded(line, False)
 
 
@@ -688,8 +886,18 @@ def test_odd_raw_log_lines_read_as_in_python(line: Any) -> None:
 
 def test_record_from_line_takes_plain_lines() -> None:
     """The comparisons above are not vacuous: C reads a plain line itself."""
-    line = orjson.dumps({"v": 1, "id": "r", "tstamp": 5, "collector": "c", "method": "GET",
-                         "path": "/i", "querystring": "e=pv", "zz": [1]})  # fmt: skip
+    line = orjson.dumps(
+        {
+            "v": 1,
+            "id": "r",
+            "tstamp": 5,
+            "collector": "c",
+            "method": "GET",
+            "path": "/i",
+            "querystring": "e=pv",
+            "zz": [1],
+        }
+    )
     made = core.record_from_line(
         line, orjson.loads, RawRecord, rec._SLOTS, rec._KNOWN_KEYS
     )
@@ -804,18 +1012,35 @@ def _post(events: list[dict[str, str]], query: str | None = None) -> RawRecord:
             "data": events,
         }
     )
-    return _record(query, body=body, content_type="application/json; charset=utf-8",
-                   path="/com.snowplowanalytics.snowplow/tp2", method="POST")  # fmt: skip
+    return _record(
+        query,
+        body=body,
+        content_type="application/json; charset=utf-8",
+        path="/com.snowplowanalytics.snowplow/tp2",
+        method="POST",
+    )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck),
-          derandomize=not RANDOM, database=None)  # fmt: skip
-@given(batch=st.lists(parameter_sets(), min_size=1, max_size=5),
-       query=st.sampled_from([None, "", "aid=q", "e=pp&tv=x", "ttm=5", "cx=%%%", "url=http%3A%2F%2Fq%2F"]),
-       kind=st.sampled_from(KINDS))  # fmt: skip
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=not RANDOM,
+    database=None,
+)
+@given(
+    batch=st.lists(parameter_sets(), min_size=1, max_size=5),
+    query=st.sampled_from(
+        [None, "", "aid=q", "e=pp&tv=x", "ttm=5", "cx=%%%", "url=http%3A%2F%2Fq%2F"]
+    ),
+    kind=st.sampled_from(KINDS),
+)
 def test_post_batches_are_the_same_fused(
-    enrichers: dict[str, Enricher], batch: list[list[tuple[str, str]]], query: str | None, kind: str
-) -> None:  # fmt: skip
+    enrichers: dict[str, Enricher],
+    batch: list[list[tuple[str, str]]],
+    query: str | None,
+    kind: str,
+) -> None:
     events = [dict(items) for items in batch]
     _same(enrichers[kind], [_post(events, query)])
 
@@ -840,13 +1065,15 @@ def test_cloudfront_and_tomcat_records_are_the_same_fused(
 
     folder = ROOT / "tests" / "data" / "raw_formats"
     records: list[RawRecord] = []
-    for name, loader in [("cloudfront_12_fields.log", "cloudfront"),
-                         ("cloudfront_15_fields.log", "cloudfront"),
-                         ("cloudfront_18_fields.log", "cloudfront"),
-                         ("cloudfront_23_fields.log", "cloudfront"),
-                         ("tomcat_15_fields.log", "clj-tomcat"),
-                         ("tomcat_17_fields.log", "clj-tomcat"),
-                         ("tomcat_post.log", "clj-tomcat")]:  # fmt: skip
+    for name, loader in [
+        ("cloudfront_12_fields.log", "cloudfront"),
+        ("cloudfront_15_fields.log", "cloudfront"),
+        ("cloudfront_18_fields.log", "cloudfront"),
+        ("cloudfront_23_fields.log", "cloudfront"),
+        ("tomcat_15_fields.log", "clj-tomcat"),
+        ("tomcat_17_fields.log", "clj-tomcat"),
+        ("tomcat_post.log", "clj-tomcat"),
+    ]:
         for line in _lines(folder / name):
             try:
                 made = loader_for(loader)(line)
@@ -1066,24 +1293,48 @@ def test_no_leak_over_many_calls() -> None:
     selfdesc._SCHEMA_PARTS.clear()
     selfdesc.schema_parts(WEB_PAGE)
     selfdesc.schema_parts(LINK_CLICK)
-    head = {"v_collector": "c", "v_etl": "e", "etl_tstamp": "2023-11-14 22:13:20.000",
-            "network_userid": None, "user_ipaddress": "1.2.3.4", "useragent": None,
-            "collector_tstamp": "2023-11-14 22:13:20.000"}  # fmt: skip
+    head = {
+        "v_collector": "c",
+        "v_etl": "e",
+        "etl_tstamp": "2023-11-14 22:13:20.000",
+        "network_userid": None,
+        "user_ipaddress": "1.2.3.4",
+        "useragent": None,
+        "collector_tstamp": "2023-11-14 22:13:20.000",
+    }
     cx = _b64({"schema": CP + "0", "data": [GOOD_WEB_PAGE, GOOD_CLICK]})
     ue = _b64({"schema": UP + "0", "data": GOOD_CLICK})
     params_list = [
-        {"e": "pv", "url": "http://h.example/a b?c#d", "refr": "http://r/", "cx": cx, "dtm": "1700000000000", "stm": "1700000000500"},
+        {
+            "e": "pv",
+            "url": "http://h.example/a b?c#d",
+            "refr": "http://r/",
+            "cx": cx,
+            "dtm": "1700000000000",
+            "stm": "1700000000500",
+        },
         {"e": "ue", "ue_px": ue, "aid": "a\tb", "ttm": "1699999999999", "res": "1x1"},
         {"e": "pv", "url": "http://h.example/?_sp=a.1"},
-        {"e": "pv", "cx": "!!!"}, {"e": "pv", "co": "[" * 60}, {"e": "ad"}, {"e": "ue"},
-        {"e": "pv", "tid": "x"}, {"e": "pv", "ue_px": _b64({"schema": UP + "0", "data": {"schema": THING, "data": {}}})},
-        {"e": "pv", "ttm": "+5"}, {"e": "pv", "dtm": "1", "stm": "x"}, {"e": "pv", "aid": 5},
-    ]  # fmt: skip
+        {"e": "pv", "cx": "!!!"},
+        {"e": "pv", "co": "[" * 60},
+        {"e": "ad"},
+        {"e": "ue"},
+        {"e": "pv", "tid": "x"},
+        {
+            "e": "pv",
+            "ue_px": _b64({"schema": UP + "0", "data": {"schema": THING, "data": {}}}),
+        },
+        {"e": "pv", "ttm": "+5"},
+        {"e": "pv", "dtm": "1", "stm": "x"},
+        {"e": "pv", "aid": 5},
+    ]
     lines = [
         b'{"v":1,"id":"r","tstamp":5,"collector":"c","method":"GET","path":"/i","querystring":"e=pv","headers":[["a","b"]],"zz":[1]}',
-        b'{"v":2}', b"{", b'{"v":1,"id":"r","tstamp":true,"collector":"c","method":"GET","path":"/i"}',
+        b'{"v":2}',
+        b"{",
+        b'{"v":1,"id":"r","tstamp":true,"collector":"c","method":"GET","path":"/i"}',
         b'{"v":1,"id":"r","tstamp":5,"collector":"c","method":"GET","path":"/i","body":"\\ud800"}',
-    ]  # fmt: skip
+    ]
     args = (orjson.loads, RawRecord, rec._SLOTS, rec._KNOWN_KEYS)
 
     def burst(times: int) -> None:

@@ -176,21 +176,49 @@ def test_anon_ip_is_what_it_was(inputs: list[tuple[int, str]]) -> None:
 # ---- campaign attribution: kept per querystring, two click-id mappings ----
 
 CAMPAIGNS = [
-    {"fields": {"mktMedium": ["utm_medium", "medium"], "mktSource": ["utm_source"],
-                "mktTerm": ["utm_term"], "mktContent": ["utm_content"],
-                "mktCampaign": ["utm_campaign", "cid"],
-                "mktClickId": {"fbclid": "Facebook"}}},
-    {"fields": {"mktMedium": ["medium"], "mktSource": ["src", "utm_source"],
-                "mktTerm": [], "mktContent": [], "mktCampaign": ["cid"],
-                "mktClickId": {"gclid": "G2", "fbclid": "FB2"}}},
-]  # fmt: skip
+    {
+        "fields": {
+            "mktMedium": ["utm_medium", "medium"],
+            "mktSource": ["utm_source"],
+            "mktTerm": ["utm_term"],
+            "mktContent": ["utm_content"],
+            "mktCampaign": ["utm_campaign", "cid"],
+            "mktClickId": {"fbclid": "Facebook"},
+        }
+    },
+    {
+        "fields": {
+            "mktMedium": ["medium"],
+            "mktSource": ["src", "utm_source"],
+            "mktTerm": [],
+            "mktContent": [],
+            "mktCampaign": ["cid"],
+            "mktClickId": {"gclid": "G2", "fbclid": "FB2"},
+        }
+    },
+]
 QUERY_PART = st.tuples(
-    st.sampled_from(["utm_medium", "medium", "utm_source", "src", "utm_campaign",
-                     "cid", "gclid", "fbclid", "msclkid", "utm%5Fterm", "utm_term",
-                     "x", "utm_content", ""]),
+    st.sampled_from(
+        [
+            "utm_medium",
+            "medium",
+            "utm_source",
+            "src",
+            "utm_campaign",
+            "cid",
+            "gclid",
+            "fbclid",
+            "msclkid",
+            "utm%5Fterm",
+            "utm_term",
+            "x",
+            "utm_content",
+            "",
+        ]
+    ),
     st.sampled_from(["=", "", "=="]),
     st.text(alphabet="ab%20+\t\n;&=\u20ac", max_size=6),
-)  # fmt: skip
+)
 
 
 @PROPERTY
@@ -223,12 +251,24 @@ def test_campaign_is_what_it_was_for_two_mappings(queries: list[Any]) -> None:
 REFERRER = st.builds(
     lambda scheme, host, path, query: scheme + host + path + query,
     st.sampled_from(["http://", "https://", "HTTP://", "ftp://", "android-app://", ""]),
-    st.sampled_from(["www.google.com", "google.co.uk", "shop.example", "acme.com",
-                     "www.internaldomain.com", "bing.com", "", "SHOP.example",
-                     "shop.example:8080", "user@shop.example", "shop.example."]),
+    st.sampled_from(
+        [
+            "www.google.com",
+            "google.co.uk",
+            "shop.example",
+            "acme.com",
+            "www.internaldomain.com",
+            "bing.com",
+            "",
+            "SHOP.example",
+            "shop.example:8080",
+            "user@shop.example",
+            "shop.example.",
+        ]
+    ),
     st.sampled_from(["", "/", "/search", "/a/b"]),
     st.sampled_from(["", "?q=shoes", "?q=a%20b&x=1", "?p=1+2", "?", "#x"]),
-)  # fmt: skip
+)
 PAGE_HOST = st.sampled_from(
     ["shop.example", "google.co.uk", None, "", "SHOP.EXAMPLE", "acme.com"]
 )
@@ -251,8 +291,10 @@ INTERNALS = (["www.internaldomain.com"], ["shop.example", "acme.com"])
 
 @pytest.fixture(scope="module")
 def referer_pairs() -> list[tuple[Any, Any]]:
-    return [(_referer(referer_parser, i), _referer(old("referer_parser"), i))
-            for i in INTERNALS]  # fmt: skip
+    return [
+        (_referer(referer_parser, i), _referer(old("referer_parser"), i))
+        for i in INTERNALS
+    ]
 
 
 @PROPERTY
@@ -271,11 +313,25 @@ def test_referer_is_what_it_was_for_two_internal_lists(
 # ---- event fingerprint: the template with separators, two exclusions ----
 
 PARAMS = st.dictionaries(
-    st.sampled_from(["e", "eid", "url", "aid", "p", "\u00fc", "\U0001f600",
-                     "\uffff", "a%", "stm", "", "\x1f"]),
+    st.sampled_from(
+        [
+            "e",
+            "eid",
+            "url",
+            "aid",
+            "p",
+            "\u00fc",
+            "\U0001f600",
+            "\uffff",
+            "a%",
+            "stm",
+            "",
+            "\x1f",
+        ]
+    ),
     st.text(max_size=4),
     max_size=6,
-)  # fmt: skip
+)
 
 
 @PROPERTY
@@ -324,18 +380,47 @@ def currency_pairs(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Any, 
 
 
 AMOUNT = st.sampled_from(
-    ["100", "12.345", "0.005", "-3", "1e30", "x", "1e3", "-0", "0.0", "0",
-     "99999999999999999", "1E-400", "NaN", "Infinity", " 5", "1_000", "0.015",
-     "0.025", "9999999999999999.995", "5e-1", "0E+3"]
-) | st.decimals(allow_nan=False, allow_infinity=False).map(str)  # fmt: skip
+    [
+        "100",
+        "12.345",
+        "0.005",
+        "-3",
+        "1e30",
+        "x",
+        "1e3",
+        "-0",
+        "0.0",
+        "0",
+        "99999999999999999",
+        "1E-400",
+        "NaN",
+        "Infinity",
+        " 5",
+        "1_000",
+        "0.015",
+        "0.025",
+        "9999999999999999.995",
+        "5e-1",
+        "0E+3",
+    ]
+) | st.decimals(allow_nan=False, allow_infinity=False).map(str)
 SALE = st.fixed_dictionaries(
     {},
     optional={
         "collector_tstamp": st.sampled_from(
-            ["2024-03-02 09:00:00.000", "2024-03-02 23:59:59.999",
-             "2024-03-05 00:00:00.000", "2024-03-06 00:00:00.000",
-             "2024-02-01 10:00:00.000", "2024-3-2", "", "0001-01-01 00:00:00",
-             "20240302", "2024-03-02", "2024-W09-6 x"]
+            [
+                "2024-03-02 09:00:00.000",
+                "2024-03-02 23:59:59.999",
+                "2024-03-05 00:00:00.000",
+                "2024-03-06 00:00:00.000",
+                "2024-02-01 10:00:00.000",
+                "2024-3-2",
+                "",
+                "0001-01-01 00:00:00",
+                "20240302",
+                "2024-03-02",
+                "2024-W09-6 x",
+            ]
         ),
         "tr_currency": st.sampled_from(["USD", "GBP", "JPY", "XYZ", "", "EUR"]),
         "tr_total": AMOUNT,
@@ -344,7 +429,7 @@ SALE = st.fixed_dictionaries(
         "ti_currency": st.sampled_from(["EUR", "GBP", "JPY", ""]),
         "ti_price": AMOUNT,
     },
-)  # fmt: skip
+)
 
 
 @PROPERTY
@@ -362,16 +447,28 @@ def test_currency_is_what_it_was_for_four_configurations(
 
 
 def _pii(module: Any, salt: str, emit: bool, function: str, json_fields: bool) -> Any:
-    fields: list[Any] = [{"pojo": {"field": "user_id"}},
-                         {"pojo": {"field": "user_ipaddress"}}]  # fmt: skip
+    fields: list[Any] = [
+        {"pojo": {"field": "user_id"}},
+        {"pojo": {"field": "user_ipaddress"}},
+    ]
     if json_fields:
         criterion = "iglu:com.acme/x/jsonschema/1-*-*"
         fields += [
-            {"json": {"field": "contexts", "schemaCriterion": criterion,
-                      "jsonPath": "$.email"}},
-            {"json": {"field": "derived_contexts", "schemaCriterion": criterion,
-                      "jsonPath": "$.email"}},
-        ]  # fmt: skip
+            {
+                "json": {
+                    "field": "contexts",
+                    "schemaCriterion": criterion,
+                    "jsonPath": "$.email",
+                }
+            },
+            {
+                "json": {
+                    "field": "derived_contexts",
+                    "schemaCriterion": criterion,
+                    "jsonPath": "$.email",
+                }
+            },
+        ]
     return module.PiiPseudonymizer.from_parameters(
         {
             "pii": fields,
@@ -421,8 +518,12 @@ def test_pii_is_what_it_was_for_six_configurations(events: list[Any]) -> None:
                 "data": [entity],
             }
         )
-        event = {"user_id": user, "user_ipaddress": address, "contexts": contexts,
-                 "event_id": "E"}  # fmt: skip
+        event = {
+            "user_id": user,
+            "user_ipaddress": address,
+            "contexts": contexts,
+            "event_id": "E",
+        }
         for k in (index, (index + 1) % len(PII_CONFIGS)):
             got = outcome(new[k], event, derived=[entity])
             assert got == outcome(before[k], event, derived=[entity]), (k, event)
@@ -431,13 +532,19 @@ def test_pii_is_what_it_was_for_six_configurations(events: list[Any]) -> None:
 # ---- bot detection: one pass over the derived contexts, quiet schemas ----
 
 SCHEMA = st.sampled_from(
-    ["iglu:com.iab.snowplow/spiders_and_robots/jsonschema/1-0-0",
-     "iglu:com.snowplowanalytics.snowplow/asn/jsonschema/1-0-0",
-     "iglu:com.snowplowanalytics.snowplow/ua_parser_context/jsonschema/1-0-0",
-     "iglu:com.iab.snowplow/spiders_and_robots/",
-     "iglu:com.snowplowanalytics.snowplow/asn/", "iglu:com.iab.snowplow/x",
-     None, 5, "", "None"]
-)  # fmt: skip
+    [
+        "iglu:com.iab.snowplow/spiders_and_robots/jsonschema/1-0-0",
+        "iglu:com.snowplowanalytics.snowplow/asn/jsonschema/1-0-0",
+        "iglu:com.snowplowanalytics.snowplow/ua_parser_context/jsonschema/1-0-0",
+        "iglu:com.iab.snowplow/spiders_and_robots/",
+        "iglu:com.snowplowanalytics.snowplow/asn/",
+        "iglu:com.iab.snowplow/x",
+        None,
+        5,
+        "",
+        "None",
+    ]
+)
 SIGNAL_DATA = st.one_of(
     st.fixed_dictionaries(
         {},
@@ -452,37 +559,58 @@ SIGNAL_DATA = st.one_of(
     st.just([1]),
 )
 ENTITY = st.builds(
-    lambda schema, data, drop: {k: v for k, v in (("schema", schema), ("data", data))
-                                if k != drop},
-    SCHEMA, SIGNAL_DATA, st.sampled_from([None, None, "schema", "data"]),
-)  # fmt: skip
+    lambda schema, data, drop: {
+        k: v for k, v in (("schema", schema), ("data", data)) if k != drop
+    },
+    SCHEMA,
+    SIGNAL_DATA,
+    st.sampled_from([None, None, "schema", "data"]),
+)
 CLIENT_SIDE = (
     "iglu:com.snowplowanalytics.snowplow/client_side_bot_detection/jsonschema/1-0-0"
 )
 CONTEXTS = st.sampled_from(
-    [None, "",
-     json.dumps({"data": [{"schema": CLIENT_SIDE, "data": {"bot": True, "kind": "s"}}]}),
-     json.dumps({"data": [{"schema": CLIENT_SIDE, "data": {"bot": False}}]})]
-)  # fmt: skip
+    [
+        None,
+        "",
+        json.dumps(
+            {"data": [{"schema": CLIENT_SIDE, "data": {"bot": True, "kind": "s"}}]}
+        ),
+        json.dumps({"data": [{"schema": CLIENT_SIDE, "data": {"bot": False}}]}),
+    ]
+)
 BOT_UA = st.sampled_from(
-    ["Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
-     "curl/8", "HeadlessChrome/1", "Mozilla/5.0 Firefox", None]
-)  # fmt: skip
+    [
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        "curl/8",
+        "HeadlessChrome/1",
+        "Mozilla/5.0 Firefox",
+        None,
+    ]
+)
 
 
 @pytest.fixture(scope="module")
 def bot_pairs() -> list[tuple[Any, Any]]:
     configs: list[dict[str, Any]] = [
-        {"useUserAgentList": False, "useIab": a, "useAsnLookups": b,
-         "useClientSideDetection": c}
-        for a in (True, False) for b in (True, False) for c in (True, False)
-    ]  # fmt: skip
+        {
+            "useUserAgentList": False,
+            "useIab": a,
+            "useAsnLookups": b,
+            "useClientSideDetection": c,
+        }
+        for a in (True, False)
+        for b in (True, False)
+        for c in (True, False)
+    ]
     configs.append({"useUserAgentList": True})
     return [
-        (bots.BotDetection.from_parameters(c, source="b"),
-         old("bots").BotDetection.from_parameters(c, source="b"))
+        (
+            bots.BotDetection.from_parameters(c, source="b"),
+            old("bots").BotDetection.from_parameters(c, source="b"),
+        )
         for c in configs
-    ]  # fmt: skip
+    ]
 
 
 @PROPERTY
@@ -507,12 +635,26 @@ def test_bot_signals_are_what_they_were(
 # ---- extractors: header names sorted into sets ----
 
 HEADER = st.tuples(
-    st.sampled_from(["Cookie", "cookie", " Cookie ", "COOKIE", "Cookie2",
-                     "X-Forwarded-For", "x-forwarded-for", "Accept-Language", "",
-                     " ", "Set-Cookie", "\tcookie"]),
-    st.sampled_from(["sp=1; _ga=2", "sp2=x", "sp=1;sp=2", "", "a=b; sp",
-                     '_ga="q"; sp2=  y ', " x "]),
-)  # fmt: skip
+    st.sampled_from(
+        [
+            "Cookie",
+            "cookie",
+            " Cookie ",
+            "COOKIE",
+            "Cookie2",
+            "X-Forwarded-For",
+            "x-forwarded-for",
+            "Accept-Language",
+            "",
+            " ",
+            "Set-Cookie",
+            "\tcookie",
+        ]
+    ),
+    st.sampled_from(
+        ["sp=1; _ga=2", "sp2=x", "sp=1;sp=2", "", "a=b; sp", '_ga="q"; sp2=  y ', " x "]
+    ),
+)
 
 
 @PROPERTY
@@ -572,10 +714,21 @@ def geo_pair() -> tuple[Any, Any]:
 GEO_ADDRESS = st.one_of(
     ADDRESS_TEXT,
     st.sampled_from(
-        ["81.2.69.160", "2.125.160.216", "89.160.20.112", "216.160.83.56",
-         "2001:4860:4860::8888", "::ffff:81.2.69.160", "x", ":", "["]
-    ).flatmap(lambda a: st.sampled_from([a, a + ":80", a + ":0", f"[{a}]:443", a + "%e"])),
-)  # fmt: skip
+        [
+            "81.2.69.160",
+            "2.125.160.216",
+            "89.160.20.112",
+            "216.160.83.56",
+            "2001:4860:4860::8888",
+            "::ffff:81.2.69.160",
+            "x",
+            ":",
+            "[",
+        ]
+    ).flatmap(
+        lambda a: st.sampled_from([a, a + ":80", a + ":0", f"[{a}]:443", a + "%e"])
+    ),
+)
 
 
 @PROPERTY
@@ -591,8 +744,24 @@ def test_ip_lookups_are_what_they_were(
 
 def test_float_texts_are_what_they_were() -> None:
     before = old("ip_lookups").java_float_text
-    values = [0.0, -0.0, 1.0, -1.5, 51.5142, -0.0931, 1e-3, 9.999e-4, 1e7, 12345678.9,
-              float("inf"), float("-inf"), 3.4e38, 1e-45, 5e-324, 2.0**-149]  # fmt: skip
+    values = [
+        0.0,
+        -0.0,
+        1.0,
+        -1.5,
+        51.5142,
+        -0.0931,
+        1e-3,
+        9.999e-4,
+        1e7,
+        12345678.9,
+        float("inf"),
+        float("-inf"),
+        3.4e38,
+        1e-45,
+        5e-324,
+        2.0**-149,
+    ]
     values += [i / 7.0 - 90 for i in range(3000)]
     values += [float("nan")]
 
@@ -661,22 +830,47 @@ def process(event, config):
 """
 
 MODES = st.sampled_from(
-    ["", "none", "shared", "view", "tuple", "three_keys", "bad_schema", "not_json",
-     "big", "raise", "bad_contexts",
-     'echo:[{"schema": "iglu:com.acme/ok/jsonschema/1-0-0", "data": null}]',
-     'echo:[{"schema": "iglu:com.acme/ok/jsonschema/1-0-0", "data": 1}, 5]',
-     'echo:[{"data": 1, "schema": "iglu:com.acme/ok/jsonschema/1-0-0"}]',
-     'echo:[{"schema": "iglu:com.acme/ok/jsonschema/1-0-0", "data": 1, "data2": 1}]',
-     "echo:[]", 'echo:{"schema": 1}', "echo:[null]"]
-)  # fmt: skip
+    [
+        "",
+        "none",
+        "shared",
+        "view",
+        "tuple",
+        "three_keys",
+        "bad_schema",
+        "not_json",
+        "big",
+        "raise",
+        "bad_contexts",
+        'echo:[{"schema": "iglu:com.acme/ok/jsonschema/1-0-0", "data": null}]',
+        'echo:[{"schema": "iglu:com.acme/ok/jsonschema/1-0-0", "data": 1}, 5]',
+        'echo:[{"data": 1, "schema": "iglu:com.acme/ok/jsonschema/1-0-0"}]',
+        'echo:[{"schema": "iglu:com.acme/ok/jsonschema/1-0-0", "data": 1, "data2": 1}]',
+        "echo:[]",
+        'echo:{"schema": 1}',
+        "echo:[null]",
+    ]
+)
 CONTEXT_TEXT = st.sampled_from(
-    [None, "", '{"data": [{"schema": "iglu:a/b/jsonschema/1-0-0", "data": {}}]}',
-     '{"data": {"not": "a list"}}', "[1]", "{bad", '{"data": null}']
-)  # fmt: skip
+    [
+        None,
+        "",
+        '{"data": [{"schema": "iglu:a/b/jsonschema/1-0-0", "data": {}}]}',
+        '{"data": {"not": "a list"}}',
+        "[1]",
+        "{bad",
+        '{"data": null}',
+    ]
+)
 UNSTRUCT_TEXT = st.sampled_from(
-    [None, "", '{"data": {"schema": "iglu:a/b/jsonschema/1-0-0", "data": {"k": 1}}}',
-     '{"data": "text"}', '{"data": null}']
-)  # fmt: skip
+    [
+        None,
+        "",
+        '{"data": {"schema": "iglu:a/b/jsonschema/1-0-0", "data": {"k": 1}}}',
+        '{"data": "text"}',
+        '{"data": null}',
+    ]
+)
 
 
 @pytest.fixture(scope="module")
@@ -774,16 +968,28 @@ def _enrichment_folder(parent: Path, name: str, **choice: Any) -> Path:
             parameters["pii"] = [
                 {"pojo": {"field": "user_id"}},
                 {"pojo": {"field": "domain_userid"}},
-                {"json": {"field": "contexts", "schemaCriterion":
-                          "iglu:com.example.acceptance/page_context/jsonschema/1-*-*",
-                          "jsonPath": "$.section"}},
-                {"json": {"field": "derived_contexts", "schemaCriterion":
-                          "iglu:com.example/site_section/jsonschema/1-*-*",
-                          "jsonPath": "$.section"}},
-                {"json": {"field": "unstruct_event", "schemaCriterion":
-                          "iglu:com.snowplowanalytics.snowplow/link_click/jsonschema/1-*-*",
-                          "jsonPath": "$.targetUrl"}},
-            ]  # fmt: skip
+                {
+                    "json": {
+                        "field": "contexts",
+                        "schemaCriterion": "iglu:com.example.acceptance/page_context/jsonschema/1-*-*",
+                        "jsonPath": "$.section",
+                    }
+                },
+                {
+                    "json": {
+                        "field": "derived_contexts",
+                        "schemaCriterion": "iglu:com.example/site_section/jsonschema/1-*-*",
+                        "jsonPath": "$.section",
+                    }
+                },
+                {
+                    "json": {
+                        "field": "unstruct_event",
+                        "schemaCriterion": "iglu:com.snowplowanalytics.snowplow/link_click/jsonschema/1-*-*",
+                        "jsonPath": "$.targetUrl",
+                    }
+                },
+            ]
             parameters["strategy"] = {
                 "pseudonymize": {"hashFunction": choice["hash"], "salt": choice["salt"]}
             }
@@ -804,8 +1010,11 @@ def _enrichment_folder(parent: Path, name: str, **choice: Any) -> Path:
             parameters["anonSegments"] = choice["octets"] + 1
         path.write_text(json.dumps(document), "utf-8")
     rates = folder / "files" / "rates.csv"
-    days = {line.split(",")[0] for line in rates.read_text("utf-8").splitlines()
-            if line[:1].isdigit()}  # fmt: skip
+    days = {
+        line.split(",")[0]
+        for line in rates.read_text("utf-8").splitlines()
+        if line[:1].isdigit()
+    }
     with open(rates, "a", encoding="utf-8") as out:
         for day in sorted(days):
             out.write(f"{day},GBP,0.79\n{day},JPY,150.5\n{day},USD,1\n")
@@ -878,37 +1087,65 @@ def _records(path: Path) -> int:
         "SP-Anonymous",
     ]
     amounts = ["100", "12.345", "0.005", "-3", "1e3", "-0", "0.0", "19.99", "0.015"]
-    currencies = ["USD", "GBP", "JPY", "EUR", "XYZ", ""]  # fmt: skip
+    currencies = ["USD", "GBP", "JPY", "EUR", "XYZ", ""]
     for i in range(700):
         v = str(rng.randint(0, 4))
-        params = {"e": rng.choice(["pv", "pp", "se", "tr", "ti", "ue"]), "p": "web",
-                  "tv": "js-3", "aid": "a", "url": rng.choice(pages).replace("{v}", v),
-                  "uid": rng.choice(["u1", "u2", "", "x" * 300, "\u00fc" + v]),
-                  "duid": rng.choice(["d1", "d2"])}  # fmt: skip
+        params = {
+            "e": rng.choice(["pv", "pp", "se", "tr", "ti", "ue"]),
+            "p": "web",
+            "tv": "js-3",
+            "aid": "a",
+            "url": rng.choice(pages).replace("{v}", v),
+            "uid": rng.choice(["u1", "u2", "", "x" * 300, "\u00fc" + v]),
+            "duid": rng.choice(["d1", "d2"]),
+        }
         if rng.random() < 0.6:
             params["refr"] = rng.choice(referrers)
         if params["e"] == "tr":
-            params.update({"tr_id": "o", "tr_tt": rng.choice(amounts),
-                           "tr_tx": rng.choice(amounts), "tr_sh": rng.choice(amounts),
-                           "tr_cu": rng.choice(currencies)})  # fmt: skip
+            params.update(
+                {
+                    "tr_id": "o",
+                    "tr_tt": rng.choice(amounts),
+                    "tr_tx": rng.choice(amounts),
+                    "tr_sh": rng.choice(amounts),
+                    "tr_cu": rng.choice(currencies),
+                }
+            )
         elif params["e"] == "ti":
-            params.update({"ti_id": "o", "ti_sk": "s", "ti_pr": rng.choice(amounts),
-                           "ti_qu": "1", "ti_cu": rng.choice(currencies)})  # fmt: skip
+            params.update(
+                {
+                    "ti_id": "o",
+                    "ti_sk": "s",
+                    "ti_pr": rng.choice(amounts),
+                    "ti_qu": "1",
+                    "ti_cu": rng.choice(currencies),
+                }
+            )
         elif params["e"] == "se":
             params.update({"se_ca": "c", "se_ac": "a"})
         elif params["e"] == "ue":
             params["ue_pr"] = json.dumps(
-                {"schema": "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0",
-                 "data": {"schema": "iglu:com.snowplowanalytics.snowplow/link_click/jsonschema/1-0-1",
-                          "data": {"targetUrl": "http://t.example/" + v}}}
-            )  # fmt: skip
+                {
+                    "schema": "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0",
+                    "data": {
+                        "schema": "iglu:com.snowplowanalytics.snowplow/link_click/jsonschema/1-0-1",
+                        "data": {"targetUrl": "http://t.example/" + v},
+                    },
+                }
+            )
         if rng.random() < 0.3:
             params["co"] = json.dumps(
-                {"schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0",
-                 "data": [{"schema": "iglu:com.example.acceptance/page_context/jsonschema/1-0-0",
-                           "data": {"pageType": "t", "section": "s" + v, "version": 3}},
-                          {"schema": CLIENT_SIDE, "data": {"bot": rng.random() < 0.5}}]}
-            )  # fmt: skip
+                {
+                    "schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0",
+                    "data": [
+                        {
+                            "schema": "iglu:com.example.acceptance/page_context/jsonschema/1-0-0",
+                            "data": {"pageType": "t", "section": "s" + v, "version": 3},
+                        },
+                        {"schema": CLIENT_SIDE, "data": {"bot": rng.random() < 0.5}},
+                    ],
+                }
+            )
         headers = []
         for _ in range(rng.randint(0, 5)):
             name = rng.choice(names)
@@ -925,13 +1162,17 @@ def _records(path: Path) -> int:
                 RawRecord(
                     id=str(uuid.UUID(int=i)),
                     tstamp=rng.choice([1796398150600, 1796484550600, 1793806150600]),
-                    collector="c", method="GET", path="/i",
+                    collector="c",
+                    method="GET",
+                    path="/i",
                     querystring=urllib.parse.urlencode(params).encode(),
-                    headers=tuple(headers), ip=rng.choice(ips), useragent=agent,
+                    headers=tuple(headers),
+                    ip=rng.choice(ips),
+                    useragent=agent,
                     referer=rng.choice(referrers) if rng.random() < 0.5 else None,
                 )
             )
-        )  # fmt: skip
+        )
     path.write_bytes(b"".join(line.rstrip(b"\n") + b"\n" for line in lines))
     return len(lines)
 
@@ -958,17 +1199,33 @@ def test_captured_and_generated_traffic_is_what_it_was(tmp_path: Path) -> None:
     records = tmp_path / "records.log"
     count = _records(records)
     one = _enrichment_folder(
-        tmp_path, "one", salt="salt-one", hash="SHA-256", emit=True,
-        internal=["127.0.0.1", "shop.example"], base="EUR", exclude=["eid", "stm"],
-        cookies=["sp", "_ga"], headers="(?i)x-forwarded-for|accept-language|cookie",
-        click_ids={"gclid": "Google", "fbclid": "Facebook"}, octets=2,
-    )  # fmt: skip
+        tmp_path,
+        "one",
+        salt="salt-one",
+        hash="SHA-256",
+        emit=True,
+        internal=["127.0.0.1", "shop.example"],
+        base="EUR",
+        exclude=["eid", "stm"],
+        cookies=["sp", "_ga"],
+        headers="(?i)x-forwarded-for|accept-language|cookie",
+        click_ids={"gclid": "Google", "fbclid": "Facebook"},
+        octets=2,
+    )
     two = _enrichment_folder(
-        tmp_path, "two", salt="salt-two", hash="MD5", emit=False,
-        internal=["search.example.org"], base="USD", exclude=["eid", "url"],
-        cookies=["sp2"], headers="User-Agent|Referer",
-        click_ids={"fbclid": "FB", "msclkid": "MS"}, octets=1,
-    )  # fmt: skip
+        tmp_path,
+        "two",
+        salt="salt-two",
+        hash="MD5",
+        emit=False,
+        internal=["search.example.org"],
+        base="USD",
+        exclude=["eid", "url"],
+        cookies=["sp2"],
+        headers="User-Agent|Referer",
+        click_ids={"fbclid": "FB", "msclkid": "MS"},
+        octets=1,
+    )
     script = tmp_path / "e2e.py"
     script.write_text(E2E_SCRIPT, "utf-8")
     before_src = _tree_before(tmp_path / "before")
@@ -981,8 +1238,12 @@ def test_captured_and_generated_traffic_is_what_it_was(tmp_path: Path) -> None:
         out = tmp_path / f"{name}.out"
         subprocess.run(
             [sys.executable, str(script), str(records), str(out), str(one), str(two)],
-            check=True, env=env, cwd=tmp_path, capture_output=True, timeout=120,
-        )  # fmt: skip
+            check=True,
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=120,
+        )
         outputs[name] = out.read_bytes().splitlines()
     before, now = outputs["before"], outputs["now"]
     assert count > 700 and len(before) > 2 * count  # two enrichers, PII events too
@@ -1019,22 +1280,39 @@ def test_short_key_caches_stay_bounded_in_memory(
     )
     digests = _pii(pii, "s", False, "SHA-256", False)
     rates = currency.CurrencyConversion(
-        "EUR", {currency.dt.date(2024, 3, 1): {"EUR": currency.Decimal("0.9"),
-                                              "USD": currency.Decimal(1)}},
+        "EUR",
+        {
+            currency.dt.date(2024, 3, 1): {
+                "EUR": currency.Decimal("0.9"),
+                "USD": currency.Decimal(1),
+            }
+        },
         max_age_days=10,
-    )  # fmt: skip
+    )
     long = "y" * 5000
 
     def fill() -> None:
         for n in range(9000):
             outcome(campaign_one, {"page_urlquery": f"utm_source=s{n}&pad={long}"})
             digests.hash(f"{n}{long}")
-            outcome(rates, {"collector_tstamp": "2024-03-05 00:00:00",
-                            "tr_currency": "USD", "tr_total": f"{n}{'1' * 80}"})  # fmt: skip
+            outcome(
+                rates,
+                {
+                    "collector_tstamp": "2024-03-05 00:00:00",
+                    "tr_currency": "USD",
+                    "tr_total": f"{n}{'1' * 80}",
+                },
+            )
             digests.hash(f"short-{n}")
             outcome(campaign_one, {"page_urlquery": f"utm_source=s{n}"})
-            outcome(rates, {"collector_tstamp": f"2024-03-{5 + n % 20:02d} 00:00:00",
-                            "tr_currency": "USD", "tr_total": f"{n}.5"})  # fmt: skip
+            outcome(
+                rates,
+                {
+                    "collector_tstamp": f"2024-03-{5 + n % 20:02d} 00:00:00",
+                    "tr_currency": "USD",
+                    "tr_total": f"{n}.5",
+                },
+            )
 
     retained = _retained(fill)
     assert campaign_one._kept_fields.cache_info().currsize == campaign.QUERIES_KEPT
@@ -1046,8 +1324,13 @@ def test_short_key_caches_stay_bounded_in_memory(
     # Long referrers stay out of the classification cache (urls.split_url has
     # a cache of its own, older than 5ebaf82: not measured here).
     for n in range(50):
-        outcome(referer, {"page_referrer": f"https://r{n}.example/?q={long}",
-                          "page_urlhost": "shop.example"})  # fmt: skip
+        outcome(
+            referer,
+            {
+                "page_referrer": f"https://r{n}.example/?q={long}",
+                "page_urlhost": "shop.example",
+            },
+        )
     assert referer._kept_fields.cache_info().currsize == 0
 
 
@@ -1059,8 +1342,13 @@ def test_referer_cache_does_not_keep_long_page_hosts() -> None:
     def fill(parser: Any) -> None:
         for n in range(400):
             host = f"h{n}-" + "a" * host_length + ".example"
-            outcome(parser, {"page_referrer": "http://www.google.com/search?q=x",
-                             "page_urlhost": host})  # fmt: skip
+            outcome(
+                parser,
+                {
+                    "page_referrer": "http://www.google.com/search?q=x",
+                    "page_urlhost": host,
+                },
+            )
 
     retained_before = _retained(lambda: fill(before))
     retained_now = _retained(lambda: fill(enrichment))
@@ -1296,19 +1584,29 @@ def test_configuration_changed_later_is_refused_or_honoured(
     assert digests.hash("alice") != first
     # The referrer's host made internal after a first event.
     referer = _referer(referer_parser, [])
-    visit = {"page_referrer": "https://www.google.com/search?q=x",
-             "page_urlhost": "shop.example"}  # fmt: skip
+    visit = {
+        "page_referrer": "https://www.google.com/search?q=x",
+        "page_urlhost": "shop.example",
+    }
     assert dict(outcome(referer, visit)[0])["refr_medium"] == "search"
     with pytest.raises(AttributeError, match="internal is fixed"):
         referer.internal = frozenset({"www.google.com"})
     assert dict(outcome(referer, visit)[0])["refr_medium"] == "search"
     # Another base currency after a first sale.
     rates = currency.CurrencyConversion(
-        "EUR", {currency.dt.date(2024, 3, 1): {"EUR": currency.Decimal("0.5"),
-                                              "USD": currency.Decimal(1)}},
-    )  # fmt: skip
-    sale = {"collector_tstamp": "2024-03-02 00:00:00", "tr_currency": "USD",
-            "tr_total": "10"}  # fmt: skip
+        "EUR",
+        {
+            currency.dt.date(2024, 3, 1): {
+                "EUR": currency.Decimal("0.5"),
+                "USD": currency.Decimal(1),
+            }
+        },
+    )
+    sale = {
+        "collector_tstamp": "2024-03-02 00:00:00",
+        "tr_currency": "USD",
+        "tr_total": "10",
+    }
     assert dict(outcome(rates, sale)[0])["tr_total_base"] == "5.00"
     for name, value in [("base", "USD"), ("rates", {}), ("max_age", None)]:
         with pytest.raises(AttributeError, match=f"{name} is fixed"):

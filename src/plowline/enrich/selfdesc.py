@@ -26,7 +26,8 @@ UNSTRUCT_RE = re.compile(
     r"iglu:com\.snowplowanalytics\.snowplow/unstruct_event/jsonschema/1-0-[0-9]+"
 )
 IGLU_URI_RE = re.compile(
-    r"iglu:([a-zA-Z0-9\-_.]+)/([a-zA-Z0-9\-_]+)/([a-zA-Z0-9\-_]+)/([0-9]+-[0-9]+-[0-9]+)"
+    r"iglu:([a-zA-Z0-9\-_.]+)/([a-zA-Z0-9\-_]+)/([a-zA-Z0-9\-_]+)/"
+    r"([0-9]+-[0-9]+-[0-9]+)"
 )
 CONTEXTS_SCHEMA = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1"
 # What CONTEXTS_RE and UNSTRUCT_RE take before the revision's digits.
