@@ -275,21 +275,23 @@ class Enricher:
             except ConversionError:
                 etl_tstamp = None  # a clock out of range: Python's way
             if etl_tstamp is not None:
-                fields: Event = {
-                    "v_collector": record.collector,
-                    "v_etl": self.v_etl,
-                    "etl_tstamp": etl_tstamp,
-                    "network_userid": record.network_userid,
-                    "user_ipaddress": client_ip(record),
-                    "useragent": tsv_safe(record.useragent)
-                    if record.useragent
-                    else None,
-                    "collector_tstamp": collector,
-                }
+                fields = self._record_fields(record, etl_tstamp)
+                fields["collector_tstamp"] = collector
                 referer = tsv_safe(record.referer) if record.referer else None
                 head = (fields, referer)
         self._last_head = (record, now_ms, head)
         return head
+
+    def _record_fields(self, record: RawRecord, etl_tstamp: str) -> Event:
+        """An event's first fields, which come from its record, in order."""
+        return {
+            "v_collector": record.collector,
+            "v_etl": self.v_etl,
+            "etl_tstamp": etl_tstamp,
+            "network_userid": record.network_userid,
+            "user_ipaddress": client_ip(record),
+            "useragent": tsv_safe(record.useragent) if record.useragent else None,
+        }
 
     def _enrich_event_py(
         self,
@@ -302,14 +304,7 @@ class Enricher:
         not take, and those it took that fail schema validation
         (``entity_problems``, found already)."""
         record, params = raw.record, raw.params
-        event: Event = {
-            "v_collector": record.collector,
-            "v_etl": self.v_etl,
-            "etl_tstamp": ms_to_tstamp(now_ms),
-            "network_userid": record.network_userid,
-            "user_ipaddress": client_ip(record),
-            "useragent": tsv_safe(record.useragent) if record.useragent else None,
-        }
+        event = self._record_fields(record, ms_to_tstamp(now_ms))
         problems: list[Message] = []
         try:
             event["collector_tstamp"] = ms_to_tstamp(record.tstamp)
