@@ -45,6 +45,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_enrichment_caches import CAMPAIGN
 
 from plowline.enrich.enrichments import (
     anon_ip,
@@ -176,16 +177,7 @@ def test_anon_ip_is_what_it_was(inputs: list[tuple[int, str]]) -> None:
 # ---- campaign attribution: kept per querystring, two click-id mappings ----
 
 CAMPAIGNS = [
-    {
-        "fields": {
-            "mktMedium": ["utm_medium", "medium"],
-            "mktSource": ["utm_source"],
-            "mktTerm": ["utm_term"],
-            "mktContent": ["utm_content"],
-            "mktCampaign": ["utm_campaign", "cid"],
-            "mktClickId": {"fbclid": "Facebook"},
-        }
-    },
+    CAMPAIGN,  # the engineer's own tests' configuration
     {
         "fields": {
             "mktMedium": ["medium"],
