@@ -64,15 +64,23 @@ class Store(ABC):
         """The stored events (``EVENTS_SCHEMA``) whose event_id is one of these."""
 
     # Whether insert_events can use the enriched TSV the events were read from
-    # (the loader then keeps each batch's text until it is written).
+    # (the loader then keeps what batch_text makes of each batch's text until
+    # the batch is written).
     takes_source_text: ClassVar[bool] = False
 
+    def batch_text(self, text: bytes) -> object:
+        """What insert_events is to be given of a batch's enriched TSV (whole
+        lines, unchanged), for a store that ``takes_source_text``. The loader
+        calls it on its preparing thread, while the store writes the batch
+        before, so it must not touch the store's connection."""
+        return text
+
     @abstractmethod
-    def insert_events(self, events: pa.Table, source_text: bytes | None = None) -> None:
+    def insert_events(self, events: pa.Table, source_text: object = None) -> None:
         """Append typed events (``EVENTS_SCHEMA``). ``source_text``, when given,
-        is the enriched TSV the events were parsed from, line for line and
-        unchanged (no duplicate dropped or re-keyed); a store may load it instead
-        of ``events``."""
+        is what :meth:`batch_text` made of the enriched TSV the events were
+        parsed from, line for line (no duplicate dropped or re-keyed); a store
+        may load it instead of ``events``."""
 
     # Shredded child tables
 

@@ -90,14 +90,25 @@ def add_duplicate_context(derived_contexts: str | None, original_id: str) -> str
     return orjson.dumps(document).decode()
 
 
-def dedupe(events: pa.Table, lookup: Lookup) -> Deduped:
+def id_counts(events: pa.Table) -> pa.StructArray:
+    """How often each event id occurs in a batch (``pc.value_counts``): the
+    part of :func:`dedupe` that needs no store, which a loader can run
+    beforehand, on another thread."""
+    return pc.value_counts(events.column("event_id"))
+
+
+def dedupe(
+    events: pa.Table, lookup: Lookup, counts: pa.StructArray | None = None
+) -> Deduped:
     """Drop natural duplicates and re-key synthetic ones (see the module text).
 
     ``lookup`` is called with the batch's distinct ids, and once more with the
-    new ids of synthetic duplicates, if there are any.
+    new ids of synthetic duplicates, if there are any. ``counts`` is
+    :func:`id_counts` of ``events``, if the caller has it.
     """
     ids = events.column("event_id")
-    counts = pc.value_counts(ids)
+    if counts is None:
+        counts = id_counts(events)
     distinct = counts.field("values")
     repeated = pc.filter(distinct, pc.greater(counts.field("counts"), 1))
     stored = lookup(distinct) if len(distinct) else events.schema.empty_table()

@@ -19,12 +19,13 @@ reported only once the batches before it are committed, as without the thread.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -35,7 +36,7 @@ from plowline.errors import BadInputError
 from plowline.iglu.resolver import Resolver
 from plowline.storage.base import Store
 from plowline.storage.batch import parse_tsv, typed_batch
-from plowline.storage.dedupe import dedupe
+from plowline.storage.dedupe import dedupe, id_counts
 from plowline.storage.failed import failed_batch
 from plowline.storage.manifest import BatchIds, BatchKind, BatchRef, entry
 from plowline.storage.shred import ChildTable, plan_columns, shred
@@ -115,8 +116,11 @@ class Prepared:
     tables: dict[str, ChildTable]
     # Each child table's rows as Arrow, of the kinds this batch alone gives.
     rows: dict[str, pa.Table]
-    # The enriched TSV of the events, for stores that take it.
-    text: bytes | None = None
+    # How often each event id occurs (dedupe.id_counts).
+    counts: pa.StructArray | None = None
+    # What the store made of the batch's enriched TSV (Store.batch_text), for
+    # stores that take it.
+    text: object = None
 
 
 def prepare_events(
@@ -134,7 +138,7 @@ def prepare_events(
     # line numbers, before rows can be dropped or changed.
     tables = shred(typed, resolver=resolver, source=source, first_line=first_line)
     rows = {name: table.to_arrow(typed) for name, table in tables.items()}
-    return Prepared(typed, tables, rows)
+    return Prepared(typed, tables, rows, id_counts(typed))
 
 
 def write_prepared(
@@ -147,14 +151,15 @@ def write_prepared(
 ) -> Written:
     """De-duplicate a prepared batch against itself and the store, and insert
     its events and child rows, in the store's open transaction."""
-    deduped = dedupe(prepared.events, store.existing_events)
+    deduped = dedupe(prepared.events, store.existing_events, prepared.counts)
     events = deduped.events
     tables = prepared.tables
     built = prepared.rows
     if deduped.natural_duplicates or deduped.synthetic_duplicates:
         tables = shred(events, resolver=resolver, source=source, first_line=first_line)
         built = {}
-    store.insert_events(events, prepared.text if events is prepared.events else None)
+    unchanged = events is prepared.events
+    store.insert_events(events, prepared.text if unchanged else None)
     child_rows = 0
     for name in sorted(tables):
         table = tables[name]
@@ -265,7 +270,7 @@ def _prepare_chunk(
     ref: BatchRef,
     kind: BatchKind,
     resolver: Resolver | None,
-    keep_text: bool = False,
+    batch_text: Callable[[bytes], object] | None = None,
 ) -> _Batch:
     if kind == "failed":
         data = chunk if isinstance(chunk, bytes) else chunk.tobytes()
@@ -288,9 +293,9 @@ def _prepare_chunk(
         if problem is not None:
             raise problem from None
         raise
-    if keep_text and not had_bom:
+    if batch_text is not None and not had_bom:
         text = chunk if isinstance(chunk, bytes) else chunk.tobytes()
-        prepared = Prepared(prepared.events, prepared.tables, prepared.rows, text)
+        prepared = dataclasses.replace(prepared, text=batch_text(text))
     return _Batch(ref, events=prepared)
 
 
@@ -300,7 +305,7 @@ def _batches(
     batch_bytes: int,
     resolver: Resolver | None,
     known: frozenset[str],
-    keep_text: bool,
+    batch_text: Callable[[bytes], object] | None,
 ) -> Iterator[_Batch]:
     """An input's batches, prepared; the first bad one ends them."""
     ids = BatchIds(kind, source)
@@ -310,7 +315,7 @@ def _batches(
             yield _Batch(ref, known=True)
             continue
         try:
-            batch = _prepare_chunk(chunk, ref, kind, resolver, keep_text)
+            batch = _prepare_chunk(chunk, ref, kind, resolver, batch_text)
         except BadInputError as exc:
             yield _Batch(ref, error=exc)
             return
@@ -441,7 +446,12 @@ def _load(
         known = frozenset(store.loaded_batches())
         batches = skipped = lines = events = natural = synthetic = 0
         prepared = _batches(
-            source, kind, batch_bytes, resolver, known, store.takes_source_text
+            source,
+            kind,
+            batch_bytes,
+            resolver,
+            known,
+            store.batch_text if store.takes_source_text else None,
         )
         for batch in prefetched(prepared, wait=source != "-"):
             ref = batch.ref

@@ -422,7 +422,7 @@ class ParquetStore(Store):
             return EVENTS_SCHEMA.empty_table()
         return pa.concat_tables(found)
 
-    def insert_events(self, events: pa.Table, source_text: bytes | None = None) -> None:
+    def insert_events(self, events: pa.Table, source_text: object = None) -> None:
         pending = self._open()
         if events.num_rows:
             pending.events.append(_as_schema(events, EVENTS_SCHEMA, "events"))

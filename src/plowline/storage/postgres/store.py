@@ -235,11 +235,19 @@ class PostgresStore(Store):
             ["\n".join(ids)],
         )
 
-    def insert_events(self, events: pa.Table, source_text: bytes | None = None) -> None:
+    def batch_text(self, text: bytes) -> bytes | None:
+        """The batch as COPY text (:func:`tsv_as_copy_text`), made on the
+        loader's preparing thread; None: the typed events go in instead."""
+        return tsv_as_copy_text(text)
+
+    def insert_events(self, events: pa.Table, source_text: object = None) -> None:
         names = [sql.Identifier(name) for name in events.column_names]
         data = None
-        if source_text is not None and events.column_names == EVENTS_SCHEMA.names:
-            data = tsv_as_copy_text(source_text)
+        if (
+            isinstance(source_text, bytes)
+            and events.column_names == EVENTS_SCHEMA.names
+        ):
+            data = source_text
         if data is None:
             self._copy(EVENTS, names, events)
             return
