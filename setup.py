@@ -1,10 +1,12 @@
 """The compiled part of Plowline; everything else is in pyproject.toml.
 
 The collector's straight path for plain requests
-(src/plowline/collector/_plain.c) and enrichment's per-event loops
-(src/plowline/_core.c), in C. Both are optional: where they cannot be
-built (no C compiler), the install goes on and Plowline uses its Python code
-(plowline.collector.plainpath, plowline.compiled).
+(src/plowline/collector/_plain.c), enrichment's per-event loops
+(src/plowline/_core.c) and the loader's cutting of enriched TSV into columns
+(src/plowline/storage/_columns.c), in C. All are optional: where they cannot
+be built (no C compiler), the install goes on and Plowline uses its Python
+code (plowline.collector.plainpath, plowline.compiled) or Arrow's reader
+(plowline.storage.batch).
 """
 
 from setuptools import Extension, setup
@@ -20,6 +22,12 @@ setup(
         Extension(
             "plowline._core",
             sources=["src/plowline/_core.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
+        Extension(
+            "plowline.storage._columns",
+            sources=["src/plowline/storage/_columns.c"],
             extra_compile_args=["-O2"],
             optional=True,
         ),

@@ -209,7 +209,7 @@ def parse_chunk(
     ``lines`` is the chunk's line count, if the caller has counted them."""
     expected = count_lines(chunk) if lines is None else lines
     try:
-        table = parse_tsv(chunk)
+        table = parse_tsv(chunk, expected)
     except pa.ArrowInvalid as exc:
         raise _chunk_problem(chunk, source, first_line, str(exc)) from exc
     # Arrow also ends a line at a lone CR, which the line rules reject.
@@ -307,10 +307,15 @@ def _batches(
     known: frozenset[str],
     batch_text: Callable[[bytes], object] | None,
 ) -> Iterator[_Batch]:
-    """An input's batches, prepared; the first bad one ends them."""
-    ids = BatchIds(kind, source)
-    for chunk, lines in input_chunks(source, batch_bytes):
-        ref = ids.next(chunk, lines)
+    """An input's batches, prepared; the first bad one ends them. A thread of
+    its own reads the input and hashes each batch for its id (hashlib and
+    gzip let go of the GIL) while the batch before is parsed."""
+    read = prefetched(
+        _identified(source, kind, batch_bytes),
+        wait=source != "-",
+        name="plowline-load-read",
+    )
+    for chunk, ref in read:
         if ref.batch_id in known:
             yield _Batch(ref, known=True)
             continue
@@ -323,8 +328,21 @@ def _batches(
         yield batch
 
 
+def _identified(
+    source: str, kind: BatchKind, batch_bytes: int
+) -> Iterator[tuple[Chunk, BatchRef]]:
+    """An input's chunks with their batch references (ids and lines)."""
+    ids = BatchIds(kind, source)
+    for chunk, lines in input_chunks(source, batch_bytes):
+        yield chunk, ids.next(chunk, lines)
+
+
 def prefetched(
-    items: Iterator[T], depth: int = PREFETCH_BATCHES, *, wait: bool = True
+    items: Iterator[T],
+    depth: int = PREFETCH_BATCHES,
+    *,
+    wait: bool = True,
+    name: str = "plowline-load-prepare",
 ) -> Iterator[T]:
     """``items``, computed by a thread of their own up to ``depth`` ahead of the
     caller. An exception of the thread is raised in its place in the sequence.
@@ -356,7 +374,7 @@ def prefetched(
             if close is not None:
                 close()
 
-    thread = threading.Thread(target=run, name="plowline-load-prepare", daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     try:
         while True:

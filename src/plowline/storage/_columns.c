@@ -1,0 +1,337 @@
+/* Enriched TSV into the buffers of Arrow string columns, for the loader.
+ *
+ * split_tsv(data, width, rows) cuts whole lines of enriched TSV (fields split
+ * by tabs, lines ending in LF, the last one perhaps without) into `width`
+ * columns and returns, for each, the three buffers of an Arrow string array:
+ * a validity bitmap (None when no value is empty), 32-bit offsets and the
+ * bytes of the values, each as (address, size, owner) for
+ * pyarrow.foreign_buffer; the owner frees the memory when the last buffer
+ * made over it goes. An empty field is NULL, as the loader reads it.
+ *
+ * It returns None, and the caller then parses with Arrow's reader, whose
+ * errors it reports, for anything but the plain case: a line with another
+ * number of fields, a carriage return anywhere, text that is not UTF-8, a
+ * row count other than `rows`, a column over 2 GiB, or a byte-order mark at
+ * the start. The work runs without the GIL, so the loader's other threads
+ * go on meanwhile.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define OWNER_NAME "plowline.storage._columns.buffer"
+#define SAMPLE_ROWS 64
+
+typedef struct {
+    char *data;
+    size_t size;
+    size_t capacity;
+    int32_t *offsets;
+    uint8_t *valid;
+    Py_ssize_t nulls;
+} column_t;
+
+/* Whether s[0..n) is UTF-8 as Arrow accepts it: no overlong forms, no
+ * surrogates, nothing above U+10FFFF. */
+static int utf8_ok(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        /* Eight ASCII bytes at a time. */
+        while (i + 8 <= n) {
+            uint64_t word;
+            memcpy(&word, s + i, 8);
+            if (word & 0x8080808080808080ULL)
+                break;
+            i += 8;
+        }
+        if (i >= n)
+            break;
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need;
+        unsigned char low = 0x80, high = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+            need = 1;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            if (c == 0xE0)
+                low = 0xA0;
+            else if (c == 0xED)
+                high = 0x9F;
+        }
+        else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            if (c == 0xF0)
+                low = 0x90;
+            else if (c == 0xF4)
+                high = 0x8F;
+        }
+        else
+            return 0;
+        if (n - i <= need)
+            return 0; /* the sequence is cut short */
+        if (s[i + 1] < low || s[i + 1] > high)
+            return 0;
+        for (size_t k = 2; k <= need; k++)
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF)
+                return 0;
+        i += need + 1;
+    }
+    return 1;
+}
+
+/* The first tab in [q, end), or end: eight bytes at a time, where the
+ * lowest byte flagged by the zero-byte test is the first tab. */
+static inline const char *next_tab(const char *q, const char *end)
+{
+    while (q + 8 <= end) {
+        uint64_t word;
+        memcpy(&word, q, 8);
+        uint64_t x = word ^ 0x0909090909090909ULL;
+        uint64_t found = (x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL;
+        if (found)
+            return q + (__builtin_ctzll(found) >> 3);
+        q += 8;
+    }
+    while (q < end && *q != '\t')
+        q++;
+    return q;
+}
+
+static void free_columns(column_t *columns, Py_ssize_t width)
+{
+    if (columns == NULL)
+        return;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        PyMem_RawFree(columns[j].data);
+        PyMem_RawFree(columns[j].offsets);
+        PyMem_RawFree(columns[j].valid);
+    }
+    PyMem_RawFree(columns);
+}
+
+static void free_owned(PyObject *capsule)
+{
+    PyMem_RawFree(PyCapsule_GetPointer(capsule, OWNER_NAME));
+}
+
+/* (address, size, owner) of memory this module allocated; the owner takes
+ * it over (and frees it if this fails). */
+static PyObject *handed(void *memory, size_t size)
+{
+    PyObject *owner = PyCapsule_New(memory, OWNER_NAME, free_owned);
+    if (owner == NULL) {
+        PyMem_RawFree(memory);
+        return NULL;
+    }
+    PyObject *address = PyLong_FromVoidPtr(memory);
+    if (address == NULL) {
+        Py_DECREF(owner);
+        return NULL;
+    }
+    return Py_BuildValue("(NnN)", address, (Py_ssize_t)size, owner);
+}
+
+enum { SPLIT_OK = 0, SPLIT_OTHER = 1, SPLIT_MEMORY = 2 };
+
+/* Grow a column's value bytes to hold `more` bytes more. */
+static int make_room(column_t *column, size_t more)
+{
+    size_t wanted = column->size + more;
+    if (wanted <= column->capacity)
+        return SPLIT_OK;
+    if (wanted > (size_t)INT32_MAX)
+        return SPLIT_OTHER; /* Arrow's string offsets are 32-bit */
+    size_t capacity = column->capacity ? column->capacity : 64;
+    while (capacity < wanted)
+        capacity *= 2;
+    if (capacity > (size_t)INT32_MAX)
+        capacity = (size_t)INT32_MAX;
+    char *data = PyMem_RawRealloc(column->data, capacity);
+    if (data == NULL)
+        return SPLIT_MEMORY;
+    column->data = data;
+    column->capacity = capacity;
+    return SPLIT_OK;
+}
+
+/* The cutting itself, without the GIL. */
+static int split(const char *start, size_t length, Py_ssize_t width,
+                 Py_ssize_t rows, column_t *columns)
+{
+    const char *end = start + length;
+    if (memchr(start, '\r', length) != NULL)
+        return SPLIT_OTHER;
+    if (!utf8_ok((const unsigned char *)start, length))
+        return SPLIT_OTHER;
+
+    size_t bitmap = (size_t)(rows + 7) / 8;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        columns[j].offsets = PyMem_RawMalloc(((size_t)rows + 1) * sizeof(int32_t));
+        columns[j].valid = PyMem_RawCalloc(bitmap ? bitmap : 1, 1);
+        if (columns[j].offsets == NULL || columns[j].valid == NULL)
+            return SPLIT_MEMORY;
+        columns[j].offsets[0] = 0;
+    }
+
+    /* Room for each column's values, from the first lines' sizes. */
+    const char *p = start;
+    Py_ssize_t sampled = 0;
+    while (p < end && sampled < SAMPLE_ROWS) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *line_end = eol ? eol : end;
+        Py_ssize_t j = 0;
+        const char *s = p;
+        while (j < width) {
+            const char *q = s;
+            while (q < line_end && *q != '\t')
+                q++;
+            columns[j].capacity += (size_t)(q - s);
+            j++;
+            if (q >= line_end)
+                break;
+            s = q + 1;
+        }
+        sampled++;
+        p = eol ? eol + 1 : end;
+    }
+    for (Py_ssize_t j = 0; j < width && sampled; j++) {
+        double estimate = (double)columns[j].capacity * (double)rows / (double)sampled;
+        size_t capacity = (size_t)(estimate * 1.25) + 64;
+        if (capacity > (size_t)INT32_MAX)
+            capacity = (size_t)INT32_MAX;
+        columns[j].capacity = 0;
+        columns[j].data = PyMem_RawMalloc(capacity);
+        if (columns[j].data == NULL)
+            return SPLIT_MEMORY;
+        columns[j].capacity = capacity;
+    }
+
+    p = start;
+    Py_ssize_t row = 0;
+    while (p < end) {
+        if (row >= rows)
+            return SPLIT_OTHER;
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *line_end = eol ? eol : end;
+        const char *s = p;
+        for (Py_ssize_t j = 0; j < width; j++) {
+            const char *q = next_tab(s, line_end);
+            int last = j == width - 1;
+            if (last != (q == line_end))
+                return SPLIT_OTHER; /* too few or too many fields */
+            column_t *column = &columns[j];
+            size_t n = (size_t)(q - s);
+            if (n) {
+                int status = make_room(column, n);
+                if (status != SPLIT_OK)
+                    return status;
+                memcpy(column->data + column->size, s, n);
+                column->size += n;
+                column->valid[row >> 3] |= (uint8_t)(1u << (row & 7));
+            }
+            else
+                column->nulls++;
+            column->offsets[row + 1] = (int32_t)column->size;
+            s = q + 1;
+        }
+        row++;
+        p = eol ? eol + 1 : end;
+    }
+    return row == rows ? SPLIT_OK : SPLIT_OTHER;
+}
+
+static PyObject *split_tsv(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t width, rows;
+    if (!PyArg_ParseTuple(args, "y*nn", &view, &width, &rows))
+        return NULL;
+    if (width < 1 || rows < 1 || view.len < 1
+        || (view.len >= 3 && memcmp(view.buf, "\xef\xbb\xbf", 3) == 0)) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    column_t *columns = PyMem_RawCalloc((size_t)width, sizeof(column_t));
+    if (columns == NULL) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = split(view.buf, (size_t)view.len, width, rows, columns);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (status != SPLIT_OK) {
+        free_columns(columns, width);
+        if (status == SPLIT_MEMORY)
+            return PyErr_NoMemory();
+        Py_RETURN_NONE;
+    }
+
+    PyObject *out = PyList_New(width);
+    if (out == NULL) {
+        free_columns(columns, width);
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < width; j++) {
+        column_t *column = &columns[j];
+        PyObject *valid = NULL, *offsets = NULL, *data = NULL, *item = NULL;
+        if (column->nulls)
+            valid = handed(column->valid, (size_t)(rows + 7) / 8);
+        else {
+            PyMem_RawFree(column->valid);
+            valid = Py_NewRef(Py_None);
+        }
+        column->valid = NULL;
+        if (valid != NULL)
+            offsets = handed(column->offsets, ((size_t)rows + 1) * sizeof(int32_t));
+        else
+            PyMem_RawFree(column->offsets);
+        column->offsets = NULL;
+        if (offsets != NULL)
+            data = handed(column->data, column->size);
+        else
+            PyMem_RawFree(column->data);
+        column->data = NULL;
+        if (data != NULL)
+            item = Py_BuildValue("(OOOn)", valid, offsets, data, column->nulls);
+        Py_XDECREF(valid);
+        Py_XDECREF(offsets);
+        Py_XDECREF(data);
+        if (item == NULL) {
+            Py_DECREF(out);
+            free_columns(columns, width);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, j, item);
+    }
+    free_columns(columns, width);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"split_tsv", split_tsv, METH_VARARGS,
+     "split_tsv(data, width, rows): for each of width columns, (validity, "
+     "offsets, values, null count) of an Arrow string array, each buffer as "
+     "(address, size, owner); None for anything but plain UTF-8 lines of "
+     "width fields each, rows of them."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_columns",
+    "Enriched TSV into Arrow string columns, compiled.", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__columns(void)
+{
+    return PyModule_Create(&module_def);
+}
