@@ -1,18 +1,23 @@
 /* Enriched TSV into the buffers of Arrow string columns, for the loader.
  *
- * split_tsv(data, width, rows) cuts whole lines of enriched TSV (fields split
- * by tabs, lines ending in LF, the last one perhaps without) into `width`
- * columns and returns, for each, the three buffers of an Arrow string array:
- * a validity bitmap (None when no value is empty), 32-bit offsets and the
- * bytes of the values, each as (address, size, owner) for
- * pyarrow.foreign_buffer; the owner frees the memory when the last buffer
- * made over it goes. An empty field is NULL, as the loader reads it.
+ * split_tsv(data, width, rows, allocate) cuts whole lines of enriched TSV
+ * (fields split by tabs, lines ending in LF, the last one perhaps without)
+ * into `width` columns and returns, for each, the buffers of an Arrow string
+ * array and its null count: (validity or None when no value is empty,
+ * offsets, values, nulls). An empty field is NULL, as the loader reads it.
+ * Every buffer comes from allocate(size), which must return a resizable Arrow
+ * buffer (pyarrow.allocate_buffer(size, resizable=True)): Arrow's memory pool
+ * keeps freed memory for the next batch, where memory fresh from the system
+ * costs a page fault per 4 KiB on its first touch (a third of the time the
+ * splitting took with malloc'd buffers here). Value buffers are sized from
+ * lines spread over the data and grown when that falls short; the buffers
+ * handed back are slices of larger ones.
  *
  * It returns None, and the caller then parses with Arrow's reader, whose
  * errors it reports, for anything but the plain case: a line with another
  * number of fields, a carriage return anywhere, text that is not UTF-8, a
  * row count other than `rows`, a column over 2 GiB, or a byte-order mark at
- * the start. The work runs without the GIL, so the loader's other threads
+ * the start. The cutting runs without the GIL, so the loader's other threads
  * go on meanwhile.
  */
 
@@ -21,10 +26,13 @@
 #include <stdint.h>
 #include <string.h>
 
-#define OWNER_NAME "plowline.storage._columns.buffer"
-#define SAMPLE_ROWS 64
+/* Lines measured to size the value buffers, spread over the data. */
+#define SAMPLES 256
+#define MIN_CAPACITY 1024
 
 typedef struct {
+    PyObject *buffer; /* the values' resizable Arrow buffer */
+    size_t skip;      /* where in it they start */
     char *data;
     size_t size;
     size_t capacity;
@@ -104,116 +112,116 @@ static inline const char *next_tab(const char *q, const char *end)
     return q;
 }
 
-static void free_columns(column_t *columns, Py_ssize_t width)
+enum { SPLIT_OK = 0, SPLIT_OTHER = 1, SPLIT_ERROR = 2 };
+
+/* The writable memory of an Arrow buffer, from its address. */
+static void *address_of(PyObject *buffer)
 {
-    if (columns == NULL)
-        return;
-    for (Py_ssize_t j = 0; j < width; j++) {
-        PyMem_RawFree(columns[j].data);
-        PyMem_RawFree(columns[j].offsets);
-        PyMem_RawFree(columns[j].valid);
-    }
-    PyMem_RawFree(columns);
+    PyObject *address = PyObject_GetAttrString(buffer, "address");
+    if (address == NULL)
+        return NULL;
+    void *memory = PyLong_AsVoidPtr(address);
+    Py_DECREF(address);
+    return memory;
 }
 
-static void free_owned(PyObject *capsule)
+/* A new resizable buffer of allocate's, with its memory; NULL on error. */
+static PyObject *allocated(PyObject *allocate, size_t size, void **memory)
 {
-    PyMem_RawFree(PyCapsule_GetPointer(capsule, OWNER_NAME));
-}
-
-/* (address, size, owner) of memory this module allocated; the owner takes
- * it over (and frees it if this fails). */
-static PyObject *handed(void *memory, size_t size)
-{
-    PyObject *owner = PyCapsule_New(memory, OWNER_NAME, free_owned);
-    if (owner == NULL) {
-        PyMem_RawFree(memory);
+    PyObject *buffer = PyObject_CallFunction(allocate, "n", (Py_ssize_t)size);
+    if (buffer == NULL)
+        return NULL;
+    *memory = address_of(buffer);
+    if (*memory == NULL && (size || PyErr_Occurred())) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "allocate gave a buffer without memory");
+        Py_DECREF(buffer);
         return NULL;
     }
-    PyObject *address = PyLong_FromVoidPtr(memory);
-    if (address == NULL) {
-        Py_DECREF(owner);
-        return NULL;
-    }
-    return Py_BuildValue("(NnN)", address, (Py_ssize_t)size, owner);
+    return buffer;
 }
 
-enum { SPLIT_OK = 0, SPLIT_OTHER = 1, SPLIT_MEMORY = 2 };
-
-/* Grow a column's value bytes to hold `more` bytes more. */
-static int make_room(column_t *column, size_t more)
+/* Room in a column's values for `more` bytes more: the buffer is resized,
+ * with the GIL taken back for the call. */
+static int make_room(column_t *column, size_t more, PyThreadState **state)
 {
     size_t wanted = column->size + more;
     if (wanted <= column->capacity)
         return SPLIT_OK;
     if (wanted > (size_t)INT32_MAX)
         return SPLIT_OTHER; /* Arrow's string offsets are 32-bit */
-    size_t capacity = column->capacity ? column->capacity : 64;
+    size_t capacity = column->capacity > MIN_CAPACITY ? column->capacity : MIN_CAPACITY;
     while (capacity < wanted)
         capacity *= 2;
     if (capacity > (size_t)INT32_MAX)
         capacity = (size_t)INT32_MAX;
-    char *data = PyMem_RawRealloc(column->data, capacity);
-    if (data == NULL)
-        return SPLIT_MEMORY;
-    column->data = data;
-    column->capacity = capacity;
-    return SPLIT_OK;
+    capacity += column->skip;
+    int status = SPLIT_ERROR;
+    PyEval_RestoreThread(*state);
+    PyObject *done = PyObject_CallMethod(column->buffer, "resize", "n",
+                                         (Py_ssize_t)capacity);
+    if (done != NULL) {
+        Py_DECREF(done);
+        char *memory = address_of(column->buffer);
+        if (memory != NULL) {
+            column->data = memory + column->skip;
+            column->capacity = capacity - column->skip;
+            status = SPLIT_OK;
+        }
+    }
+    *state = PyEval_SaveThread();
+    return status;
 }
 
-/* The cutting itself, without the GIL. */
-static int split(const char *start, size_t length, Py_ssize_t width,
-                 Py_ssize_t rows, column_t *columns)
+/* Each column's value bytes in a few lines spread over the data, scaled to
+ * `rows` lines, into sizes[]. */
+static void estimate(const char *start, size_t length, Py_ssize_t width,
+                     Py_ssize_t rows, size_t *sizes)
 {
     const char *end = start + length;
-    if (memchr(start, '\r', length) != NULL)
-        return SPLIT_OTHER;
-    if (!utf8_ok((const unsigned char *)start, length))
-        return SPLIT_OTHER;
-
-    size_t bitmap = (size_t)(rows + 7) / 8;
-    for (Py_ssize_t j = 0; j < width; j++) {
-        columns[j].offsets = PyMem_RawMalloc(((size_t)rows + 1) * sizeof(int32_t));
-        columns[j].valid = PyMem_RawCalloc(bitmap ? bitmap : 1, 1);
-        if (columns[j].offsets == NULL || columns[j].valid == NULL)
-            return SPLIT_MEMORY;
-        columns[j].offsets[0] = 0;
-    }
-
-    /* Room for each column's values, from the first lines' sizes. */
-    const char *p = start;
-    Py_ssize_t sampled = 0;
-    while (p < end && sampled < SAMPLE_ROWS) {
+    Py_ssize_t measured = 0;
+    for (int k = 0; k < SAMPLES; k++) {
+        const char *p = start + length / SAMPLES * (size_t)k;
+        if (k) {
+            const char *eol = memchr(p, '\n', (size_t)(end - p));
+            if (eol == NULL)
+                break;
+            p = eol + 1;
+        }
+        if (p >= end)
+            break;
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *line_end = eol ? eol : end;
-        Py_ssize_t j = 0;
         const char *s = p;
-        while (j < width) {
-            const char *q = s;
-            while (q < line_end && *q != '\t')
-                q++;
-            columns[j].capacity += (size_t)(q - s);
-            j++;
+        for (Py_ssize_t j = 0; j < width; j++) {
+            const char *q = next_tab(s, line_end);
+            sizes[j] += (size_t)(q - s);
             if (q >= line_end)
                 break;
             s = q + 1;
         }
-        sampled++;
-        p = eol ? eol + 1 : end;
+        measured++;
     }
-    for (Py_ssize_t j = 0; j < width && sampled; j++) {
-        double estimate = (double)columns[j].capacity * (double)rows / (double)sampled;
-        size_t capacity = (size_t)(estimate * 1.25) + 64;
-        if (capacity > (size_t)INT32_MAX)
-            capacity = (size_t)INT32_MAX;
-        columns[j].capacity = 0;
-        columns[j].data = PyMem_RawMalloc(capacity);
-        if (columns[j].data == NULL)
-            return SPLIT_MEMORY;
-        columns[j].capacity = capacity;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        double scaled = measured ? (double)sizes[j] * (double)rows / (double)measured : 0;
+        scaled = scaled * 1.25 + MIN_CAPACITY;
+        sizes[j] = scaled > (double)INT32_MAX ? (size_t)INT32_MAX : (size_t)scaled;
     }
+}
 
-    p = start;
+/* `size` rounded up to an odd number of 64-byte cache lines. */
+static size_t odd_lines(size_t size)
+{
+    size_t lines = (size + 63) / 64;
+    return (lines | 1) * 64;
+}
+
+/* The cutting itself, without the GIL (taken back only to grow a buffer). */
+static int split(const char *start, size_t length, Py_ssize_t width,
+                 Py_ssize_t rows, column_t *columns, PyThreadState **state)
+{
+    const char *end = start + length;
+    const char *p = start;
     Py_ssize_t row = 0;
     while (p < end) {
         if (row >= rows)
@@ -229,7 +237,7 @@ static int split(const char *start, size_t length, Py_ssize_t width,
             column_t *column = &columns[j];
             size_t n = (size_t)(q - s);
             if (n) {
-                int status = make_room(column, n);
+                int status = make_room(column, n, state);
                 if (status != SPLIT_OK)
                     return status;
                 memcpy(column->data + column->size, s, n);
@@ -247,80 +255,140 @@ static int split(const char *start, size_t length, Py_ssize_t width,
     return row == rows ? SPLIT_OK : SPLIT_OTHER;
 }
 
+/* Whether the text can be split here at all: no carriage return, UTF-8. */
+static int plain_text(const char *start, size_t length)
+{
+    return memchr(start, '\r', length) == NULL
+           && utf8_ok((const unsigned char *)start, length);
+}
+
 static PyObject *split_tsv(PyObject *self, PyObject *args)
 {
     Py_buffer view;
     Py_ssize_t width, rows;
-    if (!PyArg_ParseTuple(args, "y*nn", &view, &width, &rows))
+    PyObject *allocate;
+    if (!PyArg_ParseTuple(args, "y*nnO", &view, &width, &rows, &allocate))
         return NULL;
-    if (width < 1 || rows < 1 || view.len < 1
-        || (view.len >= 3 && memcmp(view.buf, "\xef\xbb\xbf", 3) == 0)) {
-        PyBuffer_Release(&view);
-        Py_RETURN_NONE;
-    }
-    column_t *columns = PyMem_RawCalloc((size_t)width, sizeof(column_t));
-    if (columns == NULL) {
-        PyBuffer_Release(&view);
-        return PyErr_NoMemory();
-    }
-    int status;
-    Py_BEGIN_ALLOW_THREADS
-    status = split(view.buf, (size_t)view.len, width, rows, columns);
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&view);
-    if (status != SPLIT_OK) {
-        free_columns(columns, width);
-        if (status == SPLIT_MEMORY)
-            return PyErr_NoMemory();
-        Py_RETURN_NONE;
-    }
+    const char *start = view.buf;
+    size_t length = (size_t)view.len;
+    PyObject *out = NULL;
+    column_t *columns = NULL;
+    PyObject *offsets = NULL, *valid = NULL; /* every column's, one buffer each */
+    size_t *sizes = NULL;
+    int plain = 0;
 
-    PyObject *out = PyList_New(width);
-    if (out == NULL) {
-        free_columns(columns, width);
-        return NULL;
+    if (width < 1 || rows < 1 || length < 1
+        || (length >= 3 && memcmp(start, "\xef\xbb\xbf", 3) == 0))
+        goto other;
+    Py_BEGIN_ALLOW_THREADS
+    plain = plain_text(start, length);
+    Py_END_ALLOW_THREADS
+    if (!plain)
+        goto other;
+
+    columns = PyMem_Calloc((size_t)width, sizeof(column_t));
+    sizes = PyMem_Calloc((size_t)width, sizeof(size_t));
+    if (columns == NULL || sizes == NULL) {
+        PyErr_NoMemory();
+        goto done;
     }
+    estimate(start, length, width, rows, sizes);
+    /* Each row writes an offset (and maybe a validity bit) of every column:
+     * with the columns' parts of one buffer an odd number of cache lines
+     * apart, those writes fall into different cache sets. Separate buffers
+     * from Arrow's pool start at like addresses and made it three times as
+     * slow. */
+    size_t offsets_stride = odd_lines(((size_t)rows + 1) * sizeof(int32_t));
+    size_t bitmap = (size_t)(rows + 7) / 8;
+    size_t valid_stride = odd_lines(bitmap);
+    char *offsets_memory, *valid_memory;
+    void *memory;
+    offsets = allocated(allocate, offsets_stride * (size_t)width, &memory);
+    if (offsets == NULL)
+        goto done;
+    offsets_memory = memory;
+    valid = allocated(allocate, valid_stride * (size_t)width, &memory);
+    if (valid == NULL)
+        goto done;
+    valid_memory = memory;
+    memset(valid_memory, 0, valid_stride * (size_t)width);
     for (Py_ssize_t j = 0; j < width; j++) {
         column_t *column = &columns[j];
-        PyObject *valid = NULL, *offsets = NULL, *data = NULL, *item = NULL;
-        if (column->nulls)
-            valid = handed(column->valid, (size_t)(rows + 7) / 8);
-        else {
-            PyMem_RawFree(column->valid);
-            valid = Py_NewRef(Py_None);
+        /* The values too start at unlike places in their buffers, which
+         * the pool aligns alike. */
+        column->skip = 64 * (((size_t)j * 97) % 1024);
+        column->buffer = allocated(allocate, column->skip + sizes[j], &memory);
+        if (column->buffer == NULL)
+            goto done;
+        column->data = (char *)memory + column->skip;
+        column->capacity = sizes[j];
+        column->offsets = (int32_t *)(offsets_memory + offsets_stride * (size_t)j);
+        column->offsets[0] = 0;
+        column->valid = (uint8_t *)(valid_memory + valid_stride * (size_t)j);
+    }
+
+    PyThreadState *state = PyEval_SaveThread();
+    int status = split(start, length, width, rows, columns, &state);
+    PyEval_RestoreThread(state);
+    if (status == SPLIT_ERROR)
+        goto done;
+    if (status == SPLIT_OTHER)
+        goto other;
+
+    out = PyList_New(width);
+    if (out == NULL)
+        goto done;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        column_t *column = &columns[j];
+        PyObject *values = PyObject_CallMethod(column->buffer, "slice", "nn",
+                                               (Py_ssize_t)column->skip,
+                                               (Py_ssize_t)column->size);
+        if (values == NULL) {
+            Py_CLEAR(out);
+            goto done;
         }
-        column->valid = NULL;
-        if (valid != NULL)
-            offsets = handed(column->offsets, ((size_t)rows + 1) * sizeof(int32_t));
-        else
-            PyMem_RawFree(column->offsets);
-        column->offsets = NULL;
-        if (offsets != NULL)
-            data = handed(column->data, column->size);
-        else
-            PyMem_RawFree(column->data);
-        column->data = NULL;
-        if (data != NULL)
-            item = Py_BuildValue("(OOOn)", valid, offsets, data, column->nulls);
-        Py_XDECREF(valid);
-        Py_XDECREF(offsets);
-        Py_XDECREF(data);
+        PyObject *column_offsets = PyObject_CallMethod(
+            offsets, "slice", "nn", (Py_ssize_t)(offsets_stride * (size_t)j),
+            (Py_ssize_t)(((size_t)rows + 1) * sizeof(int32_t)));
+        PyObject *column_valid = NULL;
+        if (column_offsets != NULL && column->nulls)
+            column_valid = PyObject_CallMethod(
+                valid, "slice", "nn", (Py_ssize_t)(valid_stride * (size_t)j),
+                (Py_ssize_t)bitmap);
+        PyObject *item = NULL;
+        if (column_offsets != NULL && (column_valid != NULL || !column->nulls))
+            item = Py_BuildValue("(OOOn)", column_valid ? column_valid : Py_None,
+                                 column_offsets, values, column->nulls);
+        Py_DECREF(values);
+        Py_XDECREF(column_offsets);
+        Py_XDECREF(column_valid);
         if (item == NULL) {
-            Py_DECREF(out);
-            free_columns(columns, width);
-            return NULL;
+            Py_CLEAR(out);
+            goto done;
         }
         PyList_SET_ITEM(out, j, item);
     }
-    free_columns(columns, width);
+    goto done;
+
+other:
+    out = Py_NewRef(Py_None);
+done:
+    if (columns != NULL)
+        for (Py_ssize_t j = 0; j < width; j++)
+            Py_XDECREF(columns[j].buffer);
+    Py_XDECREF(offsets);
+    Py_XDECREF(valid);
+    PyMem_Free(columns);
+    PyMem_Free(sizes);
+    PyBuffer_Release(&view);
     return out;
 }
 
 static PyMethodDef methods[] = {
     {"split_tsv", split_tsv, METH_VARARGS,
-     "split_tsv(data, width, rows): for each of width columns, (validity, "
-     "offsets, values, null count) of an Arrow string array, each buffer as "
-     "(address, size, owner); None for anything but plain UTF-8 lines of "
+     "split_tsv(data, width, rows, allocate): for each of width columns, "
+     "(validity, offsets, values, null count) of an Arrow string array, in "
+     "buffers of allocate's; None for anything but plain UTF-8 lines of "
      "width fields each, rows of them."},
     {NULL, NULL, 0, NULL},
 };
@@ -328,6 +396,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "_columns",
     "Enriched TSV into Arrow string columns, compiled.", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC
