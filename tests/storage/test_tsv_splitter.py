@@ -241,3 +241,13 @@ def test_random_rows_split_as_arrow_reads_them(
     _same(split, arrow)
     for row, got in zip(rows, split.to_pylist(), strict=True):
         assert [got[name] for name in FIELD_NAMES] == [v or None for v in row]
+
+
+def test_allocation_smaller_than_asked_is_refused() -> None:
+    data = _line(make_row(X, app_id="a")) + b"\n"
+
+    def short(size: int) -> pa.ResizableBuffer:
+        return pa.allocate_buffer(max(size // 2, 1), resizable=True)
+
+    with pytest.raises(ValueError, match="smaller than asked"):
+        columns.split_tsv(data, WIDTH, 1, short)

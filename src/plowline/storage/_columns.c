@@ -125,12 +125,33 @@ static void *address_of(PyObject *buffer)
     return memory;
 }
 
+/* Whether an Arrow buffer has at least `size` bytes; -1 on error. */
+static int holds(PyObject *buffer, size_t size)
+{
+    PyObject *given = PyObject_GetAttrString(buffer, "size");
+    if (given == NULL)
+        return -1;
+    Py_ssize_t bytes = PyLong_AsSsize_t(given);
+    Py_DECREF(given);
+    if (bytes == -1 && PyErr_Occurred())
+        return -1;
+    if (bytes < 0 || (size_t)bytes < size) {
+        PyErr_SetString(PyExc_ValueError, "allocate gave a buffer smaller than asked");
+        return -1;
+    }
+    return 1;
+}
+
 /* A new resizable buffer of allocate's, with its memory; NULL on error. */
 static PyObject *allocated(PyObject *allocate, size_t size, void **memory)
 {
     PyObject *buffer = PyObject_CallFunction(allocate, "n", (Py_ssize_t)size);
     if (buffer == NULL)
         return NULL;
+    if (holds(buffer, size) < 0) {
+        Py_DECREF(buffer);
+        return NULL;
+    }
     *memory = address_of(buffer);
     if (*memory == NULL && (size || PyErr_Occurred())) {
         if (!PyErr_Occurred())
@@ -162,7 +183,9 @@ static int make_room(column_t *column, size_t more, PyThreadState **state)
                                          (Py_ssize_t)capacity);
     if (done != NULL) {
         Py_DECREF(done);
-        char *memory = address_of(column->buffer);
+        char *memory = NULL;
+        if (holds(column->buffer, capacity) > 0)
+            memory = address_of(column->buffer);
         if (memory != NULL) {
             column->data = memory + column->skip;
             column->capacity = capacity - column->skip;
