@@ -22,13 +22,16 @@
  */
 
 #define PY_SSIZE_T_CLEAN
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memrchr */
+#endif
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
 
 /* Lines measured to size the value buffers, spread over the data. */
 #define SAMPLES 256
-#define MIN_CAPACITY 1024
+#define MIN_CAPACITY 64
 
 typedef struct {
     PyObject *buffer; /* the values' resizable Arrow buffer */
@@ -125,9 +128,21 @@ static void *address_of(PyObject *buffer)
     return memory;
 }
 
-/* Whether an Arrow buffer has at least `size` bytes; -1 on error. */
+/* Whether an Arrow buffer is writable and has at least `size` bytes; -1
+ * (with an exception) if not. */
 static int holds(PyObject *buffer, size_t size)
 {
+    PyObject *mutable = PyObject_GetAttrString(buffer, "is_mutable");
+    if (mutable == NULL)
+        return -1;
+    int writable = PyObject_IsTrue(mutable);
+    Py_DECREF(mutable);
+    if (writable < 0)
+        return -1;
+    if (!writable) {
+        PyErr_SetString(PyExc_ValueError, "allocate gave a read-only buffer");
+        return -1;
+    }
     PyObject *given = PyObject_GetAttrString(buffer, "size");
     if (given == NULL)
         return -1;
@@ -196,39 +211,52 @@ static int make_room(column_t *column, size_t more, PyThreadState **state)
     return status;
 }
 
-/* Each column's value bytes in a few lines spread over the data, scaled to
- * `rows` lines, into sizes[]. */
+/* Each column's value bytes, estimated into sizes[]: the lines that hold
+ * points spread evenly over the data are measured (a line is hit in
+ * proportion to its length), and each column's share of their bytes is
+ * taken of the whole, with a quarter more; never more than the data. */
 static void estimate(const char *start, size_t length, Py_ssize_t width,
-                     Py_ssize_t rows, size_t *sizes)
+                     size_t *sizes)
 {
     const char *end = start + length;
-    Py_ssize_t measured = 0;
+    const char *floor = start; /* a line start at or before the points left */
+    const char *measured_end = start; /* end of the line measured last */
+    size_t *last = sizes + width; /* that line's fields (scratch) */
+    size_t line_bytes = 0, total = 0;
     for (int k = 0; k < SAMPLES; k++) {
-        const char *p = start + length / SAMPLES * (size_t)k;
-        if (k) {
-            const char *eol = memchr(p, '\n', (size_t)(end - p));
-            if (eol == NULL)
-                break;
-            p = eol + 1;
+        const char *point = start + length / SAMPLES * (size_t)k;
+        if (point < measured_end || measured_end == end) {
+            /* In the line measured last: count it again. */
+            for (Py_ssize_t j = 0; j < width; j++)
+                sizes[j] += last[j];
+            total += line_bytes;
+            continue;
         }
-        if (p >= end)
-            break;
+        const char *before = memrchr(floor, '\n', (size_t)(point - floor));
+        const char *p = before ? before + 1 : floor;
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *line_end = eol ? eol : end;
+        memset(last, 0, (size_t)width * sizeof(size_t));
         const char *s = p;
         for (Py_ssize_t j = 0; j < width; j++) {
             const char *q = next_tab(s, line_end);
-            sizes[j] += (size_t)(q - s);
+            last[j] = (size_t)(q - s);
+            sizes[j] += last[j];
             if (q >= line_end)
                 break;
             s = q + 1;
         }
-        measured++;
+        line_bytes = (size_t)(line_end - p) + 1;
+        total += line_bytes;
+        /* At the end of the data, every later point is in this line. */
+        measured_end = floor = eol ? eol + 1 : end;
     }
     for (Py_ssize_t j = 0; j < width; j++) {
-        double scaled = measured ? (double)sizes[j] * (double)rows / (double)measured : 0;
-        scaled = scaled * 1.25 + MIN_CAPACITY;
-        sizes[j] = scaled > (double)INT32_MAX ? (size_t)INT32_MAX : (size_t)scaled;
+        double share = total ? (double)sizes[j] / (double)total : 0;
+        double wanted = share * (double)length * 1.25 + MIN_CAPACITY;
+        if (wanted > (double)length + MIN_CAPACITY)
+            wanted = (double)length + MIN_CAPACITY;
+        sizes[j] = wanted > (double)INT32_MAX ? (size_t)INT32_MAX : (size_t)wanted;
     }
 }
 
@@ -310,12 +338,12 @@ static PyObject *split_tsv(PyObject *self, PyObject *args)
         goto other;
 
     columns = PyMem_Calloc((size_t)width, sizeof(column_t));
-    sizes = PyMem_Calloc((size_t)width, sizeof(size_t));
+    sizes = PyMem_Calloc((size_t)width * 2, sizeof(size_t));
     if (columns == NULL || sizes == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    estimate(start, length, width, rows, sizes);
+    estimate(start, length, width, sizes);
     /* Each row writes an offset (and maybe a validity bit) of every column:
      * with the columns' parts of one buffer an odd number of cache lines
      * apart, those writes fall into different cache sets. Separate buffers
@@ -340,6 +368,8 @@ static PyObject *split_tsv(PyObject *self, PyObject *args)
         /* The values too start at unlike places in their buffers, which
          * the pool aligns alike. */
         column->skip = 64 * (((size_t)j * 97) % 1024);
+        if (column->skip > sizes[j] / 8)
+            column->skip = sizes[j] / 8 / 64 * 64; /* small columns: little */
         column->buffer = allocated(allocate, column->skip + sizes[j], &memory);
         if (column->buffer == NULL)
             goto done;

@@ -75,6 +75,8 @@ _TSV_CONVERT = pcsv.ConvertOptions(
     null_values=[""],
 )
 _TSV_READ = pcsv.ReadOptions(column_names=list(FIELD_NAMES), block_size=4 << 20)
+# Arrow's block size is a 32-bit number.
+_MAX_BLOCK = (1 << 31) - 1
 # Arrow reads decimals exactly at this scale; rounding then gives two places.
 _WIDE_DECIMAL = pa.decimal128(38, 10)
 # Years 0001 to 9999, as every store (and Python) holds them: DuckDB would
@@ -109,9 +111,24 @@ def parse_tsv(data: bytes | memoryview, lines: int | None = None) -> pa.Table:
         table = _split_tsv(data, lines)
         if table is not None:
             return table
+    try:
+        return _read_tsv(data, _TSV_READ)
+    except pa.ArrowInvalid as exc:
+        # Arrow cuts its input into blocks; a line longer than a block can
+        # straddle two of them. Read such data as one block instead.
+        if "straddl" not in str(exc) or len(data) >= _MAX_BLOCK:
+            raise
+        log.debug("A line is longer than Arrow's block: read as one block")
+        whole = pcsv.ReadOptions(
+            column_names=list(FIELD_NAMES), block_size=len(data) + 1
+        )
+        return _read_tsv(data, whole)
+
+
+def _read_tsv(data: bytes | memoryview, options: pcsv.ReadOptions) -> pa.Table:
     return pcsv.read_csv(
         pa.BufferReader(pa.py_buffer(data)),
-        read_options=_TSV_READ,
+        read_options=options,
         parse_options=_TSV_PARSE,
         convert_options=_TSV_CONVERT,
     )

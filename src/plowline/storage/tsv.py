@@ -17,6 +17,7 @@ import os
 import re
 import stat
 import sys
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,7 +70,7 @@ def open_binary(source: str) -> Iterator[ByteStream]:
 def _read_or_fail(stream: ByteStream, source: str) -> Iterator[bytes]:
     try:
         yield from stream
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise BadInputError(f"Cannot read {source}: {exc}.", source=source) from exc
 
 
@@ -118,7 +119,7 @@ def line_chunks(stream: ByteStream, source: str, chunk_bytes: int) -> Iterator[b
     while True:
         try:
             block = stream.read(max(chunk_bytes - len(rest), chunk_bytes // 4, 1))
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise BadInputError(f"Cannot read {source}: {exc}.", source=source) from exc
         if not block:
             break
