@@ -251,3 +251,25 @@ def test_allocation_smaller_than_asked_is_refused() -> None:
 
     with pytest.raises(ValueError, match="smaller than asked"):
         columns.split_tsv(data, WIDTH, 1, short)
+
+
+def test_rows_go_through_the_splitter_and_bad_ones_still_name_the_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from plowline.errors import BadInputError
+    from plowline.storage.batch import rows_to_table
+
+    calls: list[int] = []
+    split = batch._split_tsv
+
+    def counted(data: bytes | memoryview, lines: int) -> pa.Table | None:
+        calls.append(lines)
+        return split(data, lines)
+
+    monkeypatch.setattr(batch, "_split_tsv", counted)
+    table = rows_to_table([make_row(X, app_id="a"), make_row(X, app_id="b")])
+    assert table.column("app_id").to_pylist() == ["a", "b"]
+    assert calls == [2]
+    forged = make_row(X, app_id="a\nb")
+    with pytest.raises(BadInputError, match="Row 2: field app_id contains a tab"):
+        rows_to_table([make_row(X), forged])

@@ -153,15 +153,16 @@ def _allocate(size: int) -> pa.ResizableBuffer:
 def rows_to_table(rows: Sequence[Sequence[str]], *, first_row: int = 1) -> pa.Table:
     """Rows of 131 strings (``""`` for empty) into a string table.
 
-    Joining to TSV and letting Arrow split it is several times faster than
-    transposing the rows in Python. Raises BadInputError naming the row."""
+    Joining to TSV and splitting that (:func:`parse_tsv`) is several times
+    faster than transposing the rows in Python. Raises BadInputError naming
+    the row."""
     if not rows:
         return EVENTS_SCHEMA.empty_table().cast(_text_schema())
     if set(map(len, rows)) != {WIDTH}:
         raise row_problem(rows, first_row)
     try:
         data = "\n".join(map("\t".join, rows)).encode("utf-8")
-        table = parse_tsv(data)
+        table = parse_tsv(data, len(rows))
     except (TypeError, UnicodeError, pa.ArrowInvalid) as exc:
         raise row_problem(rows, first_row) from exc
     # A tab or line break inside a value shifts fields or splits the row.
