@@ -1,23 +1,25 @@
 /* Enriched TSV into the buffers of Arrow string columns, for the loader.
  *
- * split_tsv(data, width, rows, allocate) cuts whole lines of enriched TSV
- * (fields split by tabs, lines ending in LF, the last one perhaps without)
- * into `width` columns and returns, for each, the buffers of an Arrow string
- * array and its null count: (validity or None when no value is empty,
- * offsets, values, nulls). An empty field is NULL, as the loader reads it.
- * Every buffer comes from allocate(size), which must return a resizable Arrow
- * buffer (pyarrow.allocate_buffer(size, resizable=True)): Arrow's memory pool
- * keeps freed memory for the next batch, where memory fresh from the system
- * costs a page fault per 4 KiB on its first touch (a third of the time the
- * splitting took with malloc'd buffers here). Value buffers are sized from
- * lines spread over the data and grown when that falls short; the buffers
- * handed back are slices of larger ones.
+ * split_tsv(data, width, rows) cuts whole lines of enriched TSV (fields split
+ * by tabs, lines ending in LF, the last one perhaps without) into `width`
+ * columns and returns, for each, the three buffers of an Arrow string array
+ * and its null count: (validity or None when no value is empty, offsets,
+ * values, nulls), each buffer as (address, size, owner) for
+ * pyarrow.foreign_buffer; the owner frees the memory when the last buffer
+ * made over it goes. An empty field is NULL, as the loader reads it. Value
+ * buffers are sized from the lines around points spread over the data, grown
+ * when that falls short, and cut to their size at the end.
+ *
+ * The memory is the C library's (PyMem_Raw*). Tried and not kept: buffers
+ * from Arrow's memory pool, which keeps freed memory for the next batch. A
+ * 1,000,000-event Parquet load took 4.8 to 5.2 s with them, 3.9 to 4.0 s with
+ * malloc, whose big blocks are reused from the heap once the first is freed.
  *
  * It returns None, and the caller then parses with Arrow's reader, whose
  * errors it reports, for anything but the plain case: a line with another
  * number of fields, a carriage return anywhere, text that is not UTF-8, a
  * row count other than `rows`, a column over 2 GiB, or a byte-order mark at
- * the start. The cutting runs without the GIL, so the loader's other threads
+ * the start. The work runs without the GIL, so the loader's other threads
  * go on meanwhile.
  */
 
@@ -29,13 +31,14 @@
 #include <stdint.h>
 #include <string.h>
 
+#define OWNER_NAME "plowline.storage._columns.buffer"
 /* Lines measured to size the value buffers, spread over the data. */
 #define SAMPLES 256
 #define MIN_CAPACITY 64
+/* A value buffer with more room than this left over is cut to its size. */
+#define SLACK_KEPT (64 * 1024)
 
 typedef struct {
-    PyObject *buffer; /* the values' resizable Arrow buffer */
-    size_t skip;      /* where in it they start */
     char *data;
     size_t size;
     size_t capacity;
@@ -115,71 +118,44 @@ static inline const char *next_tab(const char *q, const char *end)
     return q;
 }
 
-enum { SPLIT_OK = 0, SPLIT_OTHER = 1, SPLIT_ERROR = 2 };
-
-/* The writable memory of an Arrow buffer, from its address. */
-static void *address_of(PyObject *buffer)
+static void free_columns(column_t *columns, Py_ssize_t width)
 {
-    PyObject *address = PyObject_GetAttrString(buffer, "address");
-    if (address == NULL)
-        return NULL;
-    void *memory = PyLong_AsVoidPtr(address);
-    Py_DECREF(address);
-    return memory;
+    if (columns == NULL)
+        return;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        PyMem_RawFree(columns[j].data);
+        PyMem_RawFree(columns[j].offsets);
+        PyMem_RawFree(columns[j].valid);
+    }
+    PyMem_RawFree(columns);
 }
 
-/* Whether an Arrow buffer is writable and has at least `size` bytes; -1
- * (with an exception) if not. */
-static int holds(PyObject *buffer, size_t size)
+static void free_owned(PyObject *capsule)
 {
-    PyObject *mutable = PyObject_GetAttrString(buffer, "is_mutable");
-    if (mutable == NULL)
-        return -1;
-    int writable = PyObject_IsTrue(mutable);
-    Py_DECREF(mutable);
-    if (writable < 0)
-        return -1;
-    if (!writable) {
-        PyErr_SetString(PyExc_ValueError, "allocate gave a read-only buffer");
-        return -1;
-    }
-    PyObject *given = PyObject_GetAttrString(buffer, "size");
-    if (given == NULL)
-        return -1;
-    Py_ssize_t bytes = PyLong_AsSsize_t(given);
-    Py_DECREF(given);
-    if (bytes == -1 && PyErr_Occurred())
-        return -1;
-    if (bytes < 0 || (size_t)bytes < size) {
-        PyErr_SetString(PyExc_ValueError, "allocate gave a buffer smaller than asked");
-        return -1;
-    }
-    return 1;
+    PyMem_RawFree(PyCapsule_GetPointer(capsule, OWNER_NAME));
 }
 
-/* A new resizable buffer of allocate's, with its memory; NULL on error. */
-static PyObject *allocated(PyObject *allocate, size_t size, void **memory)
+/* (address, size, owner) of memory this module allocated; the owner takes
+ * it over (and frees it if this fails). */
+static PyObject *handed(void *memory, size_t size)
 {
-    PyObject *buffer = PyObject_CallFunction(allocate, "n", (Py_ssize_t)size);
-    if (buffer == NULL)
-        return NULL;
-    if (holds(buffer, size) < 0) {
-        Py_DECREF(buffer);
+    PyObject *owner = PyCapsule_New(memory, OWNER_NAME, free_owned);
+    if (owner == NULL) {
+        PyMem_RawFree(memory);
         return NULL;
     }
-    *memory = address_of(buffer);
-    if (*memory == NULL && (size || PyErr_Occurred())) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "allocate gave a buffer without memory");
-        Py_DECREF(buffer);
+    PyObject *address = PyLong_FromVoidPtr(memory);
+    if (address == NULL) {
+        Py_DECREF(owner);
         return NULL;
     }
-    return buffer;
+    return Py_BuildValue("(NnN)", address, (Py_ssize_t)size, owner);
 }
 
-/* Room in a column's values for `more` bytes more: the buffer is resized,
- * with the GIL taken back for the call. */
-static int make_room(column_t *column, size_t more, PyThreadState **state)
+enum { SPLIT_OK = 0, SPLIT_OTHER = 1, SPLIT_MEMORY = 2 };
+
+/* Grow a column's value bytes to hold `more` bytes more. */
+static int make_room(column_t *column, size_t more)
 {
     size_t wanted = column->size + more;
     if (wanted <= column->capacity)
@@ -191,24 +167,12 @@ static int make_room(column_t *column, size_t more, PyThreadState **state)
         capacity *= 2;
     if (capacity > (size_t)INT32_MAX)
         capacity = (size_t)INT32_MAX;
-    capacity += column->skip;
-    int status = SPLIT_ERROR;
-    PyEval_RestoreThread(*state);
-    PyObject *done = PyObject_CallMethod(column->buffer, "resize", "n",
-                                         (Py_ssize_t)capacity);
-    if (done != NULL) {
-        Py_DECREF(done);
-        char *memory = NULL;
-        if (holds(column->buffer, capacity) > 0)
-            memory = address_of(column->buffer);
-        if (memory != NULL) {
-            column->data = memory + column->skip;
-            column->capacity = capacity - column->skip;
-            status = SPLIT_OK;
-        }
-    }
-    *state = PyEval_SaveThread();
-    return status;
+    char *data = PyMem_RawRealloc(column->data, capacity);
+    if (data == NULL)
+        return SPLIT_MEMORY;
+    column->data = data;
+    column->capacity = capacity;
+    return SPLIT_OK;
 }
 
 /* Each column's value bytes, estimated into sizes[]: the lines that hold
@@ -260,18 +224,35 @@ static void estimate(const char *start, size_t length, Py_ssize_t width,
     }
 }
 
-/* `size` rounded up to an odd number of 64-byte cache lines. */
-static size_t odd_lines(size_t size)
-{
-    size_t lines = (size + 63) / 64;
-    return (lines | 1) * 64;
-}
-
-/* The cutting itself, without the GIL (taken back only to grow a buffer). */
+/* The cutting itself, without the GIL. */
 static int split(const char *start, size_t length, Py_ssize_t width,
-                 Py_ssize_t rows, column_t *columns, PyThreadState **state)
+                 Py_ssize_t rows, column_t *columns)
 {
     const char *end = start + length;
+    if (memchr(start, '\r', length) != NULL)
+        return SPLIT_OTHER;
+    if (!utf8_ok((const unsigned char *)start, length))
+        return SPLIT_OTHER;
+
+    size_t *sizes = PyMem_RawCalloc((size_t)width * 2, sizeof(size_t));
+    if (sizes == NULL)
+        return SPLIT_MEMORY;
+    estimate(start, length, width, sizes);
+    size_t bitmap = (size_t)(rows + 7) / 8;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        columns[j].offsets = PyMem_RawMalloc(((size_t)rows + 1) * sizeof(int32_t));
+        columns[j].valid = PyMem_RawCalloc(bitmap ? bitmap : 1, 1);
+        columns[j].data = PyMem_RawMalloc(sizes[j]);
+        if (columns[j].offsets == NULL || columns[j].valid == NULL
+            || columns[j].data == NULL) {
+            PyMem_RawFree(sizes);
+            return SPLIT_MEMORY;
+        }
+        columns[j].capacity = sizes[j];
+        columns[j].offsets[0] = 0;
+    }
+    PyMem_RawFree(sizes);
+
     const char *p = start;
     Py_ssize_t row = 0;
     while (p < end) {
@@ -288,7 +269,7 @@ static int split(const char *start, size_t length, Py_ssize_t width,
             column_t *column = &columns[j];
             size_t n = (size_t)(q - s);
             if (n) {
-                int status = make_room(column, n, state);
+                int status = make_room(column, n);
                 if (status != SPLIT_OK)
                     return status;
                 memcpy(column->data + column->size, s, n);
@@ -303,145 +284,97 @@ static int split(const char *start, size_t length, Py_ssize_t width,
         row++;
         p = eol ? eol + 1 : end;
     }
-    return row == rows ? SPLIT_OK : SPLIT_OTHER;
-}
-
-/* Whether the text can be split here at all: no carriage return, UTF-8. */
-static int plain_text(const char *start, size_t length)
-{
-    return memchr(start, '\r', length) == NULL
-           && utf8_ok((const unsigned char *)start, length);
+    if (row != rows)
+        return SPLIT_OTHER;
+    /* Room left over from the estimate goes back. */
+    for (Py_ssize_t j = 0; j < width; j++) {
+        column_t *column = &columns[j];
+        if (column->capacity - column->size > SLACK_KEPT) {
+            char *data = PyMem_RawRealloc(column->data,
+                                          column->size ? column->size : 1);
+            if (data != NULL) {
+                column->data = data;
+                column->capacity = column->size;
+            }
+        }
+    }
+    return SPLIT_OK;
 }
 
 static PyObject *split_tsv(PyObject *self, PyObject *args)
 {
     Py_buffer view;
     Py_ssize_t width, rows;
-    PyObject *allocate;
-    if (!PyArg_ParseTuple(args, "y*nnO", &view, &width, &rows, &allocate))
+    if (!PyArg_ParseTuple(args, "y*nn", &view, &width, &rows))
         return NULL;
-    const char *start = view.buf;
-    size_t length = (size_t)view.len;
-    PyObject *out = NULL;
-    column_t *columns = NULL;
-    PyObject *offsets = NULL, *valid = NULL; /* every column's, one buffer each */
-    size_t *sizes = NULL;
-    int plain = 0;
-
-    if (width < 1 || rows < 1 || length < 1
-        || (length >= 3 && memcmp(start, "\xef\xbb\xbf", 3) == 0))
-        goto other;
+    if (width < 1 || rows < 1 || view.len < 1
+        || (view.len >= 3 && memcmp(view.buf, "\xef\xbb\xbf", 3) == 0)) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    column_t *columns = PyMem_RawCalloc((size_t)width, sizeof(column_t));
+    if (columns == NULL) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    int status;
     Py_BEGIN_ALLOW_THREADS
-    plain = plain_text(start, length);
+    status = split(view.buf, (size_t)view.len, width, rows, columns);
     Py_END_ALLOW_THREADS
-    if (!plain)
-        goto other;
-
-    columns = PyMem_Calloc((size_t)width, sizeof(column_t));
-    sizes = PyMem_Calloc((size_t)width * 2, sizeof(size_t));
-    if (columns == NULL || sizes == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    estimate(start, length, width, sizes);
-    /* Each row writes an offset (and maybe a validity bit) of every column:
-     * with the columns' parts of one buffer an odd number of cache lines
-     * apart, those writes fall into different cache sets. Separate buffers
-     * from Arrow's pool start at like addresses and made it three times as
-     * slow. */
-    size_t offsets_stride = odd_lines(((size_t)rows + 1) * sizeof(int32_t));
-    size_t bitmap = (size_t)(rows + 7) / 8;
-    size_t valid_stride = odd_lines(bitmap);
-    char *offsets_memory, *valid_memory;
-    void *memory;
-    offsets = allocated(allocate, offsets_stride * (size_t)width, &memory);
-    if (offsets == NULL)
-        goto done;
-    offsets_memory = memory;
-    valid = allocated(allocate, valid_stride * (size_t)width, &memory);
-    if (valid == NULL)
-        goto done;
-    valid_memory = memory;
-    memset(valid_memory, 0, valid_stride * (size_t)width);
-    for (Py_ssize_t j = 0; j < width; j++) {
-        column_t *column = &columns[j];
-        /* The values too start at unlike places in their buffers, which
-         * the pool aligns alike. */
-        column->skip = 64 * (((size_t)j * 97) % 1024);
-        if (column->skip > sizes[j] / 8)
-            column->skip = sizes[j] / 8 / 64 * 64; /* small columns: little */
-        column->buffer = allocated(allocate, column->skip + sizes[j], &memory);
-        if (column->buffer == NULL)
-            goto done;
-        column->data = (char *)memory + column->skip;
-        column->capacity = sizes[j];
-        column->offsets = (int32_t *)(offsets_memory + offsets_stride * (size_t)j);
-        column->offsets[0] = 0;
-        column->valid = (uint8_t *)(valid_memory + valid_stride * (size_t)j);
+    PyBuffer_Release(&view);
+    if (status != SPLIT_OK) {
+        free_columns(columns, width);
+        if (status == SPLIT_MEMORY)
+            return PyErr_NoMemory();
+        Py_RETURN_NONE;
     }
 
-    PyThreadState *state = PyEval_SaveThread();
-    int status = split(start, length, width, rows, columns, &state);
-    PyEval_RestoreThread(state);
-    if (status == SPLIT_ERROR)
-        goto done;
-    if (status == SPLIT_OTHER)
-        goto other;
-
-    out = PyList_New(width);
-    if (out == NULL)
-        goto done;
+    PyObject *out = PyList_New(width);
+    if (out == NULL) {
+        free_columns(columns, width);
+        return NULL;
+    }
     for (Py_ssize_t j = 0; j < width; j++) {
         column_t *column = &columns[j];
-        PyObject *values = PyObject_CallMethod(column->buffer, "slice", "nn",
-                                               (Py_ssize_t)column->skip,
-                                               (Py_ssize_t)column->size);
-        if (values == NULL) {
-            Py_CLEAR(out);
-            goto done;
+        PyObject *valid = NULL, *offsets = NULL, *data = NULL, *item = NULL;
+        if (column->nulls)
+            valid = handed(column->valid, (size_t)(rows + 7) / 8);
+        else {
+            PyMem_RawFree(column->valid);
+            valid = Py_NewRef(Py_None);
         }
-        PyObject *column_offsets = PyObject_CallMethod(
-            offsets, "slice", "nn", (Py_ssize_t)(offsets_stride * (size_t)j),
-            (Py_ssize_t)(((size_t)rows + 1) * sizeof(int32_t)));
-        PyObject *column_valid = NULL;
-        if (column_offsets != NULL && column->nulls)
-            column_valid = PyObject_CallMethod(
-                valid, "slice", "nn", (Py_ssize_t)(valid_stride * (size_t)j),
-                (Py_ssize_t)bitmap);
-        PyObject *item = NULL;
-        if (column_offsets != NULL && (column_valid != NULL || !column->nulls))
-            item = Py_BuildValue("(OOOn)", column_valid ? column_valid : Py_None,
-                                 column_offsets, values, column->nulls);
-        Py_DECREF(values);
-        Py_XDECREF(column_offsets);
-        Py_XDECREF(column_valid);
+        column->valid = NULL;
+        if (valid != NULL)
+            offsets = handed(column->offsets, ((size_t)rows + 1) * sizeof(int32_t));
+        else
+            PyMem_RawFree(column->offsets);
+        column->offsets = NULL;
+        if (offsets != NULL)
+            data = handed(column->data, column->size);
+        else
+            PyMem_RawFree(column->data);
+        column->data = NULL;
+        if (data != NULL)
+            item = Py_BuildValue("(OOOn)", valid, offsets, data, column->nulls);
+        Py_XDECREF(valid);
+        Py_XDECREF(offsets);
+        Py_XDECREF(data);
         if (item == NULL) {
-            Py_CLEAR(out);
-            goto done;
+            Py_DECREF(out);
+            free_columns(columns, width);
+            return NULL;
         }
         PyList_SET_ITEM(out, j, item);
     }
-    goto done;
-
-other:
-    out = Py_NewRef(Py_None);
-done:
-    if (columns != NULL)
-        for (Py_ssize_t j = 0; j < width; j++)
-            Py_XDECREF(columns[j].buffer);
-    Py_XDECREF(offsets);
-    Py_XDECREF(valid);
-    PyMem_Free(columns);
-    PyMem_Free(sizes);
-    PyBuffer_Release(&view);
+    free_columns(columns, width);
     return out;
 }
 
 static PyMethodDef methods[] = {
     {"split_tsv", split_tsv, METH_VARARGS,
-     "split_tsv(data, width, rows, allocate): for each of width columns, "
-     "(validity, offsets, values, null count) of an Arrow string array, in "
-     "buffers of allocate's; None for anything but plain UTF-8 lines of "
+     "split_tsv(data, width, rows): for each of width columns, (validity, "
+     "offsets, values, null count) of an Arrow string array, each buffer as "
+     "(address, size, owner); None for anything but plain UTF-8 lines of "
      "width fields each, rows of them."},
     {NULL, NULL, 0, NULL},
 };

@@ -136,18 +136,18 @@ def _read_tsv(data: bytes | memoryview, options: pcsv.ReadOptions) -> pa.Table:
 
 def _split_tsv(data: bytes | memoryview, lines: int) -> pa.Table | None:
     assert _columns is not None
-    columns = _columns.split_tsv(data, WIDTH, lines, _allocate)
+    columns = _columns.split_tsv(data, WIDTH, lines)
     if columns is None:
         return None
-    arrays = [
-        pa.Array.from_buffers(pa.string(), lines, [valid, offsets, values], nulls)
-        for valid, offsets, values, nulls in columns
-    ]
+    arrays = []
+    for valid, offsets, values, nulls in columns:
+        buffers = [
+            None if valid is None else pa.foreign_buffer(*valid),
+            pa.foreign_buffer(*offsets),
+            pa.foreign_buffer(*values),
+        ]
+        arrays.append(pa.Array.from_buffers(pa.string(), lines, buffers, nulls))
     return pa.Table.from_arrays(arrays, names=list(FIELD_NAMES))
-
-
-def _allocate(size: int) -> pa.ResizableBuffer:
-    return pa.allocate_buffer(size, resizable=True)
 
 
 def rows_to_table(rows: Sequence[Sequence[str]], *, first_row: int = 1) -> pa.Table:
