@@ -370,7 +370,126 @@ static PyObject *split_tsv(PyObject *self, PyObject *args)
     return out;
 }
 
+/* ---- Timestamps: the text of a plain UTC timestamp as microseconds ---- */
+
+static int number(const char *s, int n, int *out)
+{
+    int value = 0;
+    for (int k = 0; k < n; k++) {
+        if (s[k] < '0' || s[k] > '9')
+            return 0;
+        value = value * 10 + (s[k] - '0');
+    }
+    *out = value;
+    return 1;
+}
+
+static int days_in_month(int year, int month)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (month == 2 && year % 4 == 0 && (year % 100 != 0 || year % 400 == 0))
+        return 29;
+    return days[month - 1];
+}
+
+/* Days from 1970-01-01 to a date of the proleptic Gregorian calendar. */
+static int64_t days_from_civil(int year, int month, int day)
+{
+    year -= month <= 2;
+    int64_t era = (year >= 0 ? year : year - 399) / 400;
+    int64_t of_era = year - era * 400;
+    int64_t of_year = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    int64_t of_cycle = of_era * 365 + of_era / 4 - of_era / 100 + of_year;
+    return era * 146097 + of_cycle - 719468;
+}
+
+/* yyyy-MM-dd[ T]HH:mm:ss[.f{1,6}][Z] of a real date and time, years 1 to
+ * 9999, as microseconds since 1970; 0 for any other text. */
+static int plain_micros(const char *s, size_t n, int64_t *out)
+{
+    if (n && s[n - 1] == 'Z')
+        n--;
+    if (n < 19 || n == 20 || n > 26)
+        return 0;
+    int year, month, day, hour, minute, second, fraction = 0;
+    if (s[4] != '-' || s[7] != '-' || (s[10] != ' ' && s[10] != 'T')
+        || s[13] != ':' || s[16] != ':')
+        return 0;
+    if (!number(s, 4, &year) || !number(s + 5, 2, &month) || !number(s + 8, 2, &day)
+        || !number(s + 11, 2, &hour) || !number(s + 14, 2, &minute)
+        || !number(s + 17, 2, &second))
+        return 0;
+    if (n > 19) {
+        int places = (int)n - 20;
+        if (s[19] != '.' || !number(s + 20, places, &fraction))
+            return 0;
+        for (int k = places; k < 6; k++)
+            fraction *= 10;
+    }
+    if (year < 1 || month < 1 || month > 12 || day < 1
+        || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59)
+        return 0;
+    int64_t seconds = days_from_civil(year, month, day) * 86400 + hour * 3600
+                      + minute * 60 + second;
+    *out = seconds * 1000000 + fraction;
+    return 1;
+}
+
+/* tstamps(validity, offsets, values, length): the int64 microseconds of a
+ * string array's timestamps (0 under NULLs), or None if any value is not
+ * plain (the caller's checks and Arrow's cast then deal with it). */
+static PyObject *tstamps(PyObject *self, PyObject *args)
+{
+    PyObject *validity;
+    Py_buffer offsets, values;
+    Py_ssize_t length;
+    if (!PyArg_ParseTuple(args, "Oy*y*n", &validity, &offsets, &values, &length))
+        return NULL;
+    Py_buffer bits = {0};
+    int has_bits = validity != Py_None;
+    PyObject *out = NULL;
+    if (has_bits && PyObject_GetBuffer(validity, &bits, PyBUF_SIMPLE) < 0)
+        goto done;
+    if (length < 0 || (size_t)offsets.len < ((size_t)length + 1) * sizeof(int32_t)
+        || (has_bits && (size_t)bits.len < ((size_t)length + 7) / 8)) {
+        PyErr_SetString(PyExc_ValueError, "buffers too small for the length");
+        goto done;
+    }
+    out = PyBytes_FromStringAndSize(NULL, length * (Py_ssize_t)sizeof(int64_t));
+    if (out == NULL)
+        goto done;
+    int64_t *micros = (int64_t *)PyBytes_AS_STRING(out);
+    const int32_t *ends = offsets.buf;
+    const char *text = values.buf;
+    const uint8_t *valid = bits.buf;
+    int plain = 1;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < length; i++) {
+        micros[i] = 0;
+        if (has_bits && !(valid[i >> 3] & (1u << (i & 7))))
+            continue;
+        int32_t from = ends[i], to = ends[i + 1];
+        if (from < 0 || to < from || (Py_ssize_t)to > values.len
+            || !plain_micros(text + from, (size_t)(to - from), &micros[i])) {
+            plain = 0;
+            break;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (!plain)
+        Py_SETREF(out, Py_NewRef(Py_None));
+done:
+    if (has_bits && bits.obj != NULL)
+        PyBuffer_Release(&bits);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&values);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"tstamps", tstamps, METH_VARARGS,
+     "tstamps(validity, offsets, values, length): int64 microseconds of "
+     "plain UTC timestamps, as bytes, or None."},
     {"split_tsv", split_tsv, METH_VARARGS,
      "split_tsv(data, width, rows): for each of width columns, (validity, "
      "offsets, values, null count) of an Arrow string array, each buffer as "

@@ -75,6 +75,7 @@ _TSV_CONVERT = pcsv.ConvertOptions(
     null_values=[""],
 )
 _TSV_READ = pcsv.ReadOptions(column_names=list(FIELD_NAMES), block_size=4 << 20)
+_TSTAMP_TYPE = ARROW_TYPES["tstamp"]
 # Arrow's block size is a 32-bit number.
 _MAX_BLOCK = (1 << 31) - 1
 # Arrow reads decimals exactly at this scale; rounding then gives two places.
@@ -251,6 +252,9 @@ def _convert(
             _fail_at(column, bad, field, source, first_line)
         return pc.equal(column, "1")
     if kind == "tstamp" and column.null_count < len(column):
+        compiled = _compiled_tstamps(column)
+        if compiled is not None:
+            return compiled
         bad = pc.invert(pc.match_substring_regex(column, _TSTAMP_TEXT))
         if pc.any(bad).as_py():
             _fail_at(column, bad, field, source, first_line)
@@ -266,6 +270,33 @@ def _convert(
         bad = _uncastable(column, kind)
         _fail_at(column, bad, field, source, first_line, cause=exc)
         raise AssertionError("unreachable") from exc
+
+
+def _compiled_tstamps(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """The timestamps of a string column read by ``_columns.tstamps``, when
+    every value is plain (what ``_TSTAMP_TEXT`` matches, of a real date and
+    time); None for anything else, which the checks and the cast then take."""
+    if _columns is None:
+        return None
+    arrays = []
+    for chunk in column.chunks:
+        if chunk.offset:
+            return None
+        validity, offsets, values = chunk.buffers()
+        micros = _columns.tstamps(
+            validity, offsets, b"" if values is None else values, len(chunk)
+        )
+        if micros is None:
+            return None
+        arrays.append(
+            pa.Array.from_buffers(
+                _TSTAMP_TYPE,
+                len(chunk),
+                [validity, pa.py_buffer(micros)],
+                chunk.null_count,
+            )
+        )
+    return pa.chunked_array(arrays, _TSTAMP_TYPE)
 
 
 def _longest_bytes(column: pa.ChunkedArray) -> int:
