@@ -19,8 +19,9 @@
  * errors it reports, for anything but the plain case: a line with another
  * number of fields, a carriage return anywhere, text that is not UTF-8, a
  * row count other than `rows`, a column over 2 GiB, or a byte-order mark at
- * the start. The work runs without the GIL, so the loader's other threads
- * go on meanwhile.
+ * the start. The text is checked as copied into the columns, so a table is
+ * valid even if the input changes meanwhile. The work runs without the GIL,
+ * so the loader's other threads go on meanwhile.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -229,11 +230,6 @@ static int split(const char *start, size_t length, Py_ssize_t width,
                  Py_ssize_t rows, column_t *columns)
 {
     const char *end = start + length;
-    if (memchr(start, '\r', length) != NULL)
-        return SPLIT_OTHER;
-    if (!utf8_ok((const unsigned char *)start, length))
-        return SPLIT_OTHER;
-
     size_t *sizes = PyMem_RawCalloc((size_t)width * 2, sizeof(size_t));
     if (sizes == NULL)
         return SPLIT_MEMORY;
@@ -286,6 +282,16 @@ static int split(const char *start, size_t length, Py_ssize_t width,
     }
     if (row != rows)
         return SPLIT_OTHER;
+    /* What was copied is checked, not the input, which another thread or
+     * process may change meanwhile (a mapped file rewritten in place): no
+     * carriage return, which Arrow's reader takes for a line end, and
+     * UTF-8, which Arrow's strings must be. */
+    for (Py_ssize_t j = 0; j < width; j++) {
+        column_t *column = &columns[j];
+        if (memchr(column->data, '\r', column->size) != NULL
+            || !utf8_ok((const unsigned char *)column->data, column->size))
+            return SPLIT_OTHER;
+    }
     /* Room left over from the estimate goes back. */
     for (Py_ssize_t j = 0; j < width; j++) {
         column_t *column = &columns[j];
@@ -307,7 +313,9 @@ static PyObject *split_tsv(PyObject *self, PyObject *args)
     Py_ssize_t width, rows;
     if (!PyArg_ParseTuple(args, "y*nn", &view, &width, &rows))
         return NULL;
-    if (width < 1 || rows < 1 || view.len < 1
+    /* A line holds width - 1 tabs, and there are at most len + 1 lines. */
+    if (width < 1 || rows < 1 || view.len < 1 || width > view.len + 1
+        || rows > view.len + 1
         || (view.len >= 3 && memcmp(view.buf, "\xef\xbb\xbf", 3) == 0)) {
         PyBuffer_Release(&view);
         Py_RETURN_NONE;
