@@ -30,6 +30,7 @@ from store_support import (
 
 from plowline.errors import BadInputError
 from plowline.storage.loader import load_files
+from script_runs import run_plowline as plowline
 
 CTX = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1"
 PAGE = "iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0"
@@ -62,16 +63,6 @@ def load_each(
         finally:
             store.close()
     return found
-
-
-def plowline(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "plowline", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        **kwargs,
-    )
 
 
 # Once bugs, found by that pass and fixed the same day.

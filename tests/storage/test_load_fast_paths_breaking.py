@@ -21,9 +21,7 @@ import gc
 import gzip
 import json
 import mmap
-import subprocess
 import sys
-import textwrap
 import threading
 import tracemalloc
 from pathlib import Path
@@ -46,6 +44,8 @@ from plowline.storage import batch, loader
 from plowline.storage.batch import WIDTH, parse_tsv
 from plowline.storage.loader import load_files
 from plowline.storage.tsv import count_lines
+from script_runs import run_plowline as plowline
+from script_runs import run_python
 
 columns = pytest.importorskip("plowline.storage._columns")
 
@@ -53,7 +53,6 @@ X = "c6ef3124-b53a-4b13-a233-0088f79dcbcb"
 Y = "0d1e2f30-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 CTX = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1"
 PAGE = "iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0"
-REPO = Path(__file__).resolve().parents[2]
 
 needs_postgres = pytest.mark.skipif(
     "postgres" not in STORE_KINDS, reason="no PostgreSQL store"
@@ -89,26 +88,6 @@ def assert_split_as_arrow(data: Any, rows: int | None = None) -> pa.Table:
     assert split.num_rows == arrow.num_rows == rows
     assert split.equals(arrow.combine_chunks())
     return split
-
-
-def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
-
-
-def plowline(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "plowline", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        **kwargs,
-    )
 
 
 # ---------------------------------------------------------------------------

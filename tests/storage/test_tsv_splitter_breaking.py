@@ -14,13 +14,9 @@ from __future__ import annotations
 import gc
 import os
 import random
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 import tracemalloc
-from pathlib import Path
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.csv as pcsv  # type: ignore[import-untyped]
@@ -31,10 +27,9 @@ from hypothesis import strategies as st
 from plowline.storage import batch
 from plowline.storage.batch import WIDTH, parse_tsv
 from plowline.storage.tsv import count_lines
+from script_runs import run_python
 
 columns = pytest.importorskip("plowline.storage._columns")
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def arrow_read(data: bytes, width: int) -> pa.Table:
@@ -84,16 +79,6 @@ def assert_as_arrow(data: bytes, width: int, rows: int | None = None) -> pa.Tabl
     return split
 
 
-def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
-
-
 # ---------------------------------------------------------------------------
 # Bounds: data against guard pages (a read past either end faults)
 
@@ -117,17 +102,22 @@ _GUARDED = """
         return data.count(b"\\n") + (not data.endswith(b"\\n"))
 
     runs = split = 0
+
+    def both_sides(data, width):
+        global runs, split
+        for at_start in (True, False):
+            mapped, view = guarded(data, at_start)
+            split += _columns.split_tsv(view, width, count(data)) is not None
+            view.release()
+            mapped.close()
+            runs += 1
+
     for size in range(1, 7):
         pieces = [b"a", b"\\t", b"\\n", b"\\xc3\\xa9"]
         for parts in itertools.product(pieces, repeat=size):
             data = b"".join(parts)
             for width in (1, 2, 3):
-                for at_start in (True, False):
-                    mapped, view = guarded(data, at_start)
-                    split += _columns.split_tsv(view, width, count(data)) is not None
-                    view.release()
-                    mapped.close()
-                    runs += 1
+                both_sides(data, width)
     rnd = random.Random(7)
     for _ in range(1500):
         size = rnd.choice([rnd.randint(1, 40), rnd.randint(1, 600), 4095, 4096, 4097])
@@ -137,13 +127,7 @@ _GUARDED = """
         while len(text) < size:
             text += b"\\t".join(b"x" * rnd.randint(0, spacing) for _ in range(width))
             text += b"\\n"
-        data = text[:size]
-        for at_start in (True, False):
-            mapped, view = guarded(data, at_start)
-            split += _columns.split_tsv(view, width, count(data)) is not None
-            view.release()
-            mapped.close()
-            runs += 1
+        both_sides(text[:size], width)
     print("runs", runs, "split", split)
 """
 
