@@ -1,4 +1,5 @@
-"""The compiled per-event loops (``_core.c``), where they were built.
+"""The compiled per-event loops (``_core.c``), where they were built, and the
+loader's compiled TSV splitter (``columns``, ``storage/_columns.c``).
 
 ``core`` is the C module, or None where it could not be built or the
 environment variable ``PLOWLINE_PURE_PYTHON`` is set (to anything); the
@@ -49,22 +50,30 @@ What it does, each beside the Python function it stands in for:
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from types import ModuleType
 
 logger = logging.getLogger(__name__)
 
-core: ModuleType | None
-try:
-    if os.environ.get("PLOWLINE_PURE_PYTHON"):
-        # Set to run as where the module could not be built (tests, debugging).
-        raise ImportError("PLOWLINE_PURE_PYTHON is set")
-    from plowline import _core  # type: ignore[attr-defined]
-except ImportError as exc:  # not built (no C compiler at install time)
-    logger.debug("Enrichment's compiled loops are not in use (%s)", exc)
-    core = None
-else:
-    core = _core
+
+def _compiled(name: str, what: str) -> ModuleType | None:
+    """The C module ``name``, or None where it was not built (no C compiler
+    at install time) or PLOWLINE_PURE_PYTHON is set (to run as there: tests,
+    debugging)."""
+    try:
+        if os.environ.get("PLOWLINE_PURE_PYTHON"):
+            raise ImportError("PLOWLINE_PURE_PYTHON is set")
+        return importlib.import_module(name)
+    except ImportError as exc:
+        logger.debug("%s not in use (%s)", what, exc)
+        return None
+
+
+core = _compiled("plowline._core", "Enrichment's compiled loops are")
+# The loader's TSV splitter and timestamp reader (storage/_columns.c); where
+# it is None, Arrow's CSV reader and cast do the work.
+columns = _compiled("plowline.storage._columns", "The compiled TSV splitter is")
 
 COMPILED = core is not None

@@ -10,7 +10,6 @@ same input with the same message, naming the line, the field and the value.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -18,19 +17,14 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.csv as pcsv  # type: ignore[import-untyped]
 
+from plowline import compiled
 from plowline.enrich.fields import FIELD_NAMES, FIELDS, REQUIRED_FIELDS, Field, Kind
 from plowline.errors import BadInputError
 
 log = logging.getLogger(__name__)
 
-_columns: ModuleType | None
-try:
-    if os.environ.get("PLOWLINE_PURE_PYTHON"):
-        raise ImportError("PLOWLINE_PURE_PYTHON is set")
-    from plowline.storage import _columns  # type: ignore[attr-defined,no-redef]
-except ImportError as exc:  # not built: Arrow's reader cuts every batch
-    log.debug("The compiled TSV splitter is not in use (%s)", exc)
-    _columns = None
+# The compiled splitter and timestamp reader, or None (Arrow does the work).
+_columns: ModuleType | None = compiled.columns
 
 WIDTH = len(FIELDS)
 SHOWN_CHARS = 80

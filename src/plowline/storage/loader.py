@@ -9,11 +9,12 @@ commit. A crash at any point leaves whole batches only, and a re-run loads the
 missing ones.
 
 Reading, parsing, typing and the first shredding of a batch do not depend on
-the store, so a thread prepares the next batch (:func:`prefetched`) while the
-store writes the current one; the store's own steps (the manifest check,
-de-duplication against stored events, the inserts, the commit) stay in order on
-the caller's thread. Arrow, DuckDB and psycopg release the GIL in their long
-calls, so the two threads use two cores. A batch that fails to parse is
+the store, so a thread prepares the next batch (:func:`prefetched`), and
+another reads and hashes the one after, while the store writes the current
+one; the store's own steps (the manifest check, de-duplication against stored
+events, the inserts, the commit) stay in order on the caller's thread. Arrow,
+hashlib, the compiled splitter, DuckDB and psycopg release the GIL in their
+long calls, so the threads share both cores. A batch that fails to parse is
 reported only once the batches before it are committed, as without the thread.
 """
 
