@@ -1627,7 +1627,8 @@ static int derived_tstamp_field(PyObject *event, PyObject *params, int64_t colle
         if (sent_value == NULL && PyErr_Occurred())
             return -1;
         if (created_value != NULL && sent_value != NULL) {
-            if (plain_ms(created_value, &created) < 0 || plain_ms(sent_value, &sent) < 0)
+            if (plain_ms(created_value, &created) < 0
+                || plain_ms(sent_value, &sent) < 0)
                 return NOT_PLAIN;
             int64_t least = created < sent ? created : sent;
             if (least >= base.plausible_ms && created < sent) {
